@@ -1,0 +1,266 @@
+"""The ini schema: every option, its default, its check, and where secrets come from.
+
+Owned by the main thread (run.py calls `load_config` once at start-up; nothing else reads
+the ini). Every problem found is reported on its own line (unknown section or key, bad
+value, out of range, missing secret in live mode against KuCoin) and `load_config` raises
+ConfigError with all of them at once, so a trader fixes the file in one pass.
+
+Secrets: `api_key`, `api_secret` and `api_passphrase` are read from the environment
+variables named in [credentials] (defaults KUCOIN_API_KEY, ...), or from the ini if the
+trader insists. They live only in `Config.secrets`, whose repr is masked, and
+`Config.describe()` (the effective config logged at start) never prints them.
+
+Run `python config.py FILE.ini` to validate a file and print the effective config.
+"""
+from __future__ import annotations
+
+import configparser
+import os
+import sys
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+VENUES = ("sim", "kucoin")
+MODES = ("paper", "live")
+ORDER_PATHS = ("async", "sync")
+FIRE_FROM = ("executor", "hot")
+
+
+class ConfigError(ValueError):
+    """All problems found in one config file, one per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _bool(s: str) -> bool:
+    v = s.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _csv(s: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def _amounts(s: str) -> dict[str, Decimal]:
+    """'USDT=100, BTC=0.002' -> {'USDT': Decimal('100'), 'BTC': Decimal('0.002')}"""
+    out: dict[str, Decimal] = {}
+    for item in _csv(s):
+        if "=" not in item:
+            raise ValueError(f"expected CURRENCY=AMOUNT, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            d = Decimal(v.strip())
+        except InvalidOperation:
+            raise ValueError(f"{v.strip()!r} is not a decimal amount") from None
+        if not d.is_finite() or d < 0:
+            raise ValueError(f"amount for {k.strip()} must be >= 0")
+        out[k.strip().upper()] = d
+    return out
+
+
+def _choice(options):
+    def parse(s: str) -> str:
+        v = s.strip().lower()
+        if v not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return v
+    return parse
+
+
+def _num(kind, lo=None, hi=None):
+    def parse(s: str):
+        try:
+            v = kind(s.strip())
+        except ValueError:
+            raise ValueError(f"expected {'an integer' if kind is int else 'a number'}") from None
+        if lo is not None and v < lo:
+            raise ValueError(f"must be >= {lo}")
+        if hi is not None and v > hi:
+            raise ValueError(f"must be <= {hi}")
+        return v
+    return parse
+
+
+def _str(s: str) -> str:
+    return s.strip()
+
+
+# section -> key -> (parser, default text). The defaults are what sim.ini documents.
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "engine": {
+        "venue": (_choice(VENUES), "sim"),
+        "mode": (_choice(MODES), "paper"),
+        "rest_url": (_str, ""),
+        "primary_quotes": (_csv, "USDT,USDC,BTC,ETH"),
+        "symbols": (_csv, ""),
+        "min_profit_bps": (_num(float, -10000, 10000), "5"),
+        "max_book_age_ms": (_num(int, 1, 3_600_000), "5000"),
+        "max_start": (_amounts, "USDT=100,USDC=100,BTC=0.002,ETH=0.05"),
+        "max_levels": (_num(int, 1, 100), "20"),
+        "book_depth": (_num(int, 20, 400), "100"),
+        "slots": (_num(int, 1, 16), "2"),
+        "fill_timeout_ms": (_num(int, 50, 600_000), "3000"),
+        "order_path": (_choice(ORDER_PATHS), "async"),
+        "fire_from": (_choice(FIRE_FROM), "hot"),
+        "await_balance": (_bool, "false"),
+        "default_taker_fee": (_num(float, 0, 0.1), "0.001"),
+        "status_interval_s": (_num(float, 0.2, 3600), "5"),
+        "run_seconds": (_num(float, 0, 10_000_000), "0"),
+        "switch_interval_us": (_num(float, 10, 100_000), "100"),
+        "log_dir": (_str, "runs"),
+    },
+    "credentials": {
+        "api_key_env": (_str, "KUCOIN_API_KEY"),
+        "api_secret_env": (_str, "KUCOIN_API_SECRET"),
+        "api_passphrase_env": (_str, "KUCOIN_API_PASSPHRASE"),
+        "api_key": (_str, ""),
+        "api_secret": (_str, ""),
+        "api_passphrase": (_str, ""),
+        "key_version": (_num(int, 2, 3), "3"),
+    },
+    "sim": {
+        "port": (_num(int, 0, 65535), "0"),
+        "seed": (_num(int, 0, 2**31 - 1), "7"),
+        "symbols": (_str, "60"),
+        "balances": (_amounts, "USDT=1000,USDC=1000,BTC=0.05,ETH=1,KCS=100"),
+        "taker_fee": (_num(float, 0, 0.1), "0.001"),
+        "update_rate": (_num(float, 0, 1_000_000), "200"),
+        "mispricing_rate": (_num(float, 0, 1000), "0.5"),
+        "mispricing_bps": (_num(float, 0, 10000), "40"),
+        "take_delay_ms": (_num(int, 0, 600_000), "500"),
+        "extra_args": (_str, ""),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Secrets:
+    api_key: str = ""
+    api_secret: str = ""
+    api_passphrase: str = ""
+    key_version: int = 3
+
+    def __repr__(self) -> str:  # never print a secret, not even by accident in a traceback
+        return f"Secrets(api_key={'set' if self.api_key else 'unset'}, secret=***, passphrase=***)"
+
+    __str__ = __repr__
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.api_key and self.api_secret and self.api_passphrase)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    engine: dict
+    sim: dict
+    secrets: Secrets = field(repr=False)
+
+    def __getattr__(self, name):  # cfg.min_profit_bps reads [engine]
+        eng = self.__dict__.get("engine")
+        if eng is not None and name in eng:
+            return eng[name]
+        raise AttributeError(name)
+
+    def describe(self) -> str:
+        """The effective config as ini text, secrets masked (logged at start-up)."""
+        lines = [f"# effective config from {self.path}"]
+        for sec, values in (("engine", self.engine), ("sim", self.sim)):
+            lines.append(f"[{sec}]")
+            for k, v in values.items():
+                if isinstance(v, dict):
+                    v = ",".join(f"{a}={b}" for a, b in v.items())
+                elif isinstance(v, tuple):
+                    v = ",".join(v)
+                lines.append(f"{k} = {v}")
+        lines.append("[credentials]")
+        lines.append(f"api_key = {'<set>' if self.secrets.api_key else '<unset>'}")
+        lines.append("api_secret = <hidden>")
+        lines.append("api_passphrase = <hidden>")
+        lines.append(f"key_version = {self.secrets.key_version}")
+        return "\n".join(lines)
+
+
+def parse_config(text: str, path: str = "<string>", environ=None) -> Config:
+    environ = os.environ if environ is None else environ
+    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    problems: list[str] = []
+    try:
+        cp.read_string(text, source=path)
+    except configparser.Error as e:
+        raise ConfigError([f"{path}: cannot parse: {e}".splitlines()[0]]) from None
+
+    values: dict[str, dict] = {}
+    for sec in cp.sections():
+        if sec not in SCHEMA:
+            problems.append(f"{path}: unknown section [{sec}] (known: {', '.join(SCHEMA)})")
+    for sec, keys in SCHEMA.items():
+        got = cp[sec] if cp.has_section(sec) else {}
+        for k in got:
+            if k not in keys:
+                problems.append(f"{path}: [{sec}] unknown key '{k}'")
+        values[sec] = {}
+        for k, (parser, default) in keys.items():
+            raw = got.get(k, default) if got else default
+            try:
+                values[sec][k] = parser(raw)
+            except ValueError as e:
+                shown = "<hidden>" if k in ("api_secret", "api_passphrase") else repr(raw)
+                problems.append(f"{path}: [{sec}] {k} = {shown}: {e}")
+
+    eng, cred = values["engine"], values["credentials"]
+    secrets = Secrets(
+        api_key=cred.get("api_key") or environ.get(cred.get("api_key_env", ""), ""),
+        api_secret=cred.get("api_secret") or environ.get(cred.get("api_secret_env", ""), ""),
+        api_passphrase=cred.get("api_passphrase") or environ.get(cred.get("api_passphrase_env", ""), ""),
+        key_version=cred.get("key_version", 3),
+    )
+    if eng.get("venue") == "kucoin":
+        if not eng.get("rest_url"):
+            eng["rest_url"] = "https://api.kucoin.com"
+        if not secrets.complete:
+            # Paper mode also signs (order-test endpoint and the private feed need a key).
+            missing = [n for n, v in (("api_key", secrets.api_key), ("api_secret", secrets.api_secret),
+                                      ("api_passphrase", secrets.api_passphrase)) if not v]
+            envs = [cred.get(f"{n}_env", "") for n in missing]
+            problems.append(f"{path}: venue = kucoin needs {', '.join(missing)}: set the environment "
+                            f"variable(s) {', '.join(envs)} ([credentials] *_env names them)")
+    elif eng.get("venue") == "sim" and eng.get("rest_url"):
+        problems.append(f"{path}: [engine] rest_url is set but venue = sim starts its own simulator; "
+                        f"remove rest_url or set venue = kucoin")
+    if "primary_quotes" in eng and not eng["primary_quotes"]:
+        problems.append(f"{path}: [engine] primary_quotes must name at least one currency")
+    if "primary_quotes" in eng and "max_start" in eng:
+        for q in eng["primary_quotes"]:
+            if q not in eng["max_start"]:
+                problems.append(f"{path}: [engine] max_start has no amount for primary quote {q}")
+    sym = values["sim"].get("symbols")
+    if sym is not None and sym != "all" and not (sym.isdigit() and int(sym) >= 3):
+        problems.append(f"{path}: [sim] symbols = {sym!r}: expected 'all' or a count >= 3")
+    if problems:
+        raise ConfigError(problems)
+    return Config(path=path, engine=eng, sim=values["sim"], secrets=secrets)
+
+
+def load_config(path: str, environ=None) -> Config:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    return parse_config(text, path, environ)
+
+
+if __name__ == "__main__":
+    try:
+        print(load_config(sys.argv[1]).describe())
+    except ConfigError as e:
+        print(f"config error:\n{e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,174 @@
+"""One kept-alive HTTP/1.1 connection for placing orders, written by hand for speed.
+
+Owner: one executor slot each (the slot's executor thread, or the hot thread when it fires
+leg 0 itself; never both at once: the slot's acquire/release sequence orders them).
+
+Why not urllib3 here: DESIGN.md section 9 measured urllib3's request path at ~100 us from
+"decide" to bytes sent, against ~20-30 us for writing a prebuilt, signed request on a
+kept-alive socket. Everything that is not on the order critical path (symbols, fees,
+snapshots, order queries) goes through kucoin.py and urllib3.
+
+What this module guarantees:
+- `send()` writes the whole request or raises OrderWireError before any byte was written
+  (then the order certainly did not reach KuCoin and the caller may fail the leg cleanly).
+- A connection the server closed while idle (keep-alive timeout) is detected before sending
+  (an idle keep-alive socket that polls readable has been closed or broken) and reopened.
+- If the connection breaks after the request was written, `read_response()` raises
+  ResponseLost: the order may or may not exist. The caller must then ask REST by clientOid
+  (kucoin-api.md 5.1 GET /api/v1/hf/orders/client-order/{clientOid}) - never resend blind,
+  which could double the order.
+- Responses with Content-Length or chunked transfer encoding are read completely, so the
+  next request on the socket starts clean.
+"""
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import time
+from urllib.parse import urlsplit
+
+
+class OrderWireError(ConnectionError):
+    """The request was not sent (connect failed or the socket refused the first byte)."""
+
+
+class ResponseLost(ConnectionError):
+    """The request was sent but no complete response came back: the order state is unknown."""
+
+
+class OrderConn:
+    def __init__(self, base_url: str, timeout_s: float = 5.0):
+        u = urlsplit(base_url)
+        self.scheme = u.scheme
+        self.host = u.hostname or "127.0.0.1"
+        self.port = u.port or (443 if u.scheme == "https" else 80)
+        self.host_header = u.netloc.encode()
+        self.timeout_s = timeout_s
+        self.sock = None
+        self._buf = bytearray()
+        self._poll = None
+        self.reconnects = 0
+        self.last_used = 0.0
+
+    # -- connection -----------------------------------------------------------------
+    def connect(self) -> None:
+        self.close()
+        try:
+            raw = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.scheme == "https":
+                ctx = ssl.create_default_context()
+                raw = ctx.wrap_socket(raw, server_hostname=self.host)
+        except OSError as e:
+            raise OrderWireError(f"connect {self.host}:{self.port}: {e.__class__.__name__}: {e}") from None
+        raw.settimeout(self.timeout_s)
+        self.sock = raw
+        self._buf.clear()
+        self._poll = select.poll()
+        self._poll.register(raw.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        self.last_used = time.monotonic()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        self.sock = None
+        self._poll = None
+
+    def _stale(self) -> bool:
+        """An idle kept-alive socket must not be readable: readable means EOF or error."""
+        if self.sock is None:
+            return True
+        if self._buf:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        return bool(self._poll.poll(0))
+
+    def ensure_open(self) -> None:
+        if self._stale():
+            if self.sock is not None:
+                self.reconnects += 1
+            self.connect()
+
+    # -- request --------------------------------------------------------------------
+    def request_bytes(self, method: str, path_with_query: str, header_block: bytes, body: bytes) -> bytes:
+        """A complete HTTP/1.1 request. header_block: signed header lines from signer.py,
+        each ending in CRLF (Content-Type included)."""
+        return b"".join((
+            method.encode(), b" ", path_with_query.encode(), b" HTTP/1.1\r\nHost: ", self.host_header,
+            b"\r\n", header_block, b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n", body,
+        ))
+
+    def send(self, req: bytes) -> int:
+        """Write the request; returns time.monotonic_ns() right after the last byte."""
+        self.ensure_open()
+        try:
+            self.sock.sendall(req)
+        except OSError as e:
+            # sendall may have written part of the request before failing; a partial HTTP
+            # request is never executed by a server, so the order was not placed.
+            self.close()
+            raise OrderWireError(f"send failed: {e.__class__.__name__}") from None
+        self.last_used = time.monotonic()
+        return time.monotonic_ns()
+
+    def read_response(self) -> tuple[int, dict, bytes]:
+        """Read one response: (status, lower-cased headers, body). Raises ResponseLost."""
+        try:
+            head = self._read_until(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            parts = lines[0].split(b" ", 2)
+            status = int(parts[1])
+            headers = {}
+            for ln in lines[1:]:
+                k, _, v = ln.partition(b":")
+                headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
+            if headers.get("transfer-encoding", "").lower() == "chunked":
+                body = self._read_chunked()
+            else:
+                body = self._read_exact(int(headers.get("content-length", "0")))
+            if headers.get("connection", "").lower() == "close":
+                self.close()
+            return status, headers, body
+        except (OSError, ValueError, IndexError) as e:
+            self.close()
+            raise ResponseLost(f"response lost: {e.__class__.__name__}: {e}") from None
+
+    # -- buffered reads ---------------------------------------------------------------
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("peer closed the connection")
+        self._buf += chunk
+
+    def _read_until(self, sep: bytes) -> bytes:
+        while True:
+            i = self._buf.find(sep)
+            if i >= 0:
+                out = bytes(self._buf[:i])
+                del self._buf[:i + len(sep)]
+                return out
+            self._fill()
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            self._fill()
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def _read_chunked(self) -> bytes:
+        parts = []
+        while True:
+            size = int(self._read_until(b"\r\n").split(b";")[0], 16)
+            if size == 0:
+                # trailers end with an empty line
+                while self._read_until(b"\r\n"):
+                    pass
+                return b"".join(parts)
+            parts.append(self._read_exact(size))
+            self._read_until(b"\r\n")
