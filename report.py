@@ -1,0 +1,370 @@
+"""Triangle reports: the one-line report, the JSONL journal record, the session summary.
+
+Owns: `TriangleReport` / `LegReport` (plain records of one triangle attempt), `format_line`
+(the seed's report line, executor_migration.md phase 7 and DESIGN.md section 6),
+`journal_line` (one JSON object per line, every field), and `SessionSummary` (counts, PnL per
+primary quote, latency percentiles of DESIGN.md section 9).
+
+Thread: the slot's executor builds a record while it runs the legs and hands it to the log
+thread, which calls `format_line` / `journal_line` and `SessionSummary.add`; run.py renders
+the summary at exit. Nothing here is on the order critical path; nothing here does I/O.
+
+Line format (FILLED is exactly the seed's; FAILED/ABORTED add `error=`/`reason=` and, when
+a leg completed, `open=` = the amount and currency the failure left us holding):
+  2026-05-26T17:55:53.719Z FILLED | corr=1f | triangle=['USDT','FLUX','USDC'] |
+  predicted_bps=34.45 | effective_bps=-149.94 | book_ts=2026-05-26T17:55:53.512Z |
+  profit=-0.0749 | timings=[...] | fills=[L0:buy FLUX-USDT USDT->FLUX 64.53@0.0774(fee=0
+  USDT lat=82.9ms), ...] | books=[0.0774/0.0772 | 0.07796/0.07783 | 0.9991/0.999]
+(one line; wrapped here). corr is hex, as in the clientOid `ta{corr:x}s{slot}l{leg}`, so a
+line greps against the orders. timings are microseconds since the frame that triggered the
+signal was received (time.monotonic_ns), `-` where a stage was not reached:
+  timings=[parse=1.2 book=3.4 eval=5.6 push=7.0 wake=30.1 | L0 sign=32.0 sent=61.5 resp=950
+  fill1=80211 fillN=82961 | L1 ...]
+Amounts use up to 12 significant digits (`%.12g`, which hides float noise such as
+0.07740000000000001 while keeping every digit a balance shows); exponents are expanded.
+bps have 2 decimals. Missing profit/bps render as `n/a`.
+
+Secrets: records have fixed fields (slots, no **extra), none of which is a credential, and
+the formatters render only those fields; error text is flattened to one line.
+
+Run the tests: `cd /work/main && /work/venv/bin/python -m pytest -q tests/test_report.py`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal
+
+from cascade import leg_fee, leg_output, leg_spent, triangle_pnl
+
+STATUS_FILLED = "FILLED"
+STATUS_FAILED = "FAILED"
+STATUS_ABORTED = "ABORTED"
+STATUSES = (STATUS_FILLED, STATUS_FAILED, STATUS_ABORTED)
+
+SIDE_NAMES = ("buy", "sell")   # indexed by cascade.LEG_BUY / LEG_SELL
+
+# Hot-thread stages stamped on the signal, in order, and their labels in timings=[...].
+STAGES = (("parsed_ns", "parse"), ("book_ns", "book"), ("evaluated_ns", "eval"),
+          ("pushed_ns", "push"), ("woke_ns", "wake"))
+# Per-leg stamps and labels.
+LEG_STAGES = (("signed_ns", "sign"), ("written_ns", "sent"), ("response_ns", "resp"),
+              ("first_fill_ns", "fill1"), ("last_fill_ns", "fillN"))
+
+
+@dataclass(slots=True)
+class LegReport:
+    """One leg as executed. Amounts are floats in the currency named; `order_text` is the
+    exact decimal string sent to KuCoin in field `order_field` ('funds' or 'size').
+    Stamps are time.monotonic_ns() values, 0 when the stage was not reached."""
+    leg: int
+    side: int                  # LEG_BUY / LEG_SELL
+    symbol: str
+    from_ccy: str
+    to_ccy: str
+    order_field: str = ""
+    order_text: str = ""
+    client_oid: str = ""
+    order_id: str = ""
+    filled_sz: float = 0.0     # base filled = sum(match_sz)
+    filled_funds: float = 0.0  # quote notional = sum(match_px * match_sz)
+    n_matches: int = 0
+    fee: float = 0.0           # in fee_ccy (the symbol's quote, kucoin-api.md 6.6)
+    fee_ccy: str = ""
+    spent: float = 0.0         # in from_ccy
+    received: float = 0.0      # in to_ccy
+    signed_ns: int = 0
+    written_ns: int = 0
+    response_ns: int = 0
+    first_fill_ns: int = 0
+    last_fill_ns: int = 0
+
+    @property
+    def avg_px(self) -> float:
+        return self.filled_funds / self.filled_sz if self.filled_sz > 0.0 else 0.0
+
+    @property
+    def lat_ms(self) -> float | None:
+        """Order bytes written -> last fill, ms."""
+        if self.written_ns and self.last_fill_ns:
+            return (self.last_fill_ns - self.written_ns) / 1e6
+        return None
+
+    def set_fills(self, filled_sz: float, filled_funds: float, fee_rate: float) -> None:
+        """Fill in sizes, fee, spent and received from the accumulated matches (cascade)."""
+        self.filled_sz = filled_sz
+        self.filled_funds = filled_funds
+        self.fee = leg_fee(filled_funds, fee_rate)
+        self.spent = leg_spent(self.side, filled_sz, filled_funds, fee_rate)
+        self.received = leg_output(self.side, filled_sz, filled_funds, fee_rate)
+
+
+@dataclass(slots=True)
+class TriangleReport:
+    """One triangle attempt, FILLED / FAILED / ABORTED. Built by the slot's executor.
+
+    `start_volume` is the signal's start in the primary quote (triangle[0]); `profit` and
+    `effective_bps` come from `settle()` (leg 2 received - leg 0 spent). `books` holds each
+    leg's (best ask, best bid) at signal time; `legs` the legs that were placed.
+    """
+    status: str
+    ts_ms: int                              # wall clock (UTC ms) when the report was made
+    corr: int                               # 64-bit correlation id of the signal
+    mode: str                               # "live" | "paper"
+    triangle: tuple[str, str, str]          # ccy0 (primary), ccy1, ccy2
+    symbols: tuple[str, str, str]
+    sides: tuple[int, int, int]
+    predicted_bps: float
+    start_volume: float
+    book_ts_ms: int                         # exchange time of the oldest book used
+    books: tuple = ()                       # ((ask, bid), (ask, bid), (ask, bid))
+    expected_out: float = math.nan          # signal's predicted leg-2 output
+    profit: float | None = None
+    effective_bps: float | None = None
+    recv_ns: int = 0                        # frame receipt on the hot thread
+    parsed_ns: int = 0
+    book_ns: int = 0
+    evaluated_ns: int = 0
+    pushed_ns: int = 0
+    woke_ns: int = 0
+    legs: list = field(default_factory=list)   # [LegReport]
+    error: str = ""                         # FAILED
+    reason: str = ""                        # ABORTED
+
+    def settle(self) -> None:
+        """profit and effective_bps from the legs of a FILLED triangle (cascade). A FAILED or
+        ABORTED one has no profit: it holds a position instead (`held`, `open=`)."""
+        if self.status == STATUS_FILLED and len(self.legs) == 3 and self.legs[2].received > 0.0:
+            self.profit, self.effective_bps = triangle_pnl(self.legs[0].spent, self.legs[2].received)
+
+    def held(self) -> list:
+        """[(amount, currency)] a FAILED/ABORTED triangle left us holding outside the primary:
+        per currency, received minus spent over the legs that filled (empty for FILLED)."""
+        if self.status == STATUS_FILLED:
+            return []
+        net, gross = {}, {}
+        for lg in self.legs:
+            net[lg.from_ccy] = net.get(lg.from_ccy, 0.0) - lg.spent
+            net[lg.to_ccy] = net.get(lg.to_ccy, 0.0) + lg.received
+            gross[lg.to_ccy] = gross.get(lg.to_ccy, 0.0) + lg.received
+        # Ignore float residue of amounts that were received and sold again in full.
+        return [(net[c], c) for c in self.triangle[1:]
+                if net.get(c, 0.0) > 1e-9 * gross.get(c, 0.0)]
+
+
+# -- number and time formatting ------------------------------------------------------------
+
+def fmt_num(x) -> str:
+    """Shortest readable form with up to 12 significant digits, never an exponent."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    s = "%.12g" % x
+    if "e" in s:
+        s = format(Decimal(s), "f")
+    if s == "-0":
+        s = "0"
+    return s
+
+
+def fmt_bps(x) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.2f}"
+
+
+def fmt_ts_ms(ts_ms: int) -> str:
+    """UTC ISO-8601 with milliseconds: 2026-05-26T17:55:53.719Z."""
+    s, ms = divmod(int(ts_ms), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{ms:03d}Z"
+
+
+def fmt_us(ns_from: int, ns_to: int) -> str:
+    """Microseconds between two monotonic stamps; `-` if either is missing."""
+    if not ns_from or not ns_to:
+        return "-"
+    us = (ns_to - ns_from) / 1e3
+    return f"{us:.1f}" if abs(us) < 100.0 else f"{us:.0f}"
+
+
+def _one_line(text: str) -> str:
+    # Error text comes from KuCoin or exceptions: keep the report one line, `|` for fields.
+    return " ".join(str(text).split()).replace("|", "/")
+
+
+# -- the report line -----------------------------------------------------------------------
+
+def format_timings(rec: TriangleReport) -> str:
+    parts = [" ".join(f"{label}={fmt_us(rec.recv_ns, getattr(rec, name))}" for name, label in STAGES)]
+    for lg in rec.legs:
+        parts.append(f"L{lg.leg} " + " ".join(
+            f"{label}={fmt_us(rec.recv_ns, getattr(lg, name))}" for name, label in LEG_STAGES))
+    return "[" + " | ".join(parts) + "]"
+
+
+def format_fill(lg: LegReport) -> str:
+    head = f"L{lg.leg}:{SIDE_NAMES[lg.side]} {lg.symbol} {lg.from_ccy}->{lg.to_ccy}"
+    if lg.filled_sz <= 0.0:
+        sent = f"{lg.order_field}={lg.order_text}" if lg.order_text else "not placed"
+        return f"{head} unfilled({sent})"
+    lat = lg.lat_ms
+    lat_s = f"{lat:.1f}ms" if lat is not None else "-"
+    return (f"{head} {fmt_num(lg.filled_sz)}@{fmt_num(lg.avg_px)}"
+            f"(fee={fmt_num(lg.fee)} {lg.fee_ccy} lat={lat_s})")
+
+
+def format_line(rec: TriangleReport) -> str:
+    """The report line (module docstring). Renders only the record's known fields."""
+    out = [
+        f"{fmt_ts_ms(rec.ts_ms)} {rec.status}",
+        f"corr={rec.corr:x}",
+        "triangle=[" + ",".join(f"'{c}'" for c in rec.triangle) + "]",
+        f"predicted_bps={fmt_bps(rec.predicted_bps)}",
+        f"effective_bps={fmt_bps(rec.effective_bps)}",
+        f"book_ts={fmt_ts_ms(rec.book_ts_ms) if rec.book_ts_ms else '-'}",
+        f"profit={fmt_num(rec.profit)}",
+    ]
+    if rec.status == STATUS_FAILED:
+        out.append(f"error={_one_line(rec.error) or 'unknown'}")
+    elif rec.status == STATUS_ABORTED:
+        out.append(f"reason={_one_line(rec.reason) or 'unknown'}")
+    held = rec.held()
+    if held:
+        out.append("open=" + ",".join(f"{fmt_num(a)} {c}" for a, c in held))
+    out.append(f"timings={format_timings(rec)}")
+    out.append("fills=[" + ", ".join(format_fill(lg) for lg in rec.legs) + "]")
+    out.append("books=[" + " | ".join(f"{fmt_num(a)}/{fmt_num(b)}" for a, b in rec.books) + "]")
+    return " | ".join(out)
+
+
+# -- the journal ---------------------------------------------------------------------------
+
+def _json_num(x):
+    # JSON has no NaN/inf: those become null.
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def journal_dict(rec: TriangleReport) -> dict:
+    d = {}
+    for f in fields(TriangleReport):
+        v = getattr(rec, f.name)
+        if f.name == "legs":
+            v = [{k: _json_num(x) for k, x in asdict(lg).items()} | {
+                    "side_name": SIDE_NAMES[lg.side], "avg_px": lg.avg_px, "lat_ms": lg.lat_ms}
+                 for lg in rec.legs]
+        elif f.name == "books":
+            v = [[_json_num(a), _json_num(b)] for a, b in rec.books]
+        elif isinstance(v, tuple):
+            v = list(v)
+        d[f.name] = _json_num(v)
+    d["ts"] = fmt_ts_ms(rec.ts_ms)
+    d["corr_hex"] = f"{rec.corr:x}"
+    d["tick_to_fire_us"] = _us(rec.recv_ns, _leg_ns(rec, 0, "written_ns"))
+    d["signal_to_fire_us"] = _us(rec.pushed_ns, _leg_ns(rec, 0, "written_ns"))
+    return d
+
+
+def journal_line(rec: TriangleReport) -> str:
+    """One JSON object (no newline) with every field; amounts as numbers, the decimal
+    strings sent to KuCoin (`order_text`) as strings, NaN as null."""
+    return json.dumps(journal_dict(rec), separators=(",", ":"), allow_nan=False)
+
+
+# -- session summary -----------------------------------------------------------------------
+
+def _leg_ns(rec: TriangleReport, k: int, name: str) -> int:
+    return getattr(rec.legs[k], name) if len(rec.legs) > k else 0
+
+
+def _us(a: int, b: int):
+    return (b - a) / 1e3 if a and b else None
+
+
+def percentile(sorted_vals: list, p: float) -> float:
+    """Nearest-rank percentile of an ascending list (p in 0..100)."""
+    n = len(sorted_vals)
+    return sorted_vals[max(0, math.ceil(p / 100.0 * n) - 1)]
+
+
+@dataclass(slots=True)
+class SessionSummary:
+    """Accumulates records: counts, PnL per primary quote, amounts left held by failures,
+    error/reason counts, and latencies in us (DESIGN.md section 9):
+    tick_to_fire = leg 0 bytes written - frame receipt; signal_to_fire = leg 0 bytes
+    written - signal pushed; leg_gap = last fill of leg k -> bytes written of leg k+1."""
+    mode: str = ""
+    tried: int = 0
+    filled: int = 0
+    failed: int = 0
+    aborted: int = 0
+    pnl: dict = field(default_factory=dict)        # primary ccy -> sum of profit
+    held: dict = field(default_factory=dict)       # ccy -> amount left by FAILED/ABORTED
+    errors: Counter = field(default_factory=Counter)
+    tick_to_fire_us: list = field(default_factory=list)
+    signal_to_fire_us: list = field(default_factory=list)
+    leg_gap_us: list = field(default_factory=list)
+
+    def add(self, rec: TriangleReport) -> None:
+        self.tried += 1
+        if rec.status == STATUS_FILLED:
+            self.filled += 1
+        elif rec.status == STATUS_FAILED:
+            self.failed += 1
+            self.errors[_one_line(rec.error)[:80]] += 1
+        else:
+            self.aborted += 1
+            self.errors[_one_line(rec.reason)[:80]] += 1
+        if rec.profit is not None:
+            p = rec.triangle[0]
+            self.pnl[p] = self.pnl.get(p, 0.0) + rec.profit
+        for amount, ccy in rec.held():
+            self.held[ccy] = self.held.get(ccy, 0.0) + amount
+        w0 = _leg_ns(rec, 0, "written_ns")
+        for vals, a in ((self.tick_to_fire_us, rec.recv_ns), (self.signal_to_fire_us, rec.pushed_ns)):
+            us = _us(a, w0)
+            if us is not None:
+                vals.append(us)
+        for k in range(len(rec.legs) - 1):
+            us = _us(rec.legs[k].last_fill_ns, rec.legs[k + 1].written_ns)
+            if us is not None:
+                self.leg_gap_us.append(us)
+
+    @staticmethod
+    def _stats(vals: list) -> dict:
+        if not vals:
+            return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None}
+        s = sorted(vals)
+        return {"n": len(s), "p50": percentile(s, 50), "p90": percentile(s, 90),
+                "p99": percentile(s, 99), "max": s[-1]}
+
+    def as_dict(self) -> dict:
+        return {
+            "mode": self.mode, "tried": self.tried, "filled": self.filled,
+            "failed": self.failed, "aborted": self.aborted,
+            "pnl": dict(self.pnl), "held": dict(self.held), "errors": dict(self.errors),
+            "tick_to_fire_us": self._stats(self.tick_to_fire_us),
+            "signal_to_fire_us": self._stats(self.signal_to_fire_us),
+            "leg_gap_us": self._stats(self.leg_gap_us),
+        }
+
+    def render(self) -> str:
+        d = self.as_dict()
+        lines = [f"session summary ({self.mode or '-'}): tried={self.tried} filled={self.filled} "
+                 f"failed={self.failed} aborted={self.aborted}"]
+        pnl = " ".join(f"{c}={fmt_num(v)}" for c, v in sorted(self.pnl.items())) or "-"
+        lines.append(f"  pnl: {pnl}")
+        if self.held:
+            lines.append("  held after failures: " + " ".join(
+                f"{c}={fmt_num(v)}" for c, v in sorted(self.held.items())))
+        for name in ("tick_to_fire_us", "signal_to_fire_us", "leg_gap_us"):
+            st = d[name]
+            if st["n"]:
+                lines.append(f"  {name}: n={st['n']} p50={st['p50']:.1f} p90={st['p90']:.1f} "
+                             f"p99={st['p99']:.1f} max={st['max']:.1f}")
+            else:
+                lines.append(f"  {name}: n=0")
+        for text, n in self.errors.most_common(5):
+            lines.append(f"  {n}x {text}")
+        return "\n".join(lines)
