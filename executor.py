@@ -1,0 +1,401 @@
+"""Executor slots: run a triangle's three legs and write its report.
+
+Owner: one executor thread per slot (run.py starts `Executor.run` for each). The slot's
+execution state lives in one row of the shared EXEC array (EXEC_DTYPE), not on a thread's
+stack, and `fire_leg` ("size and fire leg k") is one function either thread can call: the
+hot thread calls it for leg 0 when fire_from = hot (no GIL hand-off before the first
+order, DESIGN.md sections 2 and 9), the executor otherwise and for legs 1 and 2. Whoever
+fires a leg writes that leg's fields; the signal ring's publish orders the hot thread's
+writes before the executor's reads.
+
+Per leg (seed executor_migration.md phase 3, DESIGN.md section 6): input = start volume
+(leg 0) or the previous leg's output -> cascade.size_leg (fee hold for a buy by funds,
+floor to the increment, minimum checks) -> POST on the slot's kept-alive connection for
+that leg (orderwire) -> read the response -> live: accumulate the private feed's match
+events from the slot's fill ring until `filled`/`canceled` (they may arrive before the
+response); on a fill timeout ask REST for the order by clientOid before calling the leg
+failed, and cancel it if it is still active; paper: /api/v1/hf/orders/test validates the
+order and the fill is simulated by walking the live book with the same rounding and fees
+-> output (base received on a buy; quote received less fee on a sell) -> optional balance
+override from the private balance feed -> next leg. The cancel flag is honoured between
+legs. Exactly one report line (FILLED / FAILED / ABORTED) per signal.
+
+Every fill event reaching the slot is accounted for: events of the current leg accumulate;
+events for another corr or leg (late, after a timeout) are logged as STRAY with their
+figures, because they mean money moved that no report line shows.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import simdjson
+
+import books
+import cascade
+import report
+import rings
+import slots as slotmod
+from kucoin import KucoinClient, KucoinError, NotFound, OrderRejected
+from orderwire import OrderConn, OrderWireError, ResponseLost
+
+PATH_PLACE = "/api/v1/hf/orders"
+PATH_TEST = "/api/v1/hf/orders/test"    # kucoin-api.md 5.3: validated, never matched
+PATH_SYNC = "/api/v1/hf/orders/sync"    # kucoin-api.md 5.4: answers after matching
+
+# Leg phase codes (EXEC_DTYPE.phase[k])
+PH_IDLE = 0
+PH_SENT = 1       # bytes written, response not read yet
+PH_OPEN = 2       # accepted, waiting for fills
+PH_DONE = 3       # terminal event seen (or REST said done)
+PH_FAILED = 4
+
+EXEC_DTYPE = np.dtype([
+    # written by whoever fires leg 0 (hot thread or executor), before the signal is pushed
+    ("corr", "u8"), ("tri", "i4"), ("fired0_by_hot", "u1"),
+    ("in_amt", "f8", (3,)),          # amount of the held currency offered to leg k
+    ("order_amt", "f8", (3,)),       # funds (buy) or size (sell) sent, float of the text
+    ("phase", "i4", (3,)),
+    ("signed_ns", "i8", (3,)), ("sent_ns", "i8", (3,)), ("resp_ns", "i8", (3,)),
+    ("first_fill_ns", "i8", (3,)), ("last_fill_ns", "i8", (3,)),
+    # written by the slot's executor only
+    ("filled_sz", "f8", (3,)),       # sum of match sizes (base)
+    ("filled_funds", "f8", (3,)),    # sum of match px * sz (quote notional)
+    ("n_match", "i4", (3,)),
+    ("terminal", "i1", (3,)),        # 0 or rings.FILL_FILLED / FILL_CANCELED
+    ("woke_ns", "i8"),
+    ("coid", "S40", (3,)), ("order_id", "S24", (3,)), ("order_text", "S40", (3,)),
+    ("order_field", "S8", (3,)), ("fail", "S200", (3,)),
+])
+
+
+def alloc_exec(n_slots: int) -> np.ndarray:
+    return np.zeros(n_slots, EXEC_DTYPE)
+
+
+class Executor:
+    def __init__(self, slot: int, sh, cfg, signer, client: KucoinClient, emit, log):
+        """emit(report.TriangleReport) and log(str) hand lines to the log thread; never block."""
+        self.slot = slot
+        self.sh = sh
+        self.uni = sh.universe
+        self.cfg = cfg
+        self.paper = cfg.mode == "paper"
+        self.path = PATH_TEST if self.paper else (PATH_SYNC if cfg.order_path == "sync" else PATH_PLACE)
+        self.signer = signer
+        self.client = client
+        self.emit = emit
+        self.log = log
+        self.row = sh.exec_state[slot:slot + 1]      # a view: fields are written in place
+        self.sig = np.zeros(1, rings.SIGNAL_DTYPE)
+        self.fill = np.zeros(1, rings.FILL_DTYPE)
+        self.conns = [OrderConn(sh.rest_url, timeout_s=cfg.fill_timeout_ms / 1000.0) for _ in range(3)]
+        self.parser = simdjson.Parser()
+        self.fill_timeout_s = cfg.fill_timeout_ms / 1000.0
+        self.await_balance = cfg.await_balance
+        self.stray = 0
+
+    # -- start-up -------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Open the three kept-alive order connections before trading starts."""
+        for c in self.conns:
+            c.connect()
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        sh = self.sh
+        fd = sh.slot_fds[self.slot]
+        buf, ctrl = sh.sig_rings[self.slot]
+        while True:
+            if rings.ring_pop(buf, ctrl, self.sig, 0):
+                self.row["woke_ns"][0] = time.monotonic_ns()
+                try:
+                    self.execute(self.sig[0])
+                finally:
+                    slotmod.release(sh.slots, self.slot)
+                continue
+            if sh.stop.is_set() and not slotmod.is_busy(sh.slots, self.slot):
+                return
+            rings.wait(fd, 0.25)
+            self._drain_fills()   # events between triangles are strays: account for them
+
+    # -- firing -----------------------------------------------------------------------------
+    def fire_leg0(self, sig_stage) -> None:
+        """Hot thread, fire_from = hot: fire leg 0 of the staged signal on this thread."""
+        sig = sig_stage[0]
+        r = self.row
+        self._reset(int(sig["corr"]), int(sig["tri"]))
+        r["fired0_by_hot"][0] = 1
+        self.fire_leg(0, float(sig["start_vol"]), float(sig["bid0"]))
+
+    def _reset(self, corr: int, tri: int) -> None:
+        r = self.row
+        r[0] = 0                    # one structured write clears every field
+        r["corr"][0] = corr
+        r["tri"][0] = tri
+
+    def fire_leg(self, k: int, amount: float, best_bid: float) -> bool:
+        """Size leg k from `amount` of the held currency and write the order. Returns False
+        (with the reason in fail[k]) when the leg cannot be placed or was not sent."""
+        r = self.row
+        tri = self.uni.tris[int(r["tri"][0])]
+        sym = int(tri[f"sym{k}"])
+        side = int(tri[f"side{k}"])
+        rules = self.uni.rules[sym]
+        r["in_amt"][0, k] = amount
+        sized = cascade.size_leg(rules, side, amount, best_bid)
+        if type(sized) is str:
+            r["fail"][0, k] = f"L{k} not placed: {sized}"[:200].encode()
+            r["phase"][0, k] = PH_FAILED
+            return False
+        field, text, value = sized
+        coid = rings.client_oid(int(r["corr"][0]), self.slot, k)
+        # kucoin-api.md 0 and 8.6: compact JSON, signed over exactly the bytes sent.
+        body = ('{"clientOid":"%s","side":"%s","symbol":"%s","type":"market","%s":"%s"}'
+                % (coid, "buy" if side == cascade.LEG_BUY else "sell", rules.symbol, field, text)).encode()
+        ts_ms = time.time_ns() // 1_000_000 + self.client.clock_offset_ms
+        conn = self.conns[k]
+        req = conn.request_bytes("POST", self.path, self.signer.header_block(ts_ms, "POST", self.path, body), body)
+        r["signed_ns"][0, k] = time.monotonic_ns()
+        r["coid"][0, k] = coid.encode()
+        r["order_text"][0, k] = text.encode()
+        r["order_field"][0, k] = field.encode()
+        r["order_amt"][0, k] = value
+        try:
+            r["sent_ns"][0, k] = conn.send(req)
+        except OrderWireError as e:
+            r["fail"][0, k] = f"L{k} not sent: {e}"[:200].encode()
+            r["phase"][0, k] = PH_FAILED
+            return False
+        r["phase"][0, k] = PH_SENT
+        return True
+
+    # -- one triangle ---------------------------------------------------------------------
+    def execute(self, sig) -> None:
+        r = self.row
+        uni = self.uni
+        corr, tri_id = int(sig["corr"]), int(sig["tri"])
+        tri = uni.tris[tri_id]
+        rec = self._new_report(sig)
+        if not (r["fired0_by_hot"][0] and int(r["corr"][0]) == corr):
+            woke = int(r["woke_ns"][0])
+            self._reset(corr, tri_id)
+            r["woke_ns"][0] = woke
+            self.fire_leg(0, float(sig["start_vol"]), float(sig["bid0"]))
+        amount = float(sig["start_vol"])
+        for k in range(3):
+            if k > 0:
+                if self.sh.slots[self.slot]["cancel"]:
+                    return self._finish(rec, report.STATUS_ABORTED, reason=f"cancel requested before L{k}")
+                amount = self._leg_input(k, tri, amount)
+                bid = books.best_bid(self.sh.book_px, self.sh.book_sz, int(tri[f"sym{k}"]))
+                self.fire_leg(k, amount, bid)
+            if r["phase"][0, k] == PH_FAILED:
+                return self._finish(rec, report.STATUS_FAILED, error=r["fail"][0, k].decode())
+            ok = self._complete_leg(k, tri)
+            self._fill_report_leg(rec, k, tri)
+            if not ok:
+                return self._finish(rec, report.STATUS_FAILED, error=r["fail"][0, k].decode())
+            amount = rec.legs[k].received
+        self._finish(rec, report.STATUS_FILLED)
+
+    def _leg_input(self, k: int, tri, previous_output: float) -> float:
+        side = int(tri[f"side{k}"])
+        if self.await_balance and side == cascade.LEG_SELL:
+            ccy = int(tri[f"ccy{k}"])
+            return cascade.balance_override(previous_output, float(self.sh.balances[ccy]))
+        return previous_output
+
+    def _complete_leg(self, k: int, tri) -> bool:
+        """Read the order response, then get the fills (live) or simulate them (paper)."""
+        r = self.row
+        try:
+            status, _headers, body = self.conns[k].read_response()
+        except ResponseLost as e:
+            # The order may exist: never resend; ask REST by clientOid (kucoin-api.md 5.1).
+            r["resp_ns"][0, k] = time.monotonic_ns()
+            self.log(f"executor {self.slot}: L{k} {e}; asking REST for {r['coid'][0, k].decode()}")
+            return self._rest_fallback(k, tri, accepted_unknown=True)
+        r["resp_ns"][0, k] = time.monotonic_ns()
+        try:
+            doc = self.parser.parse(body)
+            code = doc.get("code")
+            msg = doc.get("msg") or ""
+            data = doc.get("data")
+            order_id = data.get("orderId") if code == "200000" and data is not None else None
+        except (ValueError, AttributeError):
+            code, msg, order_id = "", f"unparseable response HTTP {status}: {bytes(body[:80])!r}", None
+        if code != "200000":
+            r["fail"][0, k] = f"L{k} rejected: {code} {msg} (HTTP {status})"[:200].encode()
+            r["phase"][0, k] = PH_FAILED
+            return False
+        r["order_id"][0, k] = (order_id or "").encode()[:24]
+        r["phase"][0, k] = PH_OPEN
+        if self.paper:
+            return self._paper_fill(k, tri)
+        return self._await_fills(k, tri)
+
+    def _paper_fill(self, k: int, tri) -> bool:
+        """Paper mode: walk the book as it stands now with the live path's rounding and fees.
+        The hot thread may be updating that book at this moment; a torn read can only make a
+        paper fill slightly off, never a live order."""
+        r = self.row
+        sh = self.sh
+        sym = int(tri[f"sym{k}"])
+        rules = self.uni.rules[sym]
+        if int(tri[f"side{k}"]) == cascade.LEG_BUY:
+            base, notional = books.walk_buy_funds(sh.book_px, sh.book_sz, sym,
+                                                  float(r["order_amt"][0, k]), rules.base_inc.value)
+        else:
+            base = float(r["order_amt"][0, k])
+            notional = books.walk_sell_size(sh.book_px, sh.book_sz, sym, base)
+        now = time.monotonic_ns()
+        r["filled_sz"][0, k] = base
+        r["filled_funds"][0, k] = notional
+        r["n_match"][0, k] = 1 if base > 0 else 0
+        r["first_fill_ns"][0, k] = r["last_fill_ns"][0, k] = now
+        r["terminal"][0, k] = rings.FILL_FILLED
+        r["phase"][0, k] = PH_DONE
+        if base <= 0.0:
+            r["fail"][0, k] = f"L{k} paper fill empty: no depth on {rules.symbol}".encode()
+            return False
+        return True
+
+    def _await_fills(self, k: int, tri) -> bool:
+        r = self.row
+        fd = self.sh.slot_fds[self.slot]
+        deadline = time.monotonic() + self.fill_timeout_s
+        while True:
+            self._drain_fills()
+            if r["terminal"][0, k]:
+                r["phase"][0, k] = PH_DONE
+                if r["filled_sz"][0, k] <= 0.0:
+                    r["fail"][0, k] = f"L{k} canceled with no fill".encode()
+                    return False
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.log(f"executor {self.slot}: L{k} fill timeout after {self.fill_timeout_s:.3f}s; asking REST")
+                return self._rest_fallback(k, tri, accepted_unknown=False)
+            rings.wait(fd, remaining)
+
+    def _drain_fills(self) -> None:
+        sh = self.sh
+        buf, ctrl = sh.fill_rings[self.slot]
+        r = self.row
+        f = self.fill
+        while rings.ring_pop(buf, ctrl, f, 0):
+            e = f[0]
+            k = int(e["leg"])
+            if int(e["corr"]) != int(r["corr"][0]) or not 0 <= k < 3 or r["phase"][0, k] in (PH_IDLE, PH_FAILED):
+                self.stray += 1
+                self.log(f"executor {self.slot}: STRAY fill event corr={int(e['corr']):x} leg={k} "
+                         f"kind={int(e['kind'])} match={e['match_sz']}@{e['match_px']} "
+                         f"order={e['order_id'].decode()} (not part of an open leg)")
+                continue
+            kind = int(e["kind"])
+            if kind == rings.FILL_MATCH:
+                r["filled_sz"][0, k] += e["match_sz"]
+                r["filled_funds"][0, k] += e["match_px"] * e["match_sz"]
+                r["n_match"][0, k] += 1
+                if not r["first_fill_ns"][0, k]:
+                    r["first_fill_ns"][0, k] = e["recv_ns"]
+                r["last_fill_ns"][0, k] = e["recv_ns"]
+                if not r["order_id"][0, k]:
+                    r["order_id"][0, k] = e["order_id"]
+            elif kind in (rings.FILL_FILLED, rings.FILL_CANCELED):
+                r["terminal"][0, k] = kind
+                if not r["last_fill_ns"][0, k]:
+                    r["last_fill_ns"][0, k] = e["recv_ns"]
+
+    def _rest_fallback(self, k: int, tri, accepted_unknown: bool) -> bool:
+        """Ask REST for the leg's order by clientOid; take its figures if it is done, cancel
+        it if it is still active (kucoin-api.md 5.1, 5.6, 5.8)."""
+        r = self.row
+        sym = self.uni.symbols[int(tri[f"sym{k}"])]
+        coid = r["coid"][0, k].decode()
+        try:
+            o = self.client.get_order_by_client_oid(coid, sym)
+        except NotFound:
+            r["fail"][0, k] = (f"L{k} {'response lost and ' if accepted_unknown else ''}"
+                               f"order {coid} not found").encode()[:200]
+            r["phase"][0, k] = PH_FAILED
+            return False
+        except KucoinError as e:
+            r["fail"][0, k] = f"L{k} fill timeout; REST lookup failed: {e}".encode()[:200]
+            r["phase"][0, k] = PH_FAILED
+            return False
+        if o.get("active"):
+            try:
+                self.client.cancel_order_by_client_oid(coid, sym)
+            except KucoinError as e:
+                self.log(f"executor {self.slot}: cancel {coid} failed: {e}")
+            r["fail"][0, k] = f"L{k} fill timeout: order {coid} still active after {self.fill_timeout_s:.3f}s; cancel sent".encode()[:200]
+            r["phase"][0, k] = PH_FAILED
+            return False
+        # Done per REST: its cumulative figures are authoritative (WS events were lost or late).
+        self._drain_fills()
+        r["filled_sz"][0, k] = float(o.get("dealSize") or 0)
+        r["filled_funds"][0, k] = float(o.get("dealFunds") or 0)
+        r["order_id"][0, k] = str(o.get("id") or "").encode()[:24]
+        r["terminal"][0, k] = rings.FILL_FILLED
+        r["phase"][0, k] = PH_DONE
+        now = time.monotonic_ns()
+        r["last_fill_ns"][0, k] = now
+        if not r["first_fill_ns"][0, k]:
+            r["first_fill_ns"][0, k] = now
+        self.log(f"executor {self.slot}: L{k} figures taken from REST for {coid}")
+        if r["filled_sz"][0, k] <= 0.0:
+            r["fail"][0, k] = f"L{k} order {coid} done with no fill".encode()
+            return False
+        return True
+
+    # -- reporting -------------------------------------------------------------------------
+    def _new_report(self, sig) -> report.TriangleReport:
+        uni = self.uni
+        tri = uni.tris[int(sig["tri"])]
+        return report.TriangleReport(
+            status="", ts_ms=0, corr=int(sig["corr"]), mode=self.cfg.mode,
+            triangle=tuple(uni.currencies[int(tri[f"ccy{k}"])] for k in range(3)),
+            symbols=tuple(uni.symbols[int(tri[f"sym{k}"])] for k in range(3)),
+            sides=tuple(int(tri[f"side{k}"]) for k in range(3)),
+            predicted_bps=float(sig["pred_bps"]), start_volume=float(sig["start_vol"]),
+            book_ts_ms=int(sig["book_ts_ms"]),
+            books=tuple((float(sig[f"ask{k}"]), float(sig[f"bid{k}"])) for k in range(3)),
+            expected_out=float(sig["exp_out"]),
+            recv_ns=int(sig["recv_ns"]), parsed_ns=int(sig["parsed_ns"]), book_ns=int(sig["book_ns"]),
+            evaluated_ns=int(sig["eval_ns"]), pushed_ns=int(sig["push_ns"]), woke_ns=0,
+        )
+
+    def _fill_report_leg(self, rec, k: int, tri) -> None:
+        r = self.row
+        sym = int(tri[f"sym{k}"])
+        rules = self.uni.rules[sym]
+        side = int(tri[f"side{k}"])
+        lg = report.LegReport(
+            leg=k, side=side, symbol=rules.symbol,
+            from_ccy=self.uni.currencies[int(tri[f"ccy{k}"])],
+            to_ccy=self.uni.currencies[int(tri[f"ccy{(k + 1) % 3}"])],
+            order_field=r["order_field"][0, k].decode(), order_text=r["order_text"][0, k].decode(),
+            client_oid=r["coid"][0, k].decode(), order_id=r["order_id"][0, k].decode(),
+            signed_ns=int(r["signed_ns"][0, k]), written_ns=int(r["sent_ns"][0, k]),
+            response_ns=int(r["resp_ns"][0, k]), first_fill_ns=int(r["first_fill_ns"][0, k]),
+            last_fill_ns=int(r["last_fill_ns"][0, k]),
+        )
+        lg.n_matches = int(r["n_match"][0, k])
+        lg.set_fills(float(r["filled_sz"][0, k]), float(r["filled_funds"][0, k]), rules.taker_fee)
+        rec.legs.append(lg)
+
+    def _finish(self, rec, status: str, error: str = "", reason: str = "") -> None:
+        r = self.row
+        # a leg that failed before a response still shows what was sent
+        k = len(rec.legs)
+        if k < 3 and r["phase"][0, k] != PH_IDLE and status != report.STATUS_FILLED:
+            self._fill_report_leg(rec, k, self.uni.tris[int(r["tri"][0])])
+        rec.status = status
+        rec.error = error
+        rec.reason = reason
+        rec.woke_ns = int(r["woke_ns"][0])
+        rec.ts_ms = time.time_ns() // 1_000_000
+        rec.settle()
+        self.emit(rec)

@@ -1,0 +1,314 @@
+"""The hot thread: WebSocket links, epoll, frame dispatch. Nothing here blocks.
+
+Owner: the hot thread (run.py starts `HotLoop.run`). Per frame:
+- public /market/level2 -> pipeline.on_level2 (one fused Numba call: parse the frame bytes,
+  apply to the book under KuCoin's sequence rules, evaluate the triangles through that
+  symbol, pick a free isolated slot and stage a signal) -> optionally fire leg 0 right here
+  (fire_from = hot; executor.fire_leg) -> push the signal to the slot's ring -> eventfd;
+- private orderChange (kucoin-api.md 4.1) -> the clientOid names corr, slot and leg
+  (rings.parse_client_oid) -> a FILL record to that slot's fill ring -> eventfd;
+- private account.balance (4.2) -> balances[currency] = available;
+- welcome/ack/pong/error/notice -> link bookkeeping, counters, log lines.
+Timers: JSON ping every pingInterval and a pong deadline of pingTimeout (2.4): a missed
+pong, a close frame or a socket error kills the link; its books go back to RESYNCING and
+the maintenance thread opens a replacement with a fresh token (8.1) and resubscribes.
+Books that need a snapshot (new, gap, thinned past the refill threshold) are requested
+from the maintenance thread through a ring; snapshots come back through another ring.
+
+A malformed or unexpected frame is counted (C_BAD_FRAMES) and logged (rate-limited);
+it never stops the loop. Writes: books, balances, counters, slot acquire fields, signal
+and fill rings (producer side). Reads: slot release fields, the stop flag.
+"""
+from __future__ import annotations
+
+import os
+import select
+import time
+
+import numpy as np
+import simdjson
+import websocket
+
+import books
+import maint
+import pipeline
+import rings
+import slots as slotmod
+
+C = pipeline.C
+L2_MARK = b'"subject":"trade.l2update"'
+L2_TOPIC = b'"/market/level2:'
+
+
+class HotLoop:
+    def __init__(self, sh, maint_loop, executors, cfg, log):
+        """sh: run.Shared (every preallocated array); executors: per-slot objects exposing
+        fire_leg0(sig_row) for fire_from = hot; log: callable(str) that never blocks."""
+        self.sh = sh
+        self.maint = maint_loop
+        self.executors = executors
+        self.log = log
+        self.fire_from_hot = cfg.fire_from == "hot"
+        self.counters = sh.counters
+        self.parser = simdjson.Parser()
+        self.ep = select.epoll()
+        self.links: dict[int, maint.Link] = {}
+        self.sym_ids = {s.encode(): i for i, s in enumerate(sh.universe.symbols)}
+        self.snap_requested = np.zeros(len(sh.universe.symbols), np.int64)  # ns of last request
+        self.snap_retry_ns = 2_000_000_000
+        self._req = np.zeros(1, maint.SNAP_REQ_DTYPE)
+        self._snap = np.zeros(1, sh.snap_ring[0].dtype)
+        self._fill = np.zeros(1, rings.FILL_DTYPE)
+        self._last_bad_log = 0.0
+        self.ep.register(sh.hot_wake_fd, select.EPOLLIN)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        sh = self.sh
+        stop = sh.stop
+        while not stop.is_set():
+            timeout = self._next_timer_s()
+            for fd, _ev in self.ep.poll(timeout):
+                if fd == sh.hot_wake_fd:
+                    rings.drain(fd)
+                    self._take_links()
+                    self._take_snapshots()
+                    continue
+                link = self.links.get(fd)
+                if link is not None:
+                    self._drain(link)
+            self._timers()
+        for link in list(self.links.values()):
+            self._close(link, "shutdown", replace=False)
+
+    def _next_timer_s(self) -> float:
+        now = time.monotonic()
+        t = now + 0.05
+        for link in self.links.values():
+            t = min(t, link.next_ping_at, link.pong_deadline or t)
+        return max(0.0, t - now)
+
+    # -- links ------------------------------------------------------------------------------
+    def _take_links(self) -> None:
+        while True:
+            try:
+                link = self.maint.link_results.get_nowait()
+            except Exception:
+                return
+            self.links[link.fd] = link
+            self.ep.register(link.fd, select.EPOLLIN)
+            self.log(f"hot: {link.kind} link {link.connect_id} up ({len(link.symbols)} symbols)")
+            # Data may already sit in the socket or the TLS buffer: epoll is level-triggered
+            # for the socket, but TLS-buffered bytes are invisible to it (drain handles both).
+            self._drain(link)
+
+    def _close(self, link, why: str, replace: bool = True) -> None:
+        if not link.alive:
+            return
+        link.alive = False
+        try:
+            self.ep.unregister(link.fd)
+        except (OSError, ValueError):
+            pass
+        self.links.pop(link.fd, None)
+        try:
+            link.ws.close(timeout=0)
+        except Exception:
+            pass
+        if link.kind == "public":
+            # Every book on the dead link is unknown from now on: back to RESYNCING, its
+            # buffered updates dropped, until the new link's stream and a snapshot agree.
+            for s in link.symbols:
+                sym = self.sym_ids[s.encode()]
+                books.book_reset(self.sh.book_state, sym)
+                self.snap_requested[sym] = 0
+        self.counters[C["reconnects"]] += 1
+        self.log(f"hot: {link.kind} link {link.connect_id} down: {why}")
+        if replace:
+            self.maint.request_link(link.kind, link.symbols)
+
+    def _drain(self, link) -> None:
+        ws = link.ws
+        sock = ws.sock
+        while link.alive:
+            try:
+                opcode, data = ws.recv_data(control_frame=True)
+            except (websocket.WebSocketException, OSError) as e:
+                self._close(link, f"{e.__class__.__name__}: {e}")
+                return
+            recv_ns = time.monotonic_ns()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                self._close(link, "close frame")
+                return
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                self._on_frame(link, data, recv_ns)
+            # Keep reading while bytes are already buffered in user space (TLS record
+            # remainder or websocket-client's frame buffer): epoll cannot see those.
+            pending = sock.pending() if hasattr(sock, "pending") else 0
+            if not pending and not ws.frame_buffer.recv_buffer:
+                r, _, _ = select.select((sock,), (), (), 0)
+                if not r:
+                    return
+
+    # -- frames -----------------------------------------------------------------------------
+    def _on_frame(self, link, data: bytes, recv_ns: int) -> None:
+        cnt = self.counters
+        cnt[C["msgs"]] += 1
+        cnt[C["bytes"]] += len(data)
+        if L2_MARK in data:
+            self._on_level2(data, recv_ns)
+            return
+        try:
+            doc = self.parser.parse(data)
+            kind = doc.get("type")
+            if kind == "message":
+                subject = doc.get("subject")
+                if subject == "orderChange":
+                    self._on_order_change(doc["data"], recv_ns)
+                elif subject == "account.balance":
+                    self._on_balance(doc["data"])
+                elif subject == "trade.l2update":
+                    self._on_level2(data, recv_ns)
+                else:
+                    self._bad(f"unexpected subject {subject!r}")
+            elif kind == "pong":
+                if doc.get("id") == link.ping_id:
+                    link.pong_deadline = 0.0
+            elif kind == "ack":
+                if link.pending_acks.pop(str(doc.get("id")), None) is not None:
+                    cnt[C["acks"]] += 1
+            elif kind == "welcome":
+                pass
+            elif kind == "error":
+                cnt[C["ws_errors"]] += 1
+                code = doc.get("code")
+                topic = link.pending_acks.pop(str(doc.get("id")), None)
+                self.log(f"hot: ws error on {link.connect_id}: {code} {doc.get('data')}"
+                         + (f" (subscribe {topic[:60]})" if topic else ""))
+                if code == 401:  # kucoin-api.md 2.6: token invalid/expired -> new token
+                    self._close(link, "token rejected")
+            elif kind in ("notice", "command"):
+                cnt[C["notices"]] += 1
+                self.log(f"hot: {kind}: {bytes(data[:200])!r}")
+            else:
+                self._bad(f"unknown frame type {kind!r}")
+        except (ValueError, KeyError, TypeError) as e:
+            self._bad(f"{e.__class__.__name__}: {e}; frame={bytes(data[:120])!r}")
+
+    def _bad(self, what: str) -> None:
+        self.counters[C["bad_frames"]] += 1
+        now = time.monotonic()
+        if now - self._last_bad_log > 1.0:  # never let a flood of bad frames flood the log
+            self._last_bad_log = now
+            self.log(f"hot: bad frame ({self.counters[C['bad_frames']]} so far): {what}")
+
+    def _on_level2(self, data: bytes, recv_ns: int) -> None:
+        sh = self.sh
+        i = data.find(L2_TOPIC)
+        j = data.find(b'"', i + len(L2_TOPIC)) if i >= 0 else -1
+        sym = self.sym_ids.get(data[i + len(L2_TOPIC):j]) if j > 0 else None
+        if sym is None:
+            self.counters[C["unknown_symbol"] if j > 0 else C["bad_frames"]] += 1
+            return
+        self.counters[C["l2_msgs"]] += 1
+        frame = np.frombuffer(data, np.uint8)
+        slot = pipeline.on_level2(frame, sym, recv_ns, *sh.pipe_args)
+        if slot >= 0:
+            self._dispatch_signal(slot)
+        if sh.pstate[pipeline.P_NEED_SNAP]:
+            self._request_snapshot(sym, recv_ns)
+        if slot == pipeline.BAD_FRAME:
+            self._bad(f"level2 frame rejected by parser: {bytes(data[:120])!r}")
+
+    def _dispatch_signal(self, slot: int) -> None:
+        sh = self.sh
+        if self.fire_from_hot:
+            # Fire leg 0 on this thread: no hand-off under the GIL before the first order
+            # (DESIGN.md section 2 and 9). The executor reads the response.
+            self.executors[slot].fire_leg0(sh.sig_stage)
+            self.counters[C["fired_leg0"]] += 1
+        sh.sig_stage[0]["push_ns"] = time.monotonic_ns()
+        buf, ctrl = sh.sig_rings[slot]
+        if rings.ring_push(buf, ctrl, sh.sig_stage, 0):
+            self.counters[C["signals"]] += 1
+            rings.wake(sh.slot_fds[slot])
+        else:
+            # Cannot happen while a slot carries one signal at a time; counted, and the slot
+            # is handed back so it is not lost (its executor never saw the signal).
+            self.counters[C["ring_full"]] += 1
+            slotmod.undo_acquire(sh.slots, slot)
+
+    def _request_snapshot(self, sym: int, now_ns: int) -> None:
+        if now_ns - self.snap_requested[sym] < self.snap_retry_ns:
+            return
+        self.snap_requested[sym] = now_ns
+        self._req[0]["sym"] = sym
+        self._req[0]["req_ns"] = now_ns
+        if rings.ring_push(self.sh.snap_req[0], self.sh.snap_req[1], self._req, 0):
+            self.counters[C["resyncs"]] += 1
+            rings.wake(self.sh.maint_wake_fd)
+        else:
+            self.snap_requested[sym] = 0  # try again on the next frame
+
+    def _take_snapshots(self) -> None:
+        sh = self.sh
+        buf, ctrl = sh.snap_ring
+        while rings.ring_pop(buf, ctrl, self._snap, 0):
+            rec = self._snap[0]
+            sym = int(rec["sym"])
+            self.snap_requested[sym] = 0
+            if rec["status"] != maint.SNAP_OK:
+                continue  # the next frame for this symbol asks again
+            self.counters[C["snapshots"]] += 1
+            st = pipeline.on_snapshot(self._snap, *sh.snap_args)
+            if st == pipeline.NEED_SNAPSHOT:
+                self._request_snapshot(sym, time.monotonic_ns())
+
+    # -- private feed -----------------------------------------------------------------------
+    def _on_order_change(self, d, recv_ns: int) -> None:
+        self.counters[C["private_msgs"]] += 1
+        coid = d.get("clientOid") or ""
+        route = rings.parse_client_oid(coid)
+        sh = self.sh
+        if route is None:
+            self.counters[C["fills_unrouted"]] += 1
+            self.log(f"hot: orderChange for foreign clientOid {coid!r} ({d.get('type')}) ignored")
+            return
+        corr, slot, leg = route
+        if slot >= len(sh.slot_fds):
+            self.counters[C["fills_unrouted"]] += 1
+            return
+        rings.fill_from_order_change(self._fill, 0, d, corr, leg, recv_ns)
+        buf, ctrl = sh.fill_rings[slot]
+        if rings.ring_push(buf, ctrl, self._fill, 0):
+            self.counters[C["fills_routed"]] += 1
+            rings.wake(sh.slot_fds[slot])
+        else:
+            # A fill ring holds far more events than one triangle produces; full means the
+            # executor is stuck. Counted and logged: the executor's REST fallback recovers.
+            self.counters[C["ring_full"]] += 1
+            self.log(f"hot: fill ring of slot {slot} full; dropped {d.get('type')} for {coid}")
+
+    def _on_balance(self, d) -> None:
+        ccy = self.sh.universe.ccy_index.get(d.get("currency"))
+        if ccy is not None:
+            self.sh.balances[ccy] = float(d["available"])
+            self.counters[C["balances"]] += 1
+
+    # -- timers -----------------------------------------------------------------------------
+    def _timers(self) -> None:
+        now = time.monotonic()
+        for link in list(self.links.values()):
+            if link.pong_deadline and now > link.pong_deadline:
+                self.counters[C["pong_missed"]] += 1
+                self._close(link, "pong timeout")
+                continue
+            if now >= link.next_ping_at:
+                link.ping_id = f"p{time.monotonic_ns()}"
+                try:
+                    link.ws.send('{"id":"%s","type":"ping"}' % link.ping_id)
+                except (websocket.WebSocketException, OSError) as e:
+                    self._close(link, f"ping send failed: {e.__class__.__name__}")
+                    continue
+                link.next_ping_at = now + link.ping_interval_s
+                link.pong_deadline = now + link.ping_timeout_s

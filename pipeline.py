@@ -1,0 +1,183 @@
+"""The fused per-frame kernel: level2 bytes -> book -> triangles -> slot -> staged signal.
+
+Owner: the hot thread (hot.py calls `on_level2` once per /market/level2 frame and
+`on_snapshot` once per REST snapshot that comes back from the maintenance thread).
+One Numba call per frame, so the Python -> Numba boundary is paid once (DESIGN.md 9):
+  parse (l2wire) -> apply under KuCoin's sequence rules (books, kucoin-api.md 3.8)
+  -> evaluate every triangle through the symbol (triangles) -> best candidate whose
+  triangle, symbols and primary are free (slots isolation) -> acquire the slot and write
+  the signal into the one-row staging array `sig_stage`.
+hot.py then fires leg 0 itself (fire_from = hot) or not, publishes the staged signal to the
+slot's ring and wakes the executor. Staging instead of publishing here lets the hot thread
+fire leg 0 before the executor can see the signal.
+
+Return value of on_level2: the acquired slot (>= 0), or NO_SIGNAL / BAD_FRAME. Whether
+the book wants a REST snapshot (new, gap, buffer full, thinned past its refill threshold)
+is reported separately in pstate[P_NEED_SNAP], because a book being refilled is still
+tradable and may signal in the same call.
+
+Counters written here: the hot counters (pipeline.HOT_COUNTERS names; hot thread only)
+and the evaluation counters (triangles.EVC_*).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+import books
+import l2wire
+import rings
+import slots
+import triangles
+
+NO_SIGNAL = -1
+BAD_FRAME = -3
+NEED_SNAPSHOT = -2   # on_snapshot only: ask again
+
+# Counters: one int64 cell each, written only by the hot thread, read by run.py's status line.
+HOT_COUNTERS = (
+    "msgs", "bytes", "l2_msgs", "applied", "stale", "gaps", "buffered", "buffer_full",
+    "refills", "resyncs", "snapshots", "snapshot_too_old", "evals", "candidates", "signals",
+    "no_slot", "ring_full", "bad_frames", "unknown_symbol", "private_msgs", "fills_routed",
+    "fills_unrouted", "balances", "reconnects", "pong_missed", "ws_errors", "acks", "notices",
+    "fired_leg0",
+)
+C = {name: i for i, name in enumerate(HOT_COUNTERS)}
+C_APPLIED, C_STALE, C_GAPS = C["applied"], C["stale"], C["gaps"]
+C_BUFFERED, C_BUFFER_FULL, C_REFILLS = C["buffered"], C["buffer_full"], C["refills"]
+C_EVALS, C_CANDIDATES, C_NO_SLOT, C_BAD = C["evals"], C["candidates"], C["no_slot"], C["bad_frames"]
+C_SNAPSHOTS, C_SNAP_OLD = C["snapshots"], C["snapshot_too_old"]
+
+# pstate cells (int64): hot thread only
+P_NEED_SNAP = 0      # 1 when the last call's book wants a snapshot
+P_CORR_NEXT = 1      # next correlation id
+PSTATE_LEN = 8
+
+
+def alloc_counters() -> np.ndarray:
+    return np.zeros(len(HOT_COUNTERS), np.int64)
+
+
+def alloc_pstate(run_id: int) -> np.ndarray:
+    """corr = run_id << 24 | n: unique across runs (clientOids must not repeat, 5.2)."""
+    p = np.zeros(PSTATE_LEN, np.int64)
+    p[P_CORR_NEXT] = (run_id & 0xFFFFFFFF) << 24
+    return p
+
+
+@njit(nogil=True, cache=True)
+def _stage_signal(c, corr, now_ns, recv_ns, parsed_ns, book_ns, stage):
+    s = stage[0]
+    s["corr"] = corr
+    s["tri"] = c["tri"]
+    s["start_vol"] = c["start_vol"]
+    s["exp_out"] = c["exp_out"]
+    s["profit"] = c["profit"]
+    s["pred_bps"] = c["bps"]
+    s["bid0"] = c["bid0"]; s["ask0"] = c["ask0"]
+    s["bid1"] = c["bid1"]; s["ask1"] = c["ask1"]
+    s["bid2"] = c["bid2"]; s["ask2"] = c["ask2"]
+    s["bid_sz0"] = c["bid_sz0"]; s["ask_sz0"] = c["ask_sz0"]
+    s["bid_sz1"] = c["bid_sz1"]; s["ask_sz1"] = c["ask_sz1"]
+    s["bid_sz2"] = c["bid_sz2"]; s["ask_sz2"] = c["ask_sz2"]
+    s["book_ts_ms"] = c["book_ts_ms"]
+    s["recv_ns"] = recv_ns
+    s["parsed_ns"] = parsed_ns
+    s["book_ns"] = book_ns
+    s["eval_ns"] = now_ns
+    s["push_ns"] = 0
+
+
+@njit(nogil=True, cache=True)
+def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed_ns, book_ns,
+                   eval_ns, stage):
+    """Best-bps candidate whose triangle passes isolation -> acquire its slot, stage the
+    signal; returns the slot or NO_SIGNAL. Candidates refused by isolation are skipped
+    (the next best may use other symbols)."""
+    tried = 0
+    while tried < n:
+        best = -1
+        best_bps = -1e300
+        for i in range(n):
+            if cands[i]["outcome"] == triangles.EVC_CANDIDATES and cands[i]["bps"] > best_bps:
+                best = i
+                best_bps = cands[i]["bps"]
+        if best < 0:
+            return NO_SIGNAL
+        c = cands[best]
+        t = tris[c["tri"]]
+        corr = pstate[P_CORR_NEXT]
+        slot = slots.try_acquire(slot_table, np.uint64(corr), c["tri"], t["sym0"], t["sym1"],
+                                 t["sym2"], t["primary"])
+        if slot >= 0:
+            pstate[P_CORR_NEXT] = corr + 1
+            _stage_signal(c, np.uint64(corr), eval_ns, recv_ns, parsed_ns, book_ns, stage)
+            return slot
+        counters[C_NO_SLOT] += 1
+        cands[best]["outcome"] = -1   # refused: try the next best
+        tried += 1
+    return NO_SIGNAL
+
+
+@njit(nogil=True, cache=True)
+def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min,
+              symtab, tris, sym_tri_start, sym_tri_list, balances, max_start, params, cands,
+              evc, slot_table, pstate, counters, stage, control):
+    """One /market/level2 frame for symbol `sym` (see the module docstring). control[0] != 0
+    (written by the main thread at shutdown) keeps books and evaluation going but hands out
+    no slot."""
+    pstate[P_NEED_SNAP] = 0
+    nch = l2wire.parse_l2(frame, changes, hdr)
+    parsed_ns = rings.monotonic_ns()
+    if nch < 0:
+        counters[C_BAD] += 1
+        return BAD_FRAME
+    h = hdr[0]
+    st = books.book_apply_l2(state, px, sz, sym, h["seq_start"], h["seq_end"], h["ts_ms"], recv_ns,
+                             changes, nch, pend, pctl, refill_min)
+    book_ns = rings.monotonic_ns()
+    if st == books.L2_STALE:
+        counters[C_STALE] += 1
+        return NO_SIGNAL
+    if st == books.L2_APPLIED or st == books.L2_NEED_REFILL:
+        counters[C_APPLIED] += 1
+        if st == books.L2_NEED_REFILL:
+            counters[C_REFILLS] += 1
+            pstate[P_NEED_SNAP] = 1
+    else:
+        if st == books.L2_GAP:
+            counters[C_GAPS] += 1
+        elif st == books.L2_BUFFER_FULL:
+            counters[C_BUFFER_FULL] += 1
+        else:
+            counters[C_BUFFERED] += 1
+        pstate[P_NEED_SNAP] = 1
+        return NO_SIGNAL
+    n = triangles.evaluate_symbol(sym, book_ns, state, px, sz, symtab, tris, sym_tri_start,
+                                  sym_tri_list, balances, max_start, params, cands, evc)
+    counters[C_EVALS] += 1
+    if n == 0:
+        return NO_SIGNAL
+    counters[C_CANDIDATES] += n
+    if control[0] != 0:
+        return NO_SIGNAL
+    eval_ns = rings.monotonic_ns()
+    return pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed_ns,
+                          book_ns, eval_ns, stage)
+
+
+@njit(nogil=True, cache=True)
+def on_snapshot(snap, state, px, sz, pend, pctl, snap_limit, counters):
+    """A REST snapshot record (maint.snapshot_dtype) -> load + replay. Returns 0 when the
+    book is synced (or needed nothing), NEED_SNAPSHOT when it must be fetched again."""
+    r = snap[0]
+    st = books.book_sync_snapshot(state, px, sz, pend, pctl, r["sym"], r["seq"], r["ts_ms"],
+                                  rings.monotonic_ns(), r["px"], r["sz"], r["n_bid"], r["n_ask"],
+                                  snap_limit)
+    if st == books.SNAP_SYNCED:
+        counters[C_SNAPSHOTS] += 1
+        return 0
+    if st == books.SNAP_IGNORED:
+        return 0
+    counters[C_SNAP_OLD] += 1
+    return NEED_SNAPSHOT

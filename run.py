@@ -1,0 +1,412 @@
+"""run.py: start the engine. `python run.py sim.ini` (bundled simulator) or `python run.py live.ini`.
+
+Start-up, in order: load and validate the config (config.py; one line per problem, exit 2);
+start the simulator when venue = sim; sync the clock; load symbols, taker fees and
+balances over REST; build the universe (triangles.py); allocate every shared array once;
+warm every Numba kernel with the production types on scratch copies (and log how long);
+open the executors' kept-alive order connections; start the threads; ask for the links.
+
+Threads (created here and nowhere else; STYLE.md 4):
+
+| thread      | loop                 | writes                                              | reads |
+|-------------|----------------------|-----------------------------------------------------|-------|
+| main        | `Engine.run` status  | control (halt), slots.cancel (kill switch)          | counters, slots, summary |
+| hot         | `hot.HotLoop.run`    | books, pending, balances, counters, pstate, cands,  | slots.released_seq, control |
+|             |                      | slots acquire fields, signal/fill/snap-req rings    |       |
+|             |                      | (producer), EXEC row of leg 0 when fire_from = hot  |       |
+| maint       | `maint.MaintLoop.run`| snapshot ring (producer), links until handed over   | snap-req ring |
+| executor k  | `executor.Executor.run` | EXEC row k, slots.released_seq[k], rings k (consumer) | books (paper fills), balances |
+| log         | `LogWriter.run`      | report.log, journal.jsonl, engine.log, stdout       | its queue |
+
+Stop: Ctrl-C or SIGTERM (or run_seconds) -> halt new signals -> wait for in-flight
+triangles (up to 2 x fill timeout) -> set the cancel flag so any still running abort between
+legs -> stop hot/maint -> join -> session summary -> exit 0.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import secrets as pysecrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _log_line(text: str) -> str:
+    t = time.time()
+    return time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d} {text}"
+
+
+class LogWriter:
+    """The only thread that touches disk (DESIGN.md 2). Others call log()/emit(), which
+    only put on a SimpleQueue and never block."""
+
+    def __init__(self, run_dir: Path, echo=True):
+        self.q: queue.SimpleQueue = queue.SimpleQueue()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.report_f = open(run_dir / "report.log", "a", buffering=1, encoding="utf-8")
+        self.journal_f = open(run_dir / "journal.jsonl", "a", buffering=1, encoding="utf-8")
+        self.engine_f = open(run_dir / "engine.log", "a", buffering=1, encoding="utf-8")
+        self.echo = echo
+        self.summary = None
+        self.records = []
+
+    def log(self, text: str) -> None:
+        self.q.put(("log", _log_line(text)))
+
+    def emit(self, rec) -> None:
+        self.q.put(("report", rec))
+
+    def run(self) -> None:
+        import report
+        while True:
+            kind, item = self.q.get()
+            if kind == "stop":
+                break
+            if kind == "log":
+                self.engine_f.write(item + "\n")
+                if self.echo:
+                    print(item, flush=True)
+            elif kind == "report":
+                line = report.format_line(item)
+                self.report_f.write(line + "\n")
+                self.journal_f.write(report.journal_line(item) + "\n")
+                if self.summary is not None:
+                    self.summary.add(item)
+                self.records.append(item)
+                if self.echo:
+                    print(line, flush=True)
+        for f in (self.report_f, self.journal_f, self.engine_f):
+            f.flush()
+
+    def stop(self) -> None:
+        self.q.put(("stop", None))
+
+
+def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str]:
+    """Start sim.py on loopback with freshly generated credentials (nothing to leak: they
+    exist only in this process and the child's environment). Returns (process, base_url)."""
+    s = cfg.sim
+    env = dict(os.environ, SIM_API_KEY=creds["key"], SIM_API_SECRET=creds["secret"],
+               SIM_API_PASSPHRASE=creds["passphrase"])
+    args = [sys.executable, str(HERE / "sim.py"), "--port", str(s["port"]), "--seed", str(s["seed"]),
+            "--symbols", s["symbols"],
+            "--balances", ",".join(f"{k}={v}" for k, v in s["balances"].items()),
+            "--taker-fee", repr(s["taker_fee"]), "--update-rate", repr(s["update_rate"]),
+            "--mispricing-rate", repr(s["mispricing_rate"]), "--mispricing-bps", repr(s["mispricing_bps"]),
+            "--take-delay-ms", str(s["take_delay_ms"])] + s["extra_args"].split()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith("sim: serving "):
+            url = line.split()[2]
+            log(f"run: simulator pid {proc.pid}: {line.strip()}")
+            threading.Thread(target=_drain_child, args=(proc, log), daemon=True, name="sim-out").start()
+            return proc, url
+    proc.kill()
+    raise SystemExit(f"run: the simulator did not start (last output: {line.strip()!r})")
+
+
+def _drain_child(proc, log):
+    for line in proc.stdout:
+        log("sim: " + line.rstrip())
+
+
+class Shared:
+    """Every preallocated array and fd, allocated once here and passed to the threads."""
+
+
+def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared:
+    import books
+    import executor
+    import l2wire
+    import maint
+    import pipeline
+    import rings
+    import slots
+    import triangles
+
+    sh = Shared()
+    n = len(uni.symbols)
+    sh.universe = uni
+    sh.rest_url = rest_url
+    sh.stop = threading.Event()
+    sh.book_state, sh.book_px, sh.book_sz = books.alloc_books(n, cfg.book_depth)
+    sh.pend, sh.pctl = books.alloc_pending()
+    sh.changes = l2wire.alloc_changes()
+    sh.l2hdr = l2wire.alloc_l2hdr()
+    sh.params = triangles.alloc_params(cfg.min_profit_bps, cfg.max_book_age_ms, cfg.max_levels)
+    sh.cands = triangles.alloc_candidates(max(64, int(np.diff(uni.sym_tri_start).max(initial=0)) + 1))
+    sh.evc = triangles.alloc_eval_counters()
+    sh.balances = uni.ccy_array(balances_dec)
+    sh.max_start = uni.ccy_array(cfg.max_start)
+    sh.slots = slots.alloc_inflight(cfg.slots)
+    sh.exec_state = executor.alloc_exec(cfg.slots)
+    sh.sig_rings = [rings.alloc_ring(rings.SIGNAL_DTYPE, 8) for _ in range(cfg.slots)]
+    sh.fill_rings = [rings.alloc_ring(rings.FILL_DTYPE, 1024) for _ in range(cfg.slots)]
+    sh.snap_levels = 100   # level2_100 (kucoin-api.md 3.7)
+    sh.snap_ring = rings.alloc_ring(maint.snapshot_dtype(sh.snap_levels), 64)
+    sh.snap_req = rings.alloc_ring(maint.SNAP_REQ_DTYPE, 1 << max(6, (2 * n - 1).bit_length()))
+    sh.counters = pipeline.alloc_counters()
+    sh.pstate = pipeline.alloc_pstate(run_id)
+    sh.sig_stage = np.zeros(1, rings.SIGNAL_DTYPE)
+    sh.control = np.zeros(4, np.int64)   # [0] halt new signals (main thread writes)
+    sh.slot_fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(cfg.slots)]
+    sh.hot_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
+    sh.maint_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
+    sh.pipe_args = (sh.changes, sh.l2hdr, sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl,
+                    books.REFILL_MIN, uni.symtab, uni.tris, uni.sym_tri_start, uni.sym_tri_list,
+                    sh.balances, sh.max_start, sh.params, sh.cands, sh.evc, sh.slots, sh.pstate,
+                    sh.counters, sh.sig_stage, sh.control)
+    sh.snap_args = (sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl, sh.snap_levels, sh.counters)
+    return sh
+
+
+def warm_up(sh) -> float:
+    """Compile (or load from cache) every kernel with the exact production argument types,
+    on scratch copies, before any link opens (DESIGN.md 9: a compile on the hot thread
+    stalls it for milliseconds). Returns seconds taken."""
+    import copy
+
+    import books
+    import pipeline
+    import rings
+    import slots
+
+    t0 = time.perf_counter()
+    scratch = copy.copy(sh)
+    args = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in sh.pipe_args)
+    sym = 0
+    sym_name = sh.universe.symbols[sym]
+    frame = np.frombuffer(
+        ('{"type":"message","topic":"/market/level2:%s","subject":"trade.l2update","data":'
+         '{"changes":{"asks":[["1.5","2","12"]],"bids":[["1.4","1","11"]]},"sequenceEnd":12,'
+         '"sequenceStart":11,"symbol":"%s","time":1}}' % (sym_name, sym_name)).encode(), np.uint8)
+    pipeline.on_level2(frame, sym, time.monotonic_ns(), *args)
+    snap = np.zeros(1, sh.snap_ring[0].dtype)
+    snap[0]["sym"] = sym
+    snap[0]["seq"] = 10
+    snap[0]["n_bid"] = snap[0]["n_ask"] = 1
+    snap[0]["px"][0, 0], snap[0]["px"][1, 0] = 1.4, 1.5
+    snap[0]["sz"][0, 0], snap[0]["sz"][1, 0] = 1.0, 1.0
+    sargs = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in sh.snap_args)
+    pipeline.on_snapshot(snap, *sargs)
+    pipeline.on_level2(frame, sym, time.monotonic_ns(), *args)
+    for buf, ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req):
+        b, c = rings.alloc_ring(buf.dtype, len(buf))
+        one = np.zeros(1, buf.dtype)
+        rings.ring_push(b, c, one, 0)
+        rings.ring_pop(b, c, one, 0)
+    st, px, sz = args[2], args[3], args[4]
+    books.walk_buy_funds(px, sz, sym, 1.0, 0.0001)
+    books.walk_sell_size(px, sz, sym, 1.0)
+    books.best_bid(px, sz, sym)
+    books.book_reset(st, sym)
+    tbl = slots.alloc_inflight(len(sh.slots))
+    s = slots.try_acquire(tbl, np.uint64(1), np.int32(0), np.int32(0), np.int32(1), np.int32(2), np.int32(0))
+    slots.release(tbl, s)
+    slots.is_busy(tbl, 0)
+    slots.undo_acquire(tbl, 0)
+    del scratch
+    return time.perf_counter() - t0
+
+
+class Engine:
+    def __init__(self, cfg, log_writer: LogWriter):
+        self.cfg = cfg
+        self.lw = log_writer
+        self.log = log_writer.log
+        self.sim_proc = None
+        self.stop_requested = threading.Event()
+
+    def start(self) -> None:
+        import cascade  # noqa: F401  (import errors surface before any network I/O)
+        import executor
+        import hot
+        import kucoin
+        import maint
+        import report
+        import triangles
+        from signer import Signer
+
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        self.log(cfg.describe().replace("\n", " | "))
+        if cfg.venue == "sim":
+            creds = {"key": "sim-" + pysecrets.token_hex(8), "secret": pysecrets.token_hex(16),
+                     "passphrase": pysecrets.token_hex(8)}
+            self.sim_proc, rest_url = start_simulator(cfg, creds, self.log)
+            signer = Signer(creds["key"], creds["secret"], creds["passphrase"], 3)
+        else:
+            rest_url = cfg.rest_url
+            s = cfg.secrets
+            signer = Signer(s.api_key, s.api_secret, s.api_passphrase, s.key_version)
+        self.client = client = kucoin.KucoinClient(rest_url, signer)
+        offset = client.sync_clock()
+        syms = client.symbols()
+        only = set(cfg.symbols) if cfg.symbols else None
+        enabled = [d for d in syms if d.get("enableTrading") and (only is None or d["symbol"] in only)]
+        try:
+            fee_rows = client.trade_fees([d["symbol"] for d in enabled])
+            fees = {k: v["takerFeeRate"] for k, v in fee_rows.items()}
+        except kucoin.KucoinError as e:
+            self.log(f"run: trade-fees failed ({e}); using base-fee for every symbol")
+            fees = {}
+            try:
+                cfg.engine["default_taker_fee"] = float(client.base_fee()["takerFeeRate"])
+            except kucoin.KucoinError as e2:
+                self.log(f"run: base-fee failed too ({e2}); default_taker_fee = {cfg.default_taker_fee}")
+        uni = triangles.Universe(enabled, cfg.primary_quotes, fees, cfg.default_taker_fee,
+                                 only_symbols=only)
+        summ = uni.summary()
+        balances = {}
+        for a in client.accounts(type="trade"):
+            balances[a["currency"]] = balances.get(a["currency"], 0) + a["available"]
+        self.log(f"run: clock offset {offset} ms; {len(enabled)} symbols enabled; universe "
+                 f"{summ['symbols']} symbols, {summ['currencies']} currencies, {summ['triangles']} "
+                 f"triangles {summ['per_primary']}; balances "
+                 + ", ".join(f"{c}={balances.get(c, 0)}" for c in cfg.primary_quotes))
+        if uni.ntri == 0:
+            raise SystemExit("run: no triangle in the universe: check primary_quotes and symbols")
+        run_id = int(time.time()) & 0xFFFFFFFF
+        sh = self.sh = allocate(cfg, uni, balances, run_id, rest_url)
+        sh.client = client
+        warm_s = warm_up(sh)
+        self.log(f"run: kernels warm in {warm_s:.2f}s")
+        self.summary = report.SessionSummary(mode=cfg.mode)
+        self.lw.summary = self.summary
+
+        self.maint = maint.MaintLoop(client, uni.symbols, cfg.book_depth, sh.snap_req, sh.snap_ring,
+                                     sh.maint_wake_fd, sh.hot_wake_fd, sh.stop, self.log,
+                                     levels=str(sh.snap_levels))
+        self.executors = [executor.Executor(k, sh, cfg, signer, client, self.lw.emit, self.log)
+                          for k in range(cfg.slots)]
+        for ex in self.executors:
+            ex.connect()
+        self.hot = hot.HotLoop(sh, self.maint, self.executors, cfg, self.log)
+        self.threads = [threading.Thread(target=self.maint.run, name="maint", daemon=True),
+                        threading.Thread(target=self.hot.run, name="hot", daemon=True)]
+        self.threads += [threading.Thread(target=ex.run, name=f"exec{k}", daemon=True)
+                         for k, ex in enumerate(self.executors)]
+        sys.setswitchinterval(cfg.switch_interval_us / 1e6)
+        for t in self.threads:
+            t.start()
+        for link_syms in maint.plan_links(uni.symbols):
+            self.maint.request_link("public", link_syms)
+        self.maint.request_link("private", [])
+        self.t0 = time.monotonic()
+        self.log(f"run: started in {time.perf_counter() - t_start:.2f}s: {cfg.mode} mode on {cfg.venue}, "
+                 f"{cfg.slots} slots, fire_from={cfg.fire_from}")
+
+    def status_line(self, prev, dt) -> str:
+        import books
+        import pipeline
+        c = self.sh.counters
+        C = pipeline.C
+        n_sync = int(np.sum(self.sh.book_state["status"] == books.BOOK_SYNCED))
+        s = self.summary
+        lat = s.as_dict().get("latency_us", {}) if s.tried else {}
+        ttf = lat.get("tick_to_fire", {})
+        msgs = c[C["msgs"]] - prev[C["msgs"]]
+        pnl = ", ".join(f"{k} {v:+.8g}" for k, v in s.pnl.items()) or "0"
+        return (f"status: {msgs / dt:,.0f} msg/s | books {n_sync}/{len(self.sh.book_state)} synced | "
+                f"gaps {c[C['gaps']]} resyncs {c[C['resyncs']]} | signals {c[C['signals']]} "
+                f"(no slot {c[C['no_slot']]}) | tried {s.tried} filled {s.filled} failed {s.failed} "
+                f"aborted {s.aborted} | PnL {pnl} | tick-to-fire p50 {ttf.get('p50', '-')} "
+                f"p99 {ttf.get('p99', '-')} us | bad frames {c[C['bad_frames']]} reconnects {c[C['reconnects']]}")
+
+    def run(self) -> int:
+        cfg = self.cfg
+        prev = self.sh.counters.copy()
+        last = time.monotonic()
+        while not self.stop_requested.wait(cfg.status_interval_s):
+            now = time.monotonic()
+            self.log(self.status_line(prev, now - last))
+            prev, last = self.sh.counters.copy(), now
+            if cfg.run_seconds and now - self.t0 >= cfg.run_seconds:
+                break
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        import slots
+        sh = self.sh
+        self.log("run: stopping: no new signals; waiting for in-flight triangles")
+        sh.control[0] = 1
+        deadline = time.monotonic() + 2 * self.cfg.fill_timeout_ms / 1000 + 1
+        while time.monotonic() < deadline and any(slots.is_busy(sh.slots, k) for k in range(len(sh.slots))):
+            time.sleep(0.01)
+        if any(slots.is_busy(sh.slots, k) for k in range(len(sh.slots))):
+            n = slots.request_cancel_all(sh.slots)
+            self.log(f"run: {n} triangle(s) still in flight: cancel flag set, they abort between legs")
+            deadline = time.monotonic() + 2 * self.cfg.fill_timeout_ms / 1000 + 1
+            while time.monotonic() < deadline and any(slots.is_busy(sh.slots, k) for k in range(len(sh.slots))):
+                time.sleep(0.01)
+        sh.stop.set()
+        for fd in sh.slot_fds + [sh.hot_wake_fd, sh.maint_wake_fd]:
+            os.eventfd_write(fd, 1)
+        for t in self.threads:
+            t.join(timeout=5)
+        self.log("run: session summary\n" + self.summary.render())
+        self.log("run: counters " + " ".join(f"{k}={int(v)}" for k, v in zip(
+            __import__("pipeline").HOT_COUNTERS, sh.counters) if v))
+        if self.sim_proc is not None:
+            self.sim_proc.terminate()
+            try:
+                self.sim_proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.sim_proc.kill()
+        return 0
+
+
+def main(argv: list[str]) -> int:
+    from config import ConfigError, load_config
+    if len(argv) != 2:
+        print("usage: python run.py CONFIG.ini   (try: python run.py sim.ini)", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(argv[1])
+    except ConfigError as e:
+        print("config error:\n  " + "\n  ".join(e.problems), file=sys.stderr)
+        return 2
+    run_dir = HERE / cfg.log_dir / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    lw = LogWriter(run_dir)
+    log_thread = threading.Thread(target=lw.run, name="log", daemon=True)
+    log_thread.start()
+    eng = Engine(cfg, lw)
+
+    def on_signal(signum, _frame):
+        eng.stop_requested.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 1
+    try:
+        eng.start()
+        code = eng.run()
+    except SystemExit as e:
+        lw.log(str(e))
+        code = 1
+    except Exception as e:  # a start-up failure: one clear line, no traceback of secrets
+        lw.log(f"run: failed: {e.__class__.__name__}: {e}")
+        code = 1
+    finally:
+        if eng.sim_proc is not None and eng.sim_proc.poll() is None:
+            eng.sim_proc.terminate()
+        lw.log(f"run: reports in {run_dir}")
+        lw.stop()
+        log_thread.join(timeout=5)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
