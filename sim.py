@@ -1,0 +1,333 @@
+"""sim.py: a KuCoin-compatible spot exchange simulator on 127.0.0.1 (DESIGN.md section 7).
+
+One asyncio process, one port: KuCoin's REST API (sim_rest.py) and its WebSocket at
+/endpoint (sim_ws.py) over a moving market with planted triangular mispricings
+(sim_market.py, sim_book.py, sim_mispricing.py) and one account that trades by market
+orders (sim_exchange.py), with faults on demand (sim_faults.py).
+
+Run:   /work/venv/bin/python sim.py --port 0 --seed 1 --symbols 60 --balances USDT=1000
+       prints one line "sim: serving http://127.0.0.1:PORT ws=... symbols=N ..." and
+       exits cleanly on SIGTERM/SIGINT. Credentials: --api-key/--api-secret/--api-passphrase
+       or SIM_API_KEY/SIM_API_SECRET/SIM_API_PASSPHRASE (the secret and passphrase are
+       never printed).
+Test:  cd /work/main && /work/venv/bin/python -m pytest -q tests/test_sim.py
+       (tests/conftest.py has the fixtures that start this process).
+
+Control/inspection API (not KuCoin; unsigned; loopback only):
+  GET  /sim/mispricings         planted mispricings [{id, t_ms, currencies, symbols, sides,
+                                moved_symbol, moved_side, moved_price, bps, size,
+                                size_currency, taken_t_ms}]
+  GET  /sim/book?symbol=S       the full book {symbol, sequence (int), time, bids, asks}
+  GET  /sim/balances            {ccy: {available, hold, total}} exact strings
+  GET  /sim/orders              every order as its REST view
+  GET  /sim/state               faults, counters, connections, market settings
+  POST /sim/control  JSON, any of:
+    drop_frames (p<1 | n>=1 | {probability|count, scope: public|private|all}),
+    delay_frames_ms, sequence_gap ({symbol, count}), disconnect ("all"|"public"|"private"|
+    connectId, or {which, abrupt}), expire_tokens (true), rest_5xx (n | {count, status}),
+    rest_429 (n), reject_orders (n | {count, code, msg}), partial_fill (n | {count, fraction}),
+    late_fills_ms, events_before_response (bool), reset_faults (true),
+    paused (bool), update_rate, mispricing_rate, mispricing_bps, take_delay_ms,
+    plant ({bps?, primary?} -> the record), set_book ({symbol, bids, asks}),
+    set_balances ({ccy: amount}), enable_symbol / disable_symbol (symbol),
+    rate_limits ({spot|public|management: quota}), reset_rate_limits (true),
+    ping_interval_ms, ping_timeout_ms, ws_connects_per_min.
+  Answers {"ok": true, ...results}; a bad value answers HTTP 400 {"ok": false, "error"}.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
+import signal
+import socket
+import sys
+import time
+from decimal import Decimal
+
+from aiohttp import web
+
+from sim_exchange import Exchange
+from sim_faults import Faults
+from sim_book import dec_str
+from sim_market import DEFAULT_DATA, Market, load_symbols, select_symbols
+from sim_rest import Rest, VIP_QUOTAS
+from sim_ws import WsHub
+
+DEFAULT_BALANCES = "USDT=1000,USDC=1000,BTC=0.02,ETH=0.4,KCS=100"
+
+
+def parse_balances(s: str) -> dict[str, Decimal]:
+    out = {}
+    for part in filter(None, (p.strip() for p in s.split(","))):
+        ccy, _, amt = part.partition("=")
+        out[ccy.strip().upper()] = Decimal(amt.strip())
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description="KuCoin-compatible exchange simulator (loopback only)")
+    ap.add_argument("--port", type=int, default=0, help="0 = pick a free port (printed)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--symbols", default="60", help="N symbols rich in hub triangles, or 'all'")
+    ap.add_argument("--symbols-file", default=str(DEFAULT_DATA))
+    ap.add_argument("--depth", type=int, default=120, help="levels per side")
+    ap.add_argument("--api-key", default=os.environ.get("SIM_API_KEY", "sim-api-key"))
+    ap.add_argument("--api-secret", default=os.environ.get("SIM_API_SECRET", "sim-api-secret"))
+    ap.add_argument("--api-passphrase", default=os.environ.get("SIM_API_PASSPHRASE", "sim-api-passphrase"))
+    ap.add_argument("--balances", default=DEFAULT_BALANCES)
+    ap.add_argument("--taker-fee", default="0.001")
+    ap.add_argument("--maker-fee", default=None, help="default: the taker fee")
+    ap.add_argument("--update-rate", type=float, default=200.0, help="level2 messages/s over all symbols")
+    ap.add_argument("--mispricing-rate", type=float, default=0.5, help="planted mispricings per second")
+    ap.add_argument("--mispricing-bps", type=float, default=25.0, help="profit after taker fees")
+    ap.add_argument("--take-delay-ms", type=int, default=400, help="other traders take a mispricing after")
+    ap.add_argument("--vip", type=int, default=0, choices=sorted(VIP_QUOTAS))
+    ap.add_argument("--rate-limits", default="", help="quota overrides per 30 s, e.g. public=2000,spot=4000")
+    ap.add_argument("--ping-interval-ms", type=int, default=18000)
+    ap.add_argument("--ping-timeout-ms", type=int, default=10000)
+    ap.add_argument("--token-ttl-s", type=float, default=86400.0)
+    ap.add_argument("--ws-connects-per-min", type=int, default=30, help="0 = unlimited")
+    ap.add_argument("--late-fills-ms", type=int, default=0)
+    ap.add_argument("--delay-frames-ms", type=int, default=0)
+    ap.add_argument("--drop-frames", type=float, default=0.0, help="<1 probability, >=1 count")
+    ap.add_argument("--events-after-response", action="store_true",
+                    help="answer order REST calls before pushing their private events")
+    ap.add_argument("--paused", action="store_true", help="start with the random walk paused")
+    return ap
+
+
+class Sim:
+    """Wiring of market, exchange, WS hub, REST and faults; /sim/ control endpoints."""
+
+    def __init__(self, args):
+        syms = load_symbols(args.symbols_file)
+        n = None if str(args.symbols).lower() == "all" else int(args.symbols)
+        chosen = select_symbols(syms, n)
+        self.api_key, self.api_secret, self.api_passphrase = args.api_key, args.api_secret, args.api_passphrase
+        self.passphrase_hmac = base64.b64encode(
+            hmac.new(args.api_secret.encode(), args.api_passphrase.encode(), hashlib.sha256).digest()).decode()
+        self.vip = args.vip
+        self.seed = args.seed
+        taker = Decimal(args.taker_fee)
+        self.market = Market(chosen, seed=args.seed, depth=args.depth, update_rate=args.update_rate,
+                             mispricing_rate=args.mispricing_rate, mispricing_bps=args.mispricing_bps,
+                             take_delay_ms=args.take_delay_ms, taker_fee=float(taker))
+        self.market.paused = args.paused
+        self.faults = Faults(args.seed)
+        self.faults.late_fills_ms = args.late_fills_ms
+        self.faults.delay_frames_ms = args.delay_frames_ms
+        if args.drop_frames:
+            self.faults.set_drop(args.drop_frames if args.drop_frames < 1 else int(args.drop_frames))
+        self.faults.events_before_response = not args.events_after_response
+        self.exchange = Exchange(self.market, taker_fee=taker,
+                                 maker_fee=Decimal(args.maker_fee) if args.maker_fee else taker,
+                                 balances=parse_balances(args.balances), seed=args.seed)
+        self.user_id = hashlib.sha1(f"sim-user-{args.api_key}".encode()).hexdigest()[:24]
+        self.hub = WsHub(self.market, self.faults, user_id=self.user_id, ping_interval_ms=args.ping_interval_ms,
+                         ping_timeout_ms=args.ping_timeout_ms, token_ttl_s=args.token_ttl_s,
+                         connects_per_min=args.ws_connects_per_min)
+        self.rest = Rest(self)
+        for part in filter(None, args.rate_limits.split(",")):
+            pool, _, q = part.partition("=")
+            if pool.strip() not in self.rest.limiter.quota:
+                raise SystemExit(f"--rate-limits: unknown pool {pool!r} (spot, management, public)")
+            self.rest.limiter.quota[pool.strip()] = int(q)
+        self.started_mono = time.monotonic()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_get("/endpoint", self.hub.handle)
+        app.router.add_get("/sim/mispricings", self.sim_mispricings)
+        app.router.add_get("/sim/book", self.sim_book)
+        app.router.add_get("/sim/balances", self.sim_balances)
+        app.router.add_get("/sim/orders", self.sim_orders)
+        app.router.add_get("/sim/state", self.sim_state)
+        app.router.add_post("/sim/control", self.sim_control)
+        app.router.add_route("*", "/{tail:.*}", self.rest.dispatch)
+        return app
+
+    async def market_loop(self) -> None:
+        """Advance the market's virtual clock to the wall clock every 10 ms."""
+        while True:
+            await asyncio.sleep(0.01)
+            self.market.advance((time.monotonic() - self.started_mono) * 1000.0)
+
+    # ---- /sim/ ---------------------------------------------------------------------------
+    async def sim_mispricings(self, request):
+        return web.json_response(self.market.public_records())
+
+    async def sim_book(self, request):
+        b = self.market.books.get(request.query.get("symbol", ""))
+        if b is None:
+            return web.json_response({"error": "unknown symbol"}, status=404)
+        snap = b.snapshot(None)
+        return web.json_response({"symbol": b.symbol, "sequence": b.seq, "time": snap["time"],
+                                  "bids": snap["bids"], "asks": snap["asks"]})
+
+    async def sim_balances(self, request):
+        return web.json_response({c: {"available": dec_str(a), "hold": dec_str(h), "total": dec_str(a + h)}
+                                  for c, (a, h) in sorted(self.exchange.bal.items())})
+
+    async def sim_orders(self, request):
+        return web.json_response([self.exchange.order_view(o) for o in self.exchange.orders.values()])
+
+    async def sim_state(self, request):
+        m = self.market
+        return web.json_response({
+            "faults": self.faults.state(), "ws": self.hub.state(), "market": {
+                "symbols": len(m.symbols), "triangles": len(m.triangles), "paused": m.paused,
+                "update_rate": m.update_rate, "mispricing_rate": m.mispricing_rate,
+                "mispricing_bps": m.mispricing_bps, "take_delay_ms": m.take_delay_ms,
+                "frozen": sorted(m.frozen), "counters": dict(m.counters)},
+            "exchange": dict(self.exchange.counters),
+            "rate_limits": {"quota": self.rest.limiter.quota, "used": self.rest.limiter.used}})
+
+    async def sim_control(self, request):
+        try:
+            kw = await request.json()
+            if not isinstance(kw, dict):
+                raise ValueError("body must be a JSON object")
+            out = await self.control(kw)
+        except (ValueError, KeyError, TypeError, ArithmeticError) as e:
+            return web.json_response({"ok": False, "error": f"{type(e).__name__}: {e}"}, status=400)
+        return web.json_response(dict(ok=True, **out))
+
+    async def control(self, kw: dict) -> dict:
+        f, m, hub, out = self.faults, self.market, self.hub, {}
+        known = {"reset_faults", "drop_frames", "delay_frames_ms", "sequence_gap", "disconnect", "expire_tokens",
+                 "rest_5xx", "rest_429", "reject_orders", "partial_fill", "late_fills_ms", "events_before_response",
+                 "paused", "update_rate", "mispricing_rate", "mispricing_bps", "take_delay_ms", "plant", "set_book",
+                 "set_balances", "enable_symbol", "disable_symbol", "rate_limits", "reset_rate_limits",
+                 "ping_interval_ms", "ping_timeout_ms", "ws_connects_per_min"}
+        bad = set(kw) - known
+        if bad:
+            raise ValueError(f"unknown control keys {sorted(bad)}")
+        if kw.get("reset_faults"):
+            f.reset()
+            self.exchange.partial_fill[0] = 0
+            m.withhold.clear()
+        if "drop_frames" in kw:
+            f.set_drop(kw["drop_frames"])
+        if "delay_frames_ms" in kw:
+            f.delay_frames_ms = int(kw["delay_frames_ms"])
+        if "sequence_gap" in kw:
+            g = kw["sequence_gap"]
+            if g["symbol"] not in m.books:
+                raise ValueError(f"unknown symbol {g['symbol']}")
+            m.withhold[g["symbol"]] = int(g.get("count", 1))
+        if "rest_5xx" in kw:
+            v = kw["rest_5xx"]
+            f.rest_5xx, f.rest_5xx_status = (int(v["count"]), int(v.get("status", 500))) if isinstance(v, dict) \
+                else (int(v), 500)
+        if "rest_429" in kw:
+            f.rest_429 = int(kw["rest_429"])
+        if "reject_orders" in kw:
+            v = kw["reject_orders"]
+            if isinstance(v, dict):
+                f.reject = int(v["count"])
+                f.reject_code = str(v.get("code", f.reject_code))
+                f.reject_msg = str(v.get("msg", f.reject_msg))
+            else:
+                f.reject = int(v)
+        if "partial_fill" in kw:
+            v = kw["partial_fill"]
+            if isinstance(v, dict):
+                self.exchange.partial_fill = [int(v["count"]), Decimal(str(v.get("fraction", "0.5")))]
+            else:
+                self.exchange.partial_fill = [int(v), Decimal("0.5")]
+        if "late_fills_ms" in kw:
+            f.late_fills_ms = int(kw["late_fills_ms"])
+        if "events_before_response" in kw:
+            f.events_before_response = bool(kw["events_before_response"])
+        if "paused" in kw:
+            m.paused = bool(kw["paused"])
+        if "update_rate" in kw:
+            m.update_rate = float(kw["update_rate"])
+        if "mispricing_bps" in kw:
+            m.mispricing_bps = float(kw["mispricing_bps"])
+        if "take_delay_ms" in kw:
+            m.take_delay_ms = int(kw["take_delay_ms"])
+        if "mispricing_rate" in kw:
+            m.set_mispricing_rate(float(kw["mispricing_rate"]))
+        if "set_balances" in kw:
+            self.exchange.set_balances(kw["set_balances"])
+        if "enable_symbol" in kw:
+            m.enabled[kw["enable_symbol"]] = True
+        if "disable_symbol" in kw:
+            if kw["disable_symbol"] not in m.enabled:
+                raise ValueError("unknown symbol")
+            m.enabled[kw["disable_symbol"]] = False
+        if "set_book" in kw:
+            v = kw["set_book"]
+            if v["symbol"] not in m.books:
+                raise ValueError(f"unknown symbol {v['symbol']}")
+            m.set_book(v["symbol"], v.get("bids", []), v.get("asks", []))
+            out["sequence"] = m.books[v["symbol"]].seq
+        if "plant" in kw:
+            v = kw["plant"] if isinstance(kw["plant"], dict) else {}
+            rec = m.plant(bps=v.get("bps"), primary=v.get("primary"))
+            out["mispricing"] = None if rec is None else {k: x for k, x in rec.items() if not k.startswith("_")}
+        if "rate_limits" in kw:
+            for pool, q in kw["rate_limits"].items():
+                if pool not in self.rest.limiter.quota:
+                    raise ValueError(f"unknown pool {pool}")
+                self.rest.limiter.quota[pool] = int(q)
+        if kw.get("reset_rate_limits"):
+            self.rest.limiter.reset_all()
+        if "ping_interval_ms" in kw:
+            hub.ping_interval_ms = int(kw["ping_interval_ms"])
+        if "ping_timeout_ms" in kw:
+            hub.ping_timeout_ms = int(kw["ping_timeout_ms"])
+        if "ws_connects_per_min" in kw:
+            hub.connects_per_min = int(kw["ws_connects_per_min"])
+            hub.connect_times.clear()
+        if kw.get("expire_tokens"):
+            out["expired_tokens"] = hub.expire_tokens()
+        if "disconnect" in kw:
+            v = kw["disconnect"]
+            which, abrupt = (v.get("which", "all"), bool(v.get("abrupt"))) if isinstance(v, dict) else (v, False)
+            out["disconnected"] = await hub.close_conns(which if which is not True else "all", abrupt)
+        return out
+
+
+async def serve(args) -> int:
+    sim = Sim(args)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))                 # loopback only, by design
+    port = sock.getsockname()[1]
+    sim.hub.port = port
+    runner = web.AppRunner(sim.app(), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.ensure_future(c) for c in (sim.market_loop(), sim.hub.flush_loop(), sim.hub.idle_loop())]
+    m = sim.market
+    print(f"sim: serving http://127.0.0.1:{port} ws=ws://127.0.0.1:{port}/endpoint symbols={len(m.symbols)} "
+          f"currencies={len(m.fair)} triangles={len(m.triangles)} seed={args.seed} key={args.api_key}", flush=True)
+    await stop.wait()
+    for t in tasks:
+        t.cancel()
+    await sim.hub.close_conns("all", abrupt=True)
+    await runner.cleanup()
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""sim_faults.py: the simulator's fault switches, set by POST /sim/control or CLI flags.
+
+Owns: what goes wrong next (dropped/delayed WS frames, REST 5xx/429, rejected orders,
+late fill events, private-event ordering) and the counters that tests assert on.
+Thread: the simulator's single asyncio thread (read by sim_ws.py and sim_rest.py).
+Run/test: tests/test_sim.py drives every switch through `control(...)`.
+
+Faults use their own RNG (seeded from --seed) so that switching them on does not change
+the market's random stream.
+"""
+from __future__ import annotations
+
+import random
+
+
+class Faults:
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed ^ 0x5EED)
+        self.reset()
+
+    def reset(self) -> None:
+        self.drop_prob = 0.0             # drop each public data frame with this probability
+        self.drop_count = 0              # ... or drop the next N public data frames
+        self.drop_scope = "public"       # public | private | all
+        self.delay_frames_ms = 0         # every outgoing data frame waits this long
+        self.rest_5xx = 0                # next N KuCoin REST requests fail with 5xx
+        self.rest_5xx_status = 500
+        self.rest_429 = 0                # next N KuCoin REST requests answer 429000
+        self.reject = 0                  # next N order placements are rejected
+        self.reject_code = "200004"
+        self.reject_msg = "Balance insufficient!"
+        self.late_fills_ms = 0           # delay match/done/settlement events by N ms
+        self.events_before_response = True
+        self.counters = {"frames_dropped": 0, "rest_5xx_sent": 0, "rest_429_sent": 0,
+                         "orders_rejected": 0, "backlog_dropped": 0}
+
+    def drop_frame(self, private: bool) -> bool:
+        """Whether to drop this data frame (decided once per message, for all subscribers)."""
+        if self.drop_scope != "all" and (self.drop_scope == "private") != private:
+            return False
+        if self.drop_count > 0:
+            self.drop_count -= 1
+            self.counters["frames_dropped"] += 1
+            return True
+        if self.drop_prob > 0 and self.rng.random() < self.drop_prob:
+            self.counters["frames_dropped"] += 1
+            return True
+        return False
+
+    def set_drop(self, v) -> None:
+        """drop_frames: a float in (0,1) is a probability, an int >= 1 a count, or a dict
+        {"probability": p} / {"count": n} with optional "scope"."""
+        if isinstance(v, dict):
+            self.drop_scope = v.get("scope", self.drop_scope)
+            self.drop_prob = float(v.get("probability", 0.0))
+            self.drop_count = int(v.get("count", 0))
+        elif isinstance(v, float) and v < 1.0:
+            self.drop_prob, self.drop_count = v, 0
+        else:
+            self.drop_prob, self.drop_count = 0.0, int(v)
+        if self.drop_scope not in ("public", "private", "all"):
+            raise ValueError("drop_frames scope must be public, private or all")
+
+    def take_rest_fault(self):
+        """(http_status, code, msg) for this request, or None."""
+        if self.rest_5xx > 0:
+            self.rest_5xx -= 1
+            self.counters["rest_5xx_sent"] += 1
+            st = self.rest_5xx_status
+            return st, "500000", "Internal Server Error" if st == 500 else "Service Unavailable"
+        if self.rest_429 > 0:
+            self.rest_429 -= 1
+            self.counters["rest_429_sent"] += 1
+            return 429, "429000", "Too Many Requests"
+        return None
+
+    def take_reject(self):
+        if self.reject > 0:
+            self.reject -= 1
+            self.counters["orders_rejected"] += 1
+            return self.reject_code, self.reject_msg
+        return None
+
+    def state(self) -> dict:
+        return {"drop_frames": {"probability": self.drop_prob, "count": self.drop_count, "scope": self.drop_scope},
+                "delay_frames_ms": self.delay_frames_ms, "rest_5xx": self.rest_5xx,
+                "rest_5xx_status": self.rest_5xx_status, "rest_429": self.rest_429,
+                "reject_orders": self.reject, "late_fills_ms": self.late_fills_ms,
+                "events_before_response": self.events_before_response, "counters": dict(self.counters)}
