@@ -40,13 +40,14 @@ HOT_COUNTERS = (
     "refills", "resyncs", "snapshots", "snapshot_too_old", "evals", "candidates", "signals",
     "no_slot", "ring_full", "bad_frames", "unknown_symbol", "private_msgs", "fills_routed",
     "fills_unrouted", "balances", "reconnects", "pong_missed", "ws_errors", "acks", "notices",
-    "fired_leg0",
+    "fired_leg0", "retrigger_skips",
 )
 C = {name: i for i, name in enumerate(HOT_COUNTERS)}
 C_APPLIED, C_STALE, C_GAPS = C["applied"], C["stale"], C["gaps"]
 C_BUFFERED, C_BUFFER_FULL, C_REFILLS = C["buffered"], C["buffer_full"], C["refills"]
 C_EVALS, C_CANDIDATES, C_NO_SLOT, C_BAD = C["evals"], C["candidates"], C["no_slot"], C["bad_frames"]
 C_SNAPSHOTS, C_SNAP_OLD = C["snapshots"], C["snapshot_too_old"]
+C_RETRIGGER = C["retrigger_skips"]
 
 # pstate cells (int64): hot thread only
 P_NEED_SNAP = 0      # 1 when the last call's book wants a snapshot
@@ -90,10 +91,16 @@ def _stage_signal(c, corr, now_ns, recv_ns, parsed_ns, book_ns, stage):
 
 @njit(nogil=True, cache=True)
 def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed_ns, book_ns,
-                   eval_ns, stage):
+                   eval_ns, stage, tri_last_ns, retrigger_ns):
     """Best-bps candidate whose triangle passes isolation -> acquire its slot, stage the
     signal; returns the slot or NO_SIGNAL. Candidates refused by isolation are skipped
-    (the next best may use other symbols)."""
+    (the next best may use other symbols). A triangle signalled less than retrigger_ns ago
+    is skipped: in paper mode our fills do not consume the book, and in live mode the
+    books may not yet show our own fills, so the same opportunity would fire again."""
+    for i in range(n):
+        if eval_ns - tri_last_ns[cands[i]["tri"]] < retrigger_ns:
+            cands[i]["outcome"] = -1
+            counters[C_RETRIGGER] += 1
     tried = 0
     while tried < n:
         best = -1
@@ -111,6 +118,7 @@ def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed
                                  t["sym2"], t["primary"])
         if slot >= 0:
             pstate[P_CORR_NEXT] = corr + 1
+            tri_last_ns[c["tri"]] = eval_ns
             _stage_signal(c, np.uint64(corr), eval_ns, recv_ns, parsed_ns, book_ns, stage)
             return slot
         counters[C_NO_SLOT] += 1
@@ -122,10 +130,10 @@ def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed
 @njit(nogil=True, cache=True)
 def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min,
               symtab, tris, sym_tri_start, sym_tri_list, balances, max_start, params, cands,
-              evc, slot_table, pstate, counters, stage, control):
+              evc, slot_table, pstate, counters, stage, control, tri_last_ns):
     """One /market/level2 frame for symbol `sym` (see the module docstring). control[0] != 0
     (written by the main thread at shutdown) keeps books and evaluation going but hands out
-    no slot."""
+    no slot; control[1] is the retrigger interval in ns (main thread, set before start)."""
     pstate[P_NEED_SNAP] = 0
     nch = l2wire.parse_l2(frame, changes, hdr)
     parsed_ns = rings.monotonic_ns()
@@ -163,7 +171,7 @@ def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refi
         return NO_SIGNAL
     eval_ns = rings.monotonic_ns()
     return pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed_ns,
-                          book_ns, eval_ns, stage)
+                          book_ns, eval_ns, stage, tri_last_ns, control[1])
 
 
 @njit(nogil=True, cache=True)

@@ -262,7 +262,7 @@ def journal_dict(rec: TriangleReport) -> dict:
     d["ts"] = fmt_ts_ms(rec.ts_ms)
     d["corr_hex"] = f"{rec.corr:x}"
     d["tick_to_fire_us"] = _us(rec.recv_ns, _leg_ns(rec, 0, "written_ns"))
-    d["signal_to_fire_us"] = _us(rec.pushed_ns, _leg_ns(rec, 0, "written_ns"))
+    d["signal_to_fire_us"] = _us(rec.evaluated_ns, _leg_ns(rec, 0, "written_ns"))
     return d
 
 
@@ -293,7 +293,8 @@ class SessionSummary:
     """Accumulates records: counts, PnL per primary quote, amounts left held by failures,
     error/reason counts, and latencies in us (DESIGN.md section 9):
     tick_to_fire = leg 0 bytes written - frame receipt; signal_to_fire = leg 0 bytes
-    written - signal pushed; leg_gap = last fill of leg k -> bytes written of leg k+1."""
+    written - the evaluation that made the signal (the decision; with fire_from = executor
+    it includes the ring push and the thread hand-off, the seed's "pipeline gap"); leg_gap = last fill of leg k -> bytes written of leg k+1."""
     mode: str = ""
     tried: int = 0
     filled: int = 0
@@ -322,7 +323,7 @@ class SessionSummary:
         for amount, ccy in rec.held():
             self.held[ccy] = self.held.get(ccy, 0.0) + amount
         w0 = _leg_ns(rec, 0, "written_ns")
-        for vals, a in ((self.tick_to_fire_us, rec.recv_ns), (self.signal_to_fire_us, rec.pushed_ns)):
+        for vals, a in ((self.tick_to_fire_us, rec.recv_ns), (self.signal_to_fire_us, rec.evaluated_ns)):
             us = _us(a, w0)
             if us is not None:
                 vals.append(us)

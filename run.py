@@ -160,14 +160,16 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.counters = pipeline.alloc_counters()
     sh.pstate = pipeline.alloc_pstate(run_id)
     sh.sig_stage = np.zeros(1, rings.SIGNAL_DTYPE)
-    sh.control = np.zeros(4, np.int64)   # [0] halt new signals (main thread writes)
+    sh.control = np.zeros(4, np.int64)   # main thread writes: [0] halt new signals, [1] retrigger ns
+    sh.control[1] = int(cfg.retrigger_ms * 1_000_000)
+    sh.tri_last_ns = np.full(uni.ntri, -(1 << 62), np.int64)   # hot thread: last signal per triangle
     sh.slot_fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(cfg.slots)]
     sh.hot_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
     sh.maint_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
     sh.pipe_args = (sh.changes, sh.l2hdr, sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl,
                     books.REFILL_MIN, uni.symtab, uni.tris, uni.sym_tri_start, uni.sym_tri_list,
                     sh.balances, sh.max_start, sh.params, sh.cands, sh.evc, sh.slots, sh.pstate,
-                    sh.counters, sh.sig_stage, sh.control)
+                    sh.counters, sh.sig_stage, sh.control, sh.tri_last_ns)
     sh.snap_args = (sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl, sh.snap_levels, sh.counters)
     return sh
 
@@ -315,8 +317,7 @@ class Engine:
         C = pipeline.C
         n_sync = int(np.sum(self.sh.book_state["status"] == books.BOOK_SYNCED))
         s = self.summary
-        lat = s.as_dict().get("latency_us", {}) if s.tried else {}
-        ttf = lat.get("tick_to_fire", {})
+        ttf = s.as_dict().get("tick_to_fire_us", {}) if s.tried else {}
         msgs = c[C["msgs"]] - prev[C["msgs"]]
         pnl = ", ".join(f"{k} {v:+.8g}" for k, v in s.pnl.items()) or "0"
         return (f"status: {msgs / dt:,.0f} msg/s | books {n_sync}/{len(self.sh.book_state)} synced | "

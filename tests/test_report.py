@@ -159,7 +159,7 @@ def test_journal_line_when_loaded_then_every_field_round_trips_with_types():
     assert l0["filled_sz"] == 64.53 and l0["side_name"] == "buy"
     assert l0["lat_ms"] == pytest.approx(82.9)
     assert d["tick_to_fire_us"] == pytest.approx(61.0)
-    assert d["signal_to_fire_us"] == pytest.approx(54.0)
+    assert d["signal_to_fire_us"] == pytest.approx(61.0 - 5.6)   # from the evaluation
 
 
 def record_with_latency(status, tick_us, gap_us, profit=None, primary="USDT"):
@@ -193,7 +193,7 @@ def test_summary_when_handful_of_records_then_counts_pnl_and_percentiles():
     g = d["leg_gap_us"]                            # 10,10,20,20,30,30,40
     assert g["n"] == 7 and g["p50"] == 20 and g["max"] == 40
     st = d["signal_to_fire_us"]
-    assert st["p50"] == pytest.approx(200 - 7.0)
+    assert st["p50"] == pytest.approx(200 - 5.6)
     text = s.render()
     assert "tried=5 filled=3 failed=1 aborted=1" in text
     assert "USDC=1 USDT=0.25" in text
