@@ -113,6 +113,7 @@ class Executor:
                     self.execute(self.sig[0])
                 finally:
                     slotmod.release(sh.slots, self.slot)
+                    rings.wake(sh.hot_wake_fd)   # refused candidates may now get this slot
                 continue
             if sh.stop.is_set() and not slotmod.is_busy(sh.slots, self.slot):
                 return

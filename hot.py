@@ -73,6 +73,7 @@ class HotLoop:
                     rings.drain(fd)
                     self._take_links()
                     self._take_snapshots()
+                    self._reevaluate()
                     continue
                 link = self.links.get(fd)
                 if link is not None:
@@ -219,6 +220,16 @@ class HotLoop:
             self._request_snapshot(sym, recv_ns)
         if slot == pipeline.BAD_FRAME:
             self._bad(f"level2 frame rejected by parser: {bytes(data[:120])!r}")
+
+    def _reevaluate(self) -> None:
+        """An executor released its slot (it wakes us): look again at symbols whose
+        candidates were refused for want of a slot (pipeline.on_reeval)."""
+        sh = self.sh
+        while True:
+            slot = pipeline.on_reeval(time.monotonic_ns(), *sh.pipe_args)
+            if slot < 0:
+                return
+            self._dispatch_signal(slot)
 
     def _dispatch_signal(self, slot: int) -> None:
         sh = self.sh

@@ -40,7 +40,7 @@ HOT_COUNTERS = (
     "refills", "resyncs", "snapshots", "snapshot_too_old", "evals", "candidates", "signals",
     "no_slot", "ring_full", "bad_frames", "unknown_symbol", "private_msgs", "fills_routed",
     "fills_unrouted", "balances", "reconnects", "pong_missed", "ws_errors", "acks", "notices",
-    "fired_leg0", "retrigger_skips",
+    "fired_leg0", "retrigger_skips", "reevals",
 )
 C = {name: i for i, name in enumerate(HOT_COUNTERS)}
 C_APPLIED, C_STALE, C_GAPS = C["applied"], C["stale"], C["gaps"]
@@ -48,6 +48,7 @@ C_BUFFERED, C_BUFFER_FULL, C_REFILLS = C["buffered"], C["buffer_full"], C["refil
 C_EVALS, C_CANDIDATES, C_NO_SLOT, C_BAD = C["evals"], C["candidates"], C["no_slot"], C["bad_frames"]
 C_SNAPSHOTS, C_SNAP_OLD = C["snapshots"], C["snapshot_too_old"]
 C_RETRIGGER = C["retrigger_skips"]
+C_REEVALS = C["reevals"]
 
 # pstate cells (int64): hot thread only
 P_NEED_SNAP = 0      # 1 when the last call's book wants a snapshot
@@ -122,7 +123,7 @@ def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed
             _stage_signal(c, np.uint64(corr), eval_ns, recv_ns, parsed_ns, book_ns, stage)
             return slot
         counters[C_NO_SLOT] += 1
-        cands[best]["outcome"] = -1   # refused: try the next best
+        cands[best]["outcome"] = -2   # refused for want of a slot: try the next best
         tried += 1
     return NO_SIGNAL
 
@@ -130,7 +131,7 @@ def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed
 @njit(nogil=True, cache=True)
 def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min,
               symtab, tris, sym_tri_start, sym_tri_list, balances, max_start, params, cands,
-              evc, slot_table, pstate, counters, stage, control, tri_last_ns):
+              evc, slot_table, pstate, counters, stage, control, tri_last_ns, reeval):
     """One /market/level2 frame for symbol `sym` (see the module docstring). control[0] != 0
     (written by the main thread at shutdown) keeps books and evaluation going but hands out
     no slot; control[1] is the retrigger interval in ns (main thread, set before start)."""
@@ -170,8 +171,52 @@ def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refi
     if control[0] != 0:
         return NO_SIGNAL
     eval_ns = rings.monotonic_ns()
-    return pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed_ns,
+    slot = pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed_ns,
                           book_ns, eval_ns, stage, tri_last_ns, control[1])
+    if slot < 0 and _any_refused(n, cands):
+        reeval[sym] = 1
+    return slot
+
+
+@njit(nogil=True, cache=True)
+def _any_refused(n, cands):
+    for i in range(n):
+        if cands[i]["outcome"] == -2:
+            return True
+    return False
+
+
+@njit(nogil=True, cache=True)
+def on_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symtab, tris,
+              sym_tri_start, sym_tri_list, balances, max_start, params, cands, evc, slot_table,
+              pstate, counters, stage, control, tri_last_ns, reeval):
+    """Re-evaluate the symbols whose candidates were refused for want of a free, isolated
+    slot (reeval[sym] = 1). Evaluation is driven by book updates, and the update that
+    showed an opportunity is often the last one for a while (frequently our own fill of
+    another triangle through the same book), so without this an opportunity that outlives
+    a busy slot is never looked at again. The hot thread calls this when an executor
+    releases its slot. Returns a slot (signal staged; call again for more) or NO_SIGNAL.
+    recv_ns of such a signal is now_ns: no frame triggered it."""
+    if control[0] != 0:
+        return NO_SIGNAL
+    for sym in range(len(reeval)):
+        if reeval[sym] == 0:
+            continue
+        reeval[sym] = 0
+        n = triangles.evaluate_symbol(sym, now_ns, state, px, sz, symtab, tris, sym_tri_start,
+                                      sym_tri_list, balances, max_start, params, cands, evc)
+        counters[C_REEVALS] += 1
+        if n == 0:
+            continue
+        counters[C_CANDIDATES] += n
+        eval_ns = rings.monotonic_ns()
+        slot = pick_and_stage(n, cands, tris, slot_table, pstate, counters, now_ns, now_ns,
+                              now_ns, eval_ns, stage, tri_last_ns, control[1])
+        if _any_refused(n, cands):
+            reeval[sym] = 1
+        if slot >= 0:
+            return slot
+    return NO_SIGNAL
 
 
 @njit(nogil=True, cache=True)

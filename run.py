@@ -163,13 +163,14 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.control = np.zeros(4, np.int64)   # main thread writes: [0] halt new signals, [1] retrigger ns
     sh.control[1] = int(cfg.retrigger_ms * 1_000_000)
     sh.tri_last_ns = np.full(uni.ntri, -(1 << 62), np.int64)   # hot thread: last signal per triangle
+    sh.reeval = np.zeros(n, np.int8)                               # hot thread: symbols to look at again
     sh.slot_fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(cfg.slots)]
     sh.hot_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
     sh.maint_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
     sh.pipe_args = (sh.changes, sh.l2hdr, sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl,
                     books.REFILL_MIN, uni.symtab, uni.tris, uni.sym_tri_start, uni.sym_tri_list,
                     sh.balances, sh.max_start, sh.params, sh.cands, sh.evc, sh.slots, sh.pstate,
-                    sh.counters, sh.sig_stage, sh.control, sh.tri_last_ns)
+                    sh.counters, sh.sig_stage, sh.control, sh.tri_last_ns, sh.reeval)
     sh.snap_args = (sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl, sh.snap_levels, sh.counters)
     return sh
 
@@ -204,6 +205,8 @@ def warm_up(sh) -> float:
     sargs = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in sh.snap_args)
     pipeline.on_snapshot(snap, *sargs)
     pipeline.on_level2(frame, sym, time.monotonic_ns(), *args)
+    args[-1][:] = 1
+    pipeline.on_reeval(time.monotonic_ns(), *args)
     for buf, ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req):
         b, c = rings.alloc_ring(buf.dtype, len(buf))
         one = np.zeros(1, buf.dtype)
@@ -360,6 +363,14 @@ class Engine:
         self.log("run: session summary\n" + self.summary.render())
         self.log("run: counters " + " ".join(f"{k}={int(v)}" for k, v in zip(
             __import__("pipeline").HOT_COUNTERS, sh.counters) if v))
+        import triangles
+        self.log("run: evaluation " + " ".join(f"{k}={int(sh.evc[v])}" for k, v in (
+            ("triangles", triangles.EVC_TRIANGLES), ("not_synced", triangles.EVC_NOT_SYNCED),
+            ("stale", triangles.EVC_STALE), ("empty", triangles.EVC_EMPTY),
+            ("crossed", triangles.EVC_CROSSED), ("no_edge", triangles.EVC_NO_EDGE),
+            ("no_size", triangles.EVC_NO_SIZE), ("no_profit", triangles.EVC_NO_PROFIT),
+            ("below_bps", triangles.EVC_BELOW_BPS), ("candidates", triangles.EVC_CANDIDATES),
+            ("out_full", triangles.EVC_OUT_FULL), ("inexact", triangles.EVC_INEXACT))))
         if self.sim_proc is not None:
             self.sim_proc.terminate()
             try:

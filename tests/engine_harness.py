@@ -1,0 +1,118 @@
+"""Start the whole engine in-process against its own simulator, for end-to-end tests.
+
+`EngineRun(**engine_overrides, sim=dict(...))` writes an ini, starts run.Engine (which
+starts sim.py on a free port), and exposes: `records` (report records emitted so far),
+`counters()`, `sim_get(path)`, `sim_control(**kw)`, `wait_for(pred, timeout)`, `stop()`
+(clean shutdown, returns the exit code). Used by tests/test_hot.py and tests/test_executor.py.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import urllib3
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import run  # noqa: E402
+from config import parse_config  # noqa: E402
+
+BASE_SIM = {"update_rate": 200, "mispricing_rate": 0.0, "mispricing_bps": 40, "take_delay_ms": 500,
+            "symbols": 40, "seed": 11}
+
+
+def ini_text(engine: dict, sim: dict) -> str:
+    lines = ["[engine]"] + [f"{k} = {v}" for k, v in engine.items()]
+    lines += ["[sim]"] + [f"{k} = {v}" for k, v in sim.items()]
+    return "\n".join(lines) + "\n"
+
+
+class EngineRun:
+    def __init__(self, sim: dict | None = None, **engine):
+        eng = {"venue": "sim", "mode": "live", "status_interval_s": 1, "fill_timeout_ms": 1500}
+        eng.update(engine)
+        self.tmp = tempfile.TemporaryDirectory()
+        eng.setdefault("log_dir", self.tmp.name)
+        s = dict(BASE_SIM)
+        s.update(sim or {})
+        self.cfg = parse_config(ini_text(eng, s), "test.ini")
+        self.run_dir = Path(self.tmp.name) / "run"
+        self.lw = run.LogWriter(self.run_dir, echo=False)
+        self.log_lines: list[str] = []
+        orig_log = self.lw.log
+        self.lw.log = lambda text: (self.log_lines.append(text), orig_log(text))
+        self.log_thread = threading.Thread(target=self.lw.run, daemon=True)
+        self.log_thread.start()
+        self.engine = run.Engine(self.cfg, self.lw)
+        self.stopped = False
+        try:
+            self.engine.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.http = urllib3.PoolManager()
+
+    @property
+    def sh(self):
+        return self.engine.sh
+
+    @property
+    def records(self):
+        return list(self.lw.records)
+
+    def counters(self) -> dict:
+        import pipeline
+        return {k: int(v) for k, v in zip(pipeline.HOT_COUNTERS, self.sh.counters)}
+
+    def sim_get(self, path: str):
+        r = self.http.request("GET", self.sh.rest_url + path)
+        return json.loads(r.data)
+
+    def sim_control(self, **kw):
+        r = self.http.request("POST", self.sh.rest_url + "/sim/control", body=json.dumps(kw).encode(),
+                              headers={"Content-Type": "application/json"})
+        out = json.loads(r.data)
+        assert out.get("ok"), out
+        return out
+
+    def wait_for(self, pred, timeout: float = 20.0, step: float = 0.05):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            v = pred()
+            if v:
+                return v
+            time.sleep(step)
+        return pred()
+
+    def books_synced(self) -> int:
+        import books
+        return int((self.sh.book_state["status"] == books.BOOK_SYNCED).sum())
+
+    def stop(self) -> int:
+        if self.stopped:
+            return 0
+        self.stopped = True
+        code = 0
+        try:
+            if getattr(self.engine, "threads", None):
+                code = self.engine.shutdown()
+        finally:
+            if self.engine.sim_proc is not None and self.engine.sim_proc.poll() is None:
+                self.engine.sim_proc.terminate()
+                self.engine.sim_proc.wait(timeout=5)
+            self.lw.stop()
+            self.log_thread.join(timeout=5)
+        return code
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.tmp.cleanup()
