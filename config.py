@@ -91,6 +91,18 @@ def _str(s: str) -> str:
     return s.strip()
 
 
+def _cpus(s: str) -> tuple[int, ...]:
+    """'0' or '2,3' -> CPU ids for sched_setaffinity; empty = no pinning."""
+    out = []
+    for item in _csv(s):
+        if not item.isdigit():
+            raise ValueError(f"expected CPU numbers like 0 or 2,3, got {item!r}")
+        if int(item) >= (os.cpu_count() or 1):
+            raise ValueError(f"CPU {item} does not exist (this machine has {os.cpu_count()})")
+        out.append(int(item))
+    return tuple(out)
+
+
 # section -> key -> (parser, default text). The defaults are what sim.ini documents.
 SCHEMA: dict[str, dict[str, tuple]] = {
     "engine": {
@@ -114,7 +126,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "status_interval_s": (_num(float, 0.2, 3600), "5"),
         "run_seconds": (_num(float, 0, 10_000_000), "0"),
         "switch_interval_us": (_num(float, 10, 100_000), "100"),
+        "warm_interval_us": (_num(float, 0, 1_000_000), "1000"),
         "log_dir": (_str, "runs"),
+        "cpus": (_cpus, ""),
     },
     "credentials": {
         "api_key_env": (_str, "KUCOIN_API_KEY"),
@@ -136,6 +150,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "mispricing_bps": (_num(float, 0, 10000), "40"),
         "take_delay_ms": (_num(int, 0, 600_000), "500"),
         "extra_args": (_str, ""),
+        "cpus": (_cpus, ""),
     },
 }
 
@@ -179,7 +194,7 @@ class Config:
                 if isinstance(v, dict):
                     v = ",".join(f"{a}={b}" for a, b in v.items())
                 elif isinstance(v, tuple):
-                    v = ",".join(v)
+                    v = ",".join(str(x) for x in v)
                 lines.append(f"{k} = {v}")
         lines.append("[credentials]")
         lines.append(f"api_key = {'<set>' if self.secrets.api_key else '<unset>'}")

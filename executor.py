@@ -69,8 +69,32 @@ EXEC_DTYPE = np.dtype([
 ])
 
 
+_ZERO_ROW = np.zeros((), EXEC_DTYPE)   # a cleared row: 0, 0.0 and b"" in every field
+
+
 def alloc_exec(n_slots: int) -> np.ndarray:
     return np.zeros(n_slots, EXEC_DTYPE)
+
+
+def leg_plans(uni) -> list:
+    """Per triangle, per leg: (symbol id, side, cascade.SymbolRules, order body format with
+    %s for clientOid and amount). Made once and shared by every executor (cached on the
+    universe): firing a leg then formats one string instead of reading numpy records."""
+    plans = getattr(uni, "leg_plans", None)
+    if plans is None:
+        plans = []
+        for t in uni.tris:
+            legs = []
+            for k in range(3):
+                sym, side = int(t[f"sym{k}"]), int(t[f"side{k}"])
+                rules = uni.rules[sym]
+                field = cascade.FIELD_FUNDS if side == cascade.LEG_BUY else cascade.FIELD_SIZE
+                fmt = ('{"clientOid":"%%s","side":"%s","symbol":"%s","type":"market","%s":"%%s"}'
+                       % ("buy" if side == cascade.LEG_BUY else "sell", rules.symbol, field))
+                legs.append((sym, side, rules, fmt))
+            plans.append(tuple(legs))
+        uni.leg_plans = plans
+    return plans
 
 
 class Executor:
@@ -94,6 +118,13 @@ class Executor:
         self.fill_timeout_s = cfg.fill_timeout_ms / 1000.0
         self.await_balance = cfg.await_balance
         self.stray = 0
+        # Field views of this slot's EXEC row: per-leg fields are length-3 views, scalar
+        # fields 1-element views; writing through them is one numpy item store.
+        ex = sh.exec_state
+        self.f = {n: (ex[n][slot] if ex.dtype[n].shape else ex[n][slot:slot + 1]) for n in ex.dtype.names}
+        self.coid_fmt = [f"ta%xs{slot}l{k}" for k in range(3)]   # rings.client_oid's format
+        self.plans = leg_plans(sh.universe)
+        self.plan = self.plans[0] if self.plans else None
 
     # -- start-up -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -124,51 +155,73 @@ class Executor:
     def fire_leg0(self, sig_stage) -> None:
         """Hot thread, fire_from = hot: fire leg 0 of the staged signal on this thread."""
         sig = sig_stage[0]
-        r = self.row
         self._reset(int(sig["corr"]), int(sig["tri"]))
-        r["fired0_by_hot"][0] = 1
+        self.f["fired0_by_hot"][0] = 1
         self.fire_leg(0, float(sig["start_vol"]), float(sig["bid0"]))
+
+    def warm(self, tri: int) -> int:
+        """Run fire_leg's work for leg 0 of triangle `tri` on scratch values without sending
+        or touching the slot's state: sizing, body, signature, request bytes. The hot thread
+        calls it when it has nothing to do, because the fire path runs only a few dozen
+        times a second and is cold each time: measured 15x slower than in a loop (DESIGN.md
+        section 9; README latency table). Returns the request length (so nothing is
+        optimised away)."""
+        sym, side, rules, body_fmt = self.plans[tri][0]
+        sized = cascade.size_leg(rules, side, 1e9, 1.0)
+        text = sized[1] if type(sized) is tuple else "1"
+        body = (body_fmt % (self.coid_fmt[0] % 0, text)).encode()
+        req = self.conns[0].request_bytes(
+            "POST", self.path,
+            self.signer.header_block(time.time_ns() // 1_000_000 + self.client.clock_offset_ms,
+                                     "POST", self.path, body), body)
+        return len(req)
 
     def _reset(self, corr: int, tri: int) -> None:
         r = self.row
-        r[0] = 0                    # one structured write clears every field
-        r["corr"][0] = corr
-        r["tri"][0] = tri
+        # One structured write clears every field. Not `r[0] = 0`: numpy casts that 0 to b"0"
+        # in the bytes fields (coid, order_text, ...), and a leg never placed showed "0=0".
+        r[0] = _ZERO_ROW
+        self.f["corr"][0] = corr
+        self.f["tri"][0] = tri
+        self.plan = self.plans[tri]
 
     def fire_leg(self, k: int, amount: float, best_bid: float) -> bool:
         """Size leg k from `amount` of the held currency and write the order. Returns False
-        (with the reason in fail[k]) when the leg cannot be placed or was not sent."""
-        r = self.row
-        tri = self.uni.tris[int(r["tri"][0])]
-        sym = int(tri[f"sym{k}"])
-        side = int(tri[f"side{k}"])
-        rules = self.uni.rules[sym]
-        r["in_amt"][0, k] = amount
+        (with the reason in fail[k]) when the leg cannot be placed or was not sent.
+
+        This runs between a decision (or a fill) and the order's bytes, so it touches only
+        precomputed Python objects: the triangle's leg plan (symbol rules and a body format
+        made once at start-up) and this slot's field views (one numpy item write each)."""
+        f = self.f
+        sym, side, rules, body_fmt = self.plan[k]
+        f["in_amt"][k] = amount
         sized = cascade.size_leg(rules, side, amount, best_bid)
         if type(sized) is str:
-            r["fail"][0, k] = f"L{k} not placed: {sized}"[:200].encode()
-            r["phase"][0, k] = PH_FAILED
+            f["fail"][k] = f"L{k} not placed: {sized}"[:200].encode()
+            f["phase"][k] = PH_FAILED
             return False
         field, text, value = sized
-        coid = rings.client_oid(int(r["corr"][0]), self.slot, k)
+        coid = self.coid_fmt[k] % int(f["corr"][0])
         # kucoin-api.md 0 and 8.6: compact JSON, signed over exactly the bytes sent.
-        body = ('{"clientOid":"%s","side":"%s","symbol":"%s","type":"market","%s":"%s"}'
-                % (coid, "buy" if side == cascade.LEG_BUY else "sell", rules.symbol, field, text)).encode()
-        ts_ms = time.time_ns() // 1_000_000 + self.client.clock_offset_ms
+        body = (body_fmt % (coid, text)).encode()
         conn = self.conns[k]
-        req = conn.request_bytes("POST", self.path, self.signer.header_block(ts_ms, "POST", self.path, body), body)
-        r["signed_ns"][0, k] = time.monotonic_ns()
-        r["coid"][0, k] = coid.encode()
-        r["order_text"][0, k] = text.encode()
-        r["order_field"][0, k] = field.encode()
-        r["order_amt"][0, k] = value
+        req = conn.request_bytes(
+            "POST", self.path,
+            self.signer.header_block(time.time_ns() // 1_000_000 + self.client.clock_offset_ms,
+                                     "POST", self.path, body), body)
+        f["signed_ns"][k] = time.monotonic_ns()
         try:
-            r["sent_ns"][0, k] = conn.send(req)
+            f["sent_ns"][k] = conn.send(req)
         except OrderWireError as e:
-            r["fail"][0, k] = f"L{k} not sent: {e}"[:200].encode()
-            r["phase"][0, k] = PH_FAILED
+            f["fail"][k] = f"L{k} not sent: {e}"[:200].encode()
+            f["phase"][k] = PH_FAILED
             return False
-        r["phase"][0, k] = PH_SENT
+        f["phase"][k] = PH_SENT
+        # bookkeeping after the bytes are out
+        f["coid"][k] = coid.encode()
+        f["order_text"][k] = text.encode()
+        f["order_field"][k] = field.encode()
+        f["order_amt"][k] = value
         return True
 
     # -- one triangle ---------------------------------------------------------------------
@@ -227,6 +280,15 @@ class Executor:
         except (ValueError, AttributeError):
             code, msg, order_id = "", f"unparseable response HTTP {status}: {bytes(body[:80])!r}", None
         if code != "200000":
+            if code == "429000" or status == 429:
+                # kucoin-api.md 7.1: the pool is exhausted until its window resets; tell the
+                # hot thread to signal nothing until then (this slot's cell; one writer each).
+                try:
+                    reset_ms = float(_headers.get("gw-ratelimit-reset", "") or 1000.0)
+                except ValueError:
+                    reset_ms = 1000.0
+                self.sh.rate_backoff_ns[self.slot] = time.monotonic_ns() + int(min(reset_ms, 30000.0) * 1e6)
+                self.log(f"executor {self.slot}: 429000 on L{k}; no new signals for {reset_ms:.0f} ms")
             r["fail"][0, k] = f"L{k} rejected: {code} {msg} (HTTP {status})"[:200].encode()
             r["phase"][0, k] = PH_FAILED
             return False
@@ -288,7 +350,10 @@ class Executor:
         while rings.ring_pop(buf, ctrl, f, 0):
             e = f[0]
             k = int(e["leg"])
-            if int(e["corr"]) != int(r["corr"][0]) or not 0 <= k < 3 or r["phase"][0, k] in (PH_IDLE, PH_FAILED):
+            # Only a leg still waiting for its fills (sent or open) takes events: a leg that is
+            # done (terminal seen, or figures taken from REST after a timeout) or failed must
+            # not count late events again; they are strays, logged with their figures.
+            if int(e["corr"]) != int(r["corr"][0]) or not 0 <= k < 3 or r["phase"][0, k] not in (PH_SENT, PH_OPEN):
                 self.stray += 1
                 self.log(f"executor {self.slot}: STRAY fill event corr={int(e['corr']):x} leg={k} "
                          f"kind={int(e['kind'])} match={e['match_sz']}@{e['match_px']} "
@@ -366,6 +431,7 @@ class Executor:
             expected_out=float(sig["exp_out"]),
             recv_ns=int(sig["recv_ns"]), parsed_ns=int(sig["parsed_ns"]), book_ns=int(sig["book_ns"]),
             evaluated_ns=int(sig["eval_ns"]), pushed_ns=int(sig["push_ns"]), woke_ns=0,
+            origin="reeval" if int(sig["origin"]) == rings.ORIGIN_REEVAL else "frame",
         )
 
     def _fill_report_leg(self, rec, k: int, tri) -> None:
@@ -375,6 +441,7 @@ class Executor:
         side = int(tri[f"side{k}"])
         lg = report.LegReport(
             leg=k, side=side, symbol=rules.symbol,
+            fee_ccy=rules.quote,     # kucoin-api.md 6.6: the fee is in the quote, either side
             from_ccy=self.uni.currencies[int(tri[f"ccy{k}"])],
             to_ccy=self.uni.currencies[int(tri[f"ccy{(k + 1) % 3}"])],
             order_field=r["order_field"][0, k].decode(), order_text=r["order_text"][0, k].decode(),

@@ -22,11 +22,33 @@ What this module guarantees:
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import select
 import socket
 import ssl
 import time
 from urllib.parse import urlsplit
+
+# libc send() called through ctypes.PyDLL keeps the GIL for the ~5-10 us of the syscall.
+# socket.sendall releases it, and on the order critical path a release is a chance for any
+# other runnable thread to take the GIL and hold it for a switch interval or more (the GIL
+# convoy, DESIGN.md section 9; measured in profiles/bench_latency.py). A small request
+# fits the socket buffer, so a non-blocking send never waits; anything unusual (EAGAIN, a
+# partial write, TLS) falls back to sendall.
+try:
+    _libc = ctypes.PyDLL(None, use_errno=True)
+    _c_send = _libc.send
+    _c_send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+    _c_send.restype = ctypes.c_ssize_t
+    _c_recv = _libc.recv
+    _c_recv.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+    _c_recv.restype = ctypes.c_ssize_t
+except (OSError, AttributeError):  # not glibc: sendall only
+    _c_send = _c_recv = None
+_PEEK_FLAGS = getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_DONTWAIT", 0)
+_peek_buf = ctypes.create_string_buffer(1)
+_SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
 
 
 class OrderWireError(ConnectionError):
@@ -84,8 +106,13 @@ class OrderConn:
             return True
         if self._buf:
             return True
-        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
-            return True
+        if isinstance(self.sock, ssl.SSLSocket):
+            if self.sock.pending():
+                return True
+        elif _c_recv is not None:
+            # Same check as poll() below without releasing the GIL: a peek that finds no
+            # data (EAGAIN) means open and idle; 0 bytes means the peer closed it.
+            return _c_recv(self.sock.fileno(), _peek_buf, 1, _PEEK_FLAGS) >= 0
         return bool(self._poll.poll(0))
 
     def ensure_open(self) -> None:
@@ -107,7 +134,16 @@ class OrderConn:
         """Write the request; returns time.monotonic_ns() right after the last byte."""
         self.ensure_open()
         try:
-            self.sock.sendall(req)
+            sent = 0
+            if _c_send is not None and self.scheme != "https":
+                sent = _c_send(self.sock.fileno(), req, len(req), _SEND_FLAGS)
+                if sent < 0:
+                    err = ctypes.get_errno()
+                    if err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                        raise OSError(err, "send")
+                    sent = 0
+            if sent < len(req):
+                self.sock.sendall(req[sent:])
         except OSError as e:
             # sendall may have written part of the request before failing; a partial HTTP
             # request is never executed by a server, so the order was not placed.

@@ -40,7 +40,7 @@ HOT_COUNTERS = (
     "refills", "resyncs", "snapshots", "snapshot_too_old", "evals", "candidates", "signals",
     "no_slot", "ring_full", "bad_frames", "unknown_symbol", "private_msgs", "fills_routed",
     "fills_unrouted", "balances", "reconnects", "pong_missed", "ws_errors", "acks", "notices",
-    "fired_leg0", "retrigger_skips", "reevals",
+    "fired_leg0", "retrigger_skips", "reevals", "balances_ignored", "rate_backoff",
 )
 C = {name: i for i, name in enumerate(HOT_COUNTERS)}
 C_APPLIED, C_STALE, C_GAPS = C["applied"], C["stale"], C["gaps"]
@@ -49,6 +49,7 @@ C_EVALS, C_CANDIDATES, C_NO_SLOT, C_BAD = C["evals"], C["candidates"], C["no_slo
 C_SNAPSHOTS, C_SNAP_OLD = C["snapshots"], C["snapshot_too_old"]
 C_RETRIGGER = C["retrigger_skips"]
 C_REEVALS = C["reevals"]
+C_RATE_BACKOFF = C["rate_backoff"]
 
 # pstate cells (int64): hot thread only
 P_NEED_SNAP = 0      # 1 when the last call's book wants a snapshot
@@ -68,8 +69,9 @@ def alloc_pstate(run_id: int) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def _stage_signal(c, corr, now_ns, recv_ns, parsed_ns, book_ns, stage):
+def _stage_signal(c, corr, now_ns, recv_ns, parsed_ns, book_ns, stage, origin):
     s = stage[0]
+    s["origin"] = origin
     s["corr"] = corr
     s["tri"] = c["tri"]
     s["start_vol"] = c["start_vol"]
@@ -92,12 +94,17 @@ def _stage_signal(c, corr, now_ns, recv_ns, parsed_ns, book_ns, stage):
 
 @njit(nogil=True, cache=True)
 def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed_ns, book_ns,
-                   eval_ns, stage, tri_last_ns, retrigger_ns):
+                   eval_ns, stage, tri_last_ns, retrigger_ns, origin, backoff_ns):
     """Best-bps candidate whose triangle passes isolation -> acquire its slot, stage the
     signal; returns the slot or NO_SIGNAL. Candidates refused by isolation are skipped
     (the next best may use other symbols). A triangle signalled less than retrigger_ns ago
     is skipped: in paper mode our fills do not consume the book, and in live mode the
     books may not yet show our own fills, so the same opportunity would fire again."""
+    for k in range(len(backoff_ns)):
+        # an executor saw 429000 (kucoin-api.md 7.1): no order until the pool's window resets
+        if backoff_ns[k] > eval_ns:
+            counters[C_RATE_BACKOFF] += 1
+            return NO_SIGNAL
     for i in range(n):
         if eval_ns - tri_last_ns[cands[i]["tri"]] < retrigger_ns:
             cands[i]["outcome"] = -1
@@ -120,7 +127,7 @@ def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed
         if slot >= 0:
             pstate[P_CORR_NEXT] = corr + 1
             tri_last_ns[c["tri"]] = eval_ns
-            _stage_signal(c, np.uint64(corr), eval_ns, recv_ns, parsed_ns, book_ns, stage)
+            _stage_signal(c, np.uint64(corr), eval_ns, recv_ns, parsed_ns, book_ns, stage, origin)
             return slot
         counters[C_NO_SLOT] += 1
         cands[best]["outcome"] = -2   # refused for want of a slot: try the next best
@@ -131,7 +138,7 @@ def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed
 @njit(nogil=True, cache=True)
 def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min,
               symtab, tris, sym_tri_start, sym_tri_list, balances, max_start, params, cands,
-              evc, slot_table, pstate, counters, stage, control, tri_last_ns, reeval):
+              evc, slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns):
     """One /market/level2 frame for symbol `sym` (see the module docstring). control[0] != 0
     (written by the main thread at shutdown) keeps books and evaluation going but hands out
     no slot; control[1] is the retrigger interval in ns (main thread, set before start)."""
@@ -172,7 +179,8 @@ def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refi
         return NO_SIGNAL
     eval_ns = rings.monotonic_ns()
     slot = pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed_ns,
-                          book_ns, eval_ns, stage, tri_last_ns, control[1])
+                          book_ns, eval_ns, stage, tri_last_ns, control[1], rings.ORIGIN_FRAME,
+                          backoff_ns)
     if slot < 0 and _any_refused(n, cands):
         reeval[sym] = 1
     return slot
@@ -189,7 +197,7 @@ def _any_refused(n, cands):
 @njit(nogil=True, cache=True)
 def on_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symtab, tris,
               sym_tri_start, sym_tri_list, balances, max_start, params, cands, evc, slot_table,
-              pstate, counters, stage, control, tri_last_ns, reeval):
+              pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns):
     """Re-evaluate the symbols whose candidates were refused for want of a free, isolated
     slot (reeval[sym] = 1). Evaluation is driven by book updates, and the update that
     showed an opportunity is often the last one for a while (frequently our own fill of
@@ -211,7 +219,8 @@ def on_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symta
         counters[C_CANDIDATES] += n
         eval_ns = rings.monotonic_ns()
         slot = pick_and_stage(n, cands, tris, slot_table, pstate, counters, now_ns, now_ns,
-                              now_ns, eval_ns, stage, tri_last_ns, control[1])
+                              now_ns, eval_ns, stage, tri_last_ns, control[1],
+                              rings.ORIGIN_REEVAL, backoff_ns)
         if _any_refused(n, cands):
             reeval[sym] = 1
         if slot >= 0:
@@ -234,3 +243,36 @@ def on_snapshot(snap, state, px, sz, pend, pctl, snap_limit, counters):
         return 0
     counters[C_SNAP_OLD] += 1
     return NEED_SNAPSHOT
+
+
+# -- hot-thread entry points: the same kernels, but holding the GIL ------------------------
+# A nogil dispatcher releases the GIL on entry and takes it back on return. For a call of a
+# few microseconds on the hot thread that is a loss: any runnable thread (an executor
+# parsing a response, the log thread formatting a report) takes the GIL, and the hot thread
+# then waits for it for at least the switch interval, often far longer (the GIL convoy of
+# DESIGN.md section 9), between deciding and writing the order. Measured in
+# profiles/bench_latency.py (README). Inner calls between jitted functions never touch
+# the GIL, so only these entry points differ.
+
+@njit(cache=True)
+def hot_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min,
+               symtab, tris, sym_tri_start, sym_tri_list, balances, max_start, params, cands,
+               evc, slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns):
+    return on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min,
+                     symtab, tris, sym_tri_start, sym_tri_list, balances, max_start, params,
+                     cands, evc, slot_table, pstate, counters, stage, control, tri_last_ns, reeval,
+                     backoff_ns)
+
+
+@njit(cache=True)
+def hot_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symtab, tris,
+               sym_tri_start, sym_tri_list, balances, max_start, params, cands, evc,
+               slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns):
+    return on_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symtab, tris,
+                     sym_tri_start, sym_tri_list, balances, max_start, params, cands, evc,
+                     slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns)
+
+
+@njit(cache=True)
+def hot_snapshot(snap, state, px, sz, pend, pctl, snap_limit, counters):
+    return on_snapshot(snap, state, px, sz, pend, pctl, snap_limit, counters)

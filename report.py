@@ -133,6 +133,8 @@ class TriangleReport:
     legs: list = field(default_factory=list)   # [LegReport]
     error: str = ""                         # FAILED
     reason: str = ""                        # ABORTED
+    origin: str = "frame"                   # what made the signal: a level2 "frame", or a
+                                            # "reeval" of refused candidates at a slot release
 
     def settle(self) -> None:
         """profit and effective_bps from the legs of a FILLED triangle (cascade). A FAILED or

@@ -53,6 +53,7 @@ Test: `/work/venv/bin/python -m pytest -q tests/test_rings.py`.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import re
@@ -118,7 +119,10 @@ SIGNAL_DTYPE = np.dtype([
     ("book_ns", "i8"),       # book updated
     ("eval_ns", "i8"),       # triangle evaluated
     ("push_ns", "i8"),       # signal published
+    ("origin", "i1"),        # ORIGIN_FRAME: a level2 frame; ORIGIN_REEVAL: a slot release
 ], align=True)
+ORIGIN_FRAME = 0
+ORIGIN_REEVAL = 1
 
 # Hot thread -> executor k, one per private orderChange event of that slot's orders
 # (kucoin-api.md 4.1). Fields absent from the event are NaN (not 0: remainFunds "0" is data).
@@ -530,10 +534,26 @@ def parse_client_oid(oid: str) -> tuple[int, int, int] | None:
 # ---------------------------------------------------------------------------------------
 # Eventfd wake-up (the fds are created in run.py, non-blocking: os.EFD_NONBLOCK).
 
+try:
+    # write() through ctypes.PyDLL keeps the GIL: os.eventfd_write releases it, and on the
+    # hot thread (which wakes an executor per signal and per fill event) each release is a
+    # chance for the woken thread to take the GIL first and hold it for a switch interval
+    # or more (DESIGN.md section 9; measured in profiles/results/line_profile_hot.txt).
+    _libc = ctypes.PyDLL(None, use_errno=True)
+    _c_write = _libc.write
+    _c_write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+    _c_write.restype = ctypes.c_ssize_t
+    _ONE = ctypes.c_uint64(1)
+    _ONE_ADDR = ctypes.addressof(_ONE)
+except (OSError, AttributeError):
+    _c_write = None
+
+
 def wake(fd: int) -> None:
     """Producer, after publishing: wake the consumer blocked in wait(fd). Wakes coalesce
     (the eventfd counts), so a wake that arrives before the consumer waits is not lost."""
-    os.eventfd_write(fd, 1)
+    if _c_write is None or _c_write(fd, _ONE_ADDR, 8) != 8:
+        os.eventfd_write(fd, 1)
 
 
 def wait(fd: int, timeout_s: float | None) -> bool:
@@ -559,3 +579,19 @@ def drain(fd: int) -> int:
         return os.eventfd_read(fd)
     except BlockingIOError:
         return 0
+
+
+# -- hot-thread entry points that keep the GIL ----------------------------------------------
+# The kernels above are nogil: a call from Python releases the GIL and takes it back. The
+# hot thread calls these instead, for the same reason as pipeline.hot_level2: a release on
+# the hot thread lets a waiting executor or the log thread take the GIL, and getting it
+# back costs a switch interval or more (DESIGN.md section 9, the GIL convoy).
+
+@njit(cache=True)
+def ring_push_held(buf, ctrl, src, i):
+    return ring_push(buf, ctrl, src, i)
+
+
+@njit(cache=True)
+def ring_pop_held(buf, ctrl, dst, i):
+    return ring_pop(buf, ctrl, dst, i)

@@ -102,6 +102,8 @@ def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str]:
             "--taker-fee", repr(s["taker_fee"]), "--update-rate", repr(s["update_rate"]),
             "--mispricing-rate", repr(s["mispricing_rate"]), "--mispricing-bps", repr(s["mispricing_bps"]),
             "--take-delay-ms", str(s["take_delay_ms"])] + s["extra_args"].split()
+    if s["cpus"]:
+        args += ["--cpus", ",".join(map(str, s["cpus"]))]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -164,13 +166,15 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.control[1] = int(cfg.retrigger_ms * 1_000_000)
     sh.tri_last_ns = np.full(uni.ntri, -(1 << 62), np.int64)   # hot thread: last signal per triangle
     sh.reeval = np.zeros(n, np.int8)                               # hot thread: symbols to look at again
+    sh.rate_backoff_ns = np.zeros(cfg.slots, np.int64)             # executor k writes cell k: 429 backoff
     sh.slot_fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(cfg.slots)]
     sh.hot_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
     sh.maint_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
     sh.pipe_args = (sh.changes, sh.l2hdr, sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl,
                     books.REFILL_MIN, uni.symtab, uni.tris, uni.sym_tri_start, uni.sym_tri_list,
                     sh.balances, sh.max_start, sh.params, sh.cands, sh.evc, sh.slots, sh.pstate,
-                    sh.counters, sh.sig_stage, sh.control, sh.tri_last_ns, sh.reeval)
+                    sh.counters, sh.sig_stage, sh.control, sh.tri_last_ns, sh.reeval,
+                    sh.rate_backoff_ns)
     sh.snap_args = (sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl, sh.snap_levels, sh.counters)
     return sh
 
@@ -195,7 +199,7 @@ def warm_up(sh) -> float:
         ('{"type":"message","topic":"/market/level2:%s","subject":"trade.l2update","data":'
          '{"changes":{"asks":[["1.5","2","12"]],"bids":[["1.4","1","11"]]},"sequenceEnd":12,'
          '"sequenceStart":11,"symbol":"%s","time":1}}' % (sym_name, sym_name)).encode(), np.uint8)
-    pipeline.on_level2(frame, sym, time.monotonic_ns(), *args)
+    pipeline.hot_level2(frame, sym, time.monotonic_ns(), *args)
     snap = np.zeros(1, sh.snap_ring[0].dtype)
     snap[0]["sym"] = sym
     snap[0]["seq"] = 10
@@ -203,15 +207,17 @@ def warm_up(sh) -> float:
     snap[0]["px"][0, 0], snap[0]["px"][1, 0] = 1.4, 1.5
     snap[0]["sz"][0, 0], snap[0]["sz"][1, 0] = 1.0, 1.0
     sargs = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in sh.snap_args)
-    pipeline.on_snapshot(snap, *sargs)
-    pipeline.on_level2(frame, sym, time.monotonic_ns(), *args)
-    args[-1][:] = 1
-    pipeline.on_reeval(time.monotonic_ns(), *args)
+    pipeline.hot_snapshot(snap, *sargs)
+    pipeline.hot_level2(frame, sym, time.monotonic_ns(), *args)
+    args[-2][:] = 1
+    pipeline.hot_reeval(time.monotonic_ns(), *args)
     for buf, ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req):
         b, c = rings.alloc_ring(buf.dtype, len(buf))
         one = np.zeros(1, buf.dtype)
         rings.ring_push(b, c, one, 0)
         rings.ring_pop(b, c, one, 0)
+        rings.ring_push_held(b, c, one, 0)
+        rings.ring_pop_held(b, c, one, 0)
     st, px, sz = args[2], args[3], args[4]
     books.walk_buy_funds(px, sz, sym, 1.0, 0.0001)
     books.walk_sell_size(px, sz, sym, 1.0)
@@ -233,6 +239,18 @@ class Engine:
         self.log = log_writer.log
         self.sim_proc = None
         self.stop_requested = threading.Event()
+        self.thread_failure = ""
+        threading.excepthook = self._thread_died
+
+    def _thread_died(self, args) -> None:
+        """An engine thread raised: never silent. Log it (the traceback names code, not
+        data: our exceptions carry no secrets), then stop the session cleanly; exit 1."""
+        import traceback
+        name = args.thread.name if args.thread is not None else "?"
+        text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+        self.thread_failure = f"thread {name} died: {args.exc_type.__name__}: {args.exc_value}"
+        self.log(f"run: FATAL {self.thread_failure}\n{text}")
+        self.stop_requested.set()
 
     def start(self) -> None:
         import cascade  # noqa: F401  (import errors surface before any network I/O)
@@ -247,6 +265,10 @@ class Engine:
         cfg = self.cfg
         t_start = time.perf_counter()
         self.log(cfg.describe().replace("\n", " | "))
+        if cfg.cpus:
+            # Every engine thread shares the GIL, so one or two cores are all it can use;
+            # pinning keeps other processes (the simulator, on a test host) off them.
+            os.sched_setaffinity(0, set(cfg.cpus))
         if cfg.venue == "sim":
             creds = {"key": "sim-" + pysecrets.token_hex(8), "secret": pysecrets.token_hex(16),
                      "passphrase": pysecrets.token_hex(8)}
@@ -377,6 +399,9 @@ class Engine:
                 self.sim_proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.sim_proc.kill()
+        if self.thread_failure:
+            self.log(f"run: stopped because {self.thread_failure}")
+            return 1
         return 0
 
 

@@ -1,0 +1,237 @@
+"""Tests of run.py as a program (subprocesses) and of the shipped ini files.
+
+- `python run.py` without a config: usage on stderr, exit 2;
+- a bad config: one line per problem, exit 2, no traceback, no secret;
+- a start-up failure against an unreachable venue: one clear line, no secret;
+- `python run.py sim.ini` (sim.ini with run_seconds, log_dir and status_interval_s changed)
+  exits 0 on its own, prints status lines and the session summary and writes report.log,
+  journal.jsonl and engine.log under log_dir; SIGTERM after the first status line also
+  exits 0 with the summary;
+- live.example.ini and sim.ini mention every key of config.SCHEMA (set or commented out)
+  and no unknown key; live.example.ini parses (with fake environment secrets) as a live
+  KuCoin config, holds no secret, and every option in it has its own comment.
+
+~30 s (two short engine runs with their simulators). No network beyond 127.0.0.1.
+Run: cd /work/main && /work/venv/bin/python -m pytest -q tests/test_run.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import config
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "run.py"
+SECRET = "SeCrEtMaRkEr0123456789"
+PASSPHRASE = "PaSsMaRkEr9876"
+
+
+def run_py(*args, env=None, timeout=60):
+    e = dict(os.environ)
+    for k in ("KUCOIN_API_KEY", "KUCOIN_API_SECRET", "KUCOIN_API_PASSPHRASE"):
+        e.pop(k, None)
+    e.update(env or {})
+    return subprocess.run([sys.executable, str(RUN), *args], cwd=ROOT, env=e, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def sim_ini_with(tmp_path: Path, **changes) -> Path:
+    """sim.ini as shipped, with some [engine] values replaced (keys must exist in it)."""
+    text = (ROOT / "sim.ini").read_text()
+    for k, v in changes.items():
+        text, n = re.subn(rf"(?m)^{k}\s*=.*$", f"{k} = {v}", text, count=1)
+        assert n == 1, f"sim.ini has no line for {k}"
+    p = tmp_path / "test-sim.ini"
+    p.write_text(text)
+    return p
+
+
+# -- usage and config errors ----------------------------------------------------------------------
+
+def test_run_when_no_config_argument_then_usage_and_exit_2():
+    r = run_py()
+    assert r.returncode == 2
+    assert "usage: python run.py CONFIG.ini" in r.stderr
+    assert r.stdout == ""
+
+
+def test_run_when_config_has_unknown_key_and_bad_values_then_one_line_per_problem_and_exit_2(tmp_path):
+    p = tmp_path / "bad.ini"
+    p.write_text("[engine]\nvenue = sim\nslots = many\nfill_timeout_ms = 10\nbogus_key = 1\n"
+                 "[nosuch]\nx = 1\n")
+    r = run_py(str(p))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == "config error:"
+    problems = [x.strip() for x in lines[1:]]
+    assert len(problems) == 4, r.stderr
+    assert sum("unknown section [nosuch]" in x for x in problems) == 1
+    assert sum("[engine] unknown key 'bogus_key'" in x for x in problems) == 1
+    assert sum("[engine] slots = 'many': expected an integer" in x for x in problems) == 1
+    assert sum("[engine] fill_timeout_ms = '10': must be >= 50" in x for x in problems) == 1
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_run_when_config_errors_with_secrets_then_no_secret_printed(tmp_path):
+    p = tmp_path / "bad-secrets.ini"
+    p.write_text(f"[engine]\nvenue = kucoin\nslots = 0\n[credentials]\napi_secret = {SECRET}\n"
+                 f"api_passphrase_env = MY_PASS\nkey_version = 9\n")
+    r = run_py(str(p), env={"MY_PASS": PASSPHRASE})
+    assert r.returncode == 2
+    out = r.stdout + r.stderr
+    assert "key_version = '9': must be <= 3" in out
+    assert "venue = kucoin needs api_key: set the environment variable(s) KUCOIN_API_KEY" in out
+    assert SECRET not in out and PASSPHRASE not in out
+    # the masked forms in the objects a traceback would print
+    with pytest.raises(config.ConfigError) as ei:
+        config.load_config(str(p), environ={"MY_PASS": PASSPHRASE})
+    assert SECRET not in str(ei.value) and PASSPHRASE not in str(ei.value)
+    good = p.read_text().replace("slots = 0", "slots = 1").replace("key_version = 9", "key_version = 3")
+    cfg = config.parse_config(good, "good.ini", environ={"MY_PASS": PASSPHRASE, "KUCOIN_API_KEY": "k"})
+    for text in (repr(cfg), str(cfg.secrets), cfg.describe()):
+        assert SECRET not in text and PASSPHRASE not in text
+
+
+def test_run_when_venue_unreachable_then_one_failure_line_without_secrets(tmp_path):
+    """A valid live config against a port nobody listens on: start-up fails with one line
+    (exit 1); the exception text and the logs carry no secret."""
+    p = tmp_path / "down.ini"
+    p.write_text(f"[engine]\nvenue = kucoin\nmode = live\nrest_url = http://127.0.0.1:9\n"
+                 f"log_dir = {tmp_path / 'logs'}\n")
+    r = run_py(str(p), env={"KUCOIN_API_KEY": "key-1", "KUCOIN_API_SECRET": SECRET,
+                            "KUCOIN_API_PASSPHRASE": PASSPHRASE}, timeout=90)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "run: failed: " in out and "Traceback" not in out
+    logs = "".join(f.read_text() for f in (tmp_path / "logs").rglob("*.log"))
+    assert "run: failed: " in logs
+    for text in (out, logs):
+        assert SECRET not in text and PASSPHRASE not in text
+
+
+# -- whole runs ----------------------------------------------------------------------------------
+
+def test_run_when_run_seconds_then_exits_0_with_status_summary_and_report_files(tmp_path):
+    ini = sim_ini_with(tmp_path, run_seconds=8, status_interval_s=1, log_dir=tmp_path / "logs")
+    r = run_py(str(ini), timeout=90)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert re.search(r"(?m)^\d\d:\d\d:\d\d\.\d{3} status: .* msg/s \| books \d+/\d+ synced", r.stdout)
+    assert "run: session summary" in r.stdout
+    assert re.search(r"(?m)^session summary \(paper\): tried=\d+ filled=\d+", r.stdout)
+    run_dirs = [d for d in (tmp_path / "logs").iterdir() if d.is_dir()]
+    assert len(run_dirs) == 1
+    files = {f.name: f.read_text() for f in run_dirs[0].iterdir()}
+    assert set(files) >= {"report.log", "journal.jsonl", "engine.log"}
+    assert "status: " in files["engine.log"] and "session summary" in files["engine.log"]
+    reports = files["report.log"].splitlines()
+    journal = [json.loads(x) for x in files["journal.jsonl"].splitlines()]
+    assert len(reports) == len(journal)
+    for line, j in zip(reports, journal):
+        assert f" {j['status']} | corr={j['corr_hex']} | " in line
+        assert line in r.stdout           # every report line is echoed too
+
+
+def test_run_when_sigterm_after_first_status_line_then_exits_0_with_summary(tmp_path):
+    ini = sim_ini_with(tmp_path, status_interval_s=1, log_dir=tmp_path / "logs")
+    proc = subprocess.Popen([sys.executable, str(RUN), str(ini)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    got_status = threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+            if " status: " in line:
+                got_status.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert got_status.wait(60), "no status line within 60 s:\n" + "".join(lines[-30:])
+        t_sig = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    out = "".join(lines)
+    assert code == 0, out[-3000:]
+    after = out[out.index(" status: "):]
+    assert "run: stopping: no new signals" in after
+    assert "run: session summary" in after and "session summary (paper)" in after
+    assert time.monotonic() - t_sig < 60
+    assert list((tmp_path / "logs").rglob("report.log"))
+
+
+# -- the shipped ini files ---------------------------------------------------------------------------
+
+SECTION_RE = re.compile(r"^\s*[#;]?\s*\[([A-Za-z_]+)\]\s*$")
+KEY_RE = re.compile(r"^\s*([#;])?\s*([a-z_]+)\s*=")
+
+
+def mentioned_keys(path: Path) -> dict:
+    """{(section, key): active?} for every `key = value` line, set or commented out (a
+    commented-out line documents the option; a commented `# [section]` header counts)."""
+    out, sec = {}, None
+    for line in path.read_text().splitlines():
+        m = SECTION_RE.match(line)
+        if m:
+            sec = m[1]
+            continue
+        m = KEY_RE.match(line)
+        if m and sec is not None:
+            out[(sec, m[2])] = out.get((sec, m[2]), False) or m[1] is None
+    return out
+
+
+@pytest.mark.parametrize("name", ["live.example.ini", "sim.ini"])
+def test_ini_when_shipped_then_mentions_every_schema_key_and_no_unknown_key(name):
+    got = mentioned_keys(ROOT / name)
+    want = {(sec, k) for sec, keys in config.SCHEMA.items() for k in keys}
+    assert sorted(want - set(got)) == [], f"{name} does not mention these options"
+    assert sorted(k for k, active in got.items() if active and k not in want) == [], f"{name}: unknown keys"
+
+
+def test_live_example_when_parsed_with_env_secrets_then_live_kucoin_config():
+    env = {"KUCOIN_API_KEY": "key-1", "KUCOIN_API_SECRET": SECRET, "KUCOIN_API_PASSPHRASE": PASSPHRASE}
+    cfg = config.load_config(str(ROOT / "live.example.ini"), environ=env)
+    assert (cfg.venue, cfg.mode) == ("kucoin", "live")
+    assert cfg.rest_url == "https://api.kucoin.com"
+    assert cfg.secrets.complete and cfg.secrets.api_secret == SECRET
+    assert set(cfg.primary_quotes) <= set(cfg.max_start)
+    # conservative: one triangle at a time, small stakes, a margin over fees
+    assert cfg.slots == 1 and cfg.min_profit_bps >= 10
+    assert cfg.max_start["USDT"] <= 50 and cfg.max_start["USDC"] <= 50
+    # without the environment it refuses to start and names the variables, nothing else
+    with pytest.raises(config.ConfigError) as ei:
+        config.load_config(str(ROOT / "live.example.ini"), environ={})
+    assert "KUCOIN_API_KEY" in str(ei.value) and "KUCOIN_API_SECRET" in str(ei.value)
+
+
+def test_live_example_when_read_then_no_secret_value_and_every_option_commented():
+    lines = (ROOT / "live.example.ini").read_text().splitlines()
+    sec = None
+    for i, line in enumerate(lines):
+        m = SECTION_RE.match(line)
+        if m:
+            sec = m[1]
+            continue
+        m = KEY_RE.match(line)
+        if not m:
+            continue
+        key = m[2]
+        if sec == "credentials" and key in ("api_key", "api_secret", "api_passphrase"):
+            assert line.split("=", 1)[1].strip() == "", f"a credential value in live.example.ini: {key}"
+        above = lines[i - 1].strip() if i else ""
+        assert above.startswith("#") and not KEY_RE.match(above), f"option {sec}.{key} has no comment of its own"
