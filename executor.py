@@ -26,6 +26,7 @@ figures, because they mean money moved that no report line shows.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -124,6 +125,8 @@ class Executor:
         self.f = {n: (ex[n][slot] if ex.dtype[n].shape else ex[n][slot:slot + 1]) for n in ex.dtype.names}
         self.coid_fmt = [f"ta%xs{slot}l{k}" for k in range(3)]   # rings.client_oid's format
         self.plans = leg_plans(sh.universe)
+        self.claims: dict = {}                # (corr, leg) -> thread ident that fires it
+        self.hot_fires_legs = cfg.fire_from == "hot" and cfg.mode == "live"
         self.plan = self.plans[0] if self.plans else None
 
     # -- start-up -------------------------------------------------------------------------
@@ -237,13 +240,24 @@ class Executor:
             r["woke_ns"][0] = woke
             self.fire_leg(0, float(sig["start_vol"]), float(sig["bid0"]))
         amount = float(sig["start_vol"])
+        try:
+            self._run_legs(rec, corr, tri, amount)
+        finally:
+            self.claims.pop((corr, 1), None)
+            self.claims.pop((corr, 2), None)
+
+    def _run_legs(self, rec, corr: int, tri, amount: float) -> None:
+        r = self.row
         for k in range(3):
             if k > 0:
-                if self.sh.slots[self.slot]["cancel"]:
-                    return self._finish(rec, report.STATUS_ABORTED, reason=f"cancel requested before L{k}")
-                amount = self._leg_input(k, tri, amount)
-                bid = books.best_bid(self.sh.book_px, self.sh.book_sz, int(tri[f"sym{k}"]))
-                self.fire_leg(k, amount, bid)
+                if self.claim(corr, k):
+                    if self.sh.slots[self.slot]["cancel"]:
+                        return self._finish(rec, report.STATUS_ABORTED, reason=f"cancel requested before L{k}")
+                    amount = self._leg_input(k, tri, amount)
+                    bid = books.best_bid(self.sh.book_px, self.sh.book_sz, int(tri[f"sym{k}"]))
+                    self.fire_leg(k, amount, bid)
+                else:
+                    self._await_hot_fire(k)
             if r["phase"][0, k] == PH_FAILED:
                 return self._finish(rec, report.STATUS_FAILED, error=r["fail"][0, k].decode())
             ok = self._complete_leg(k, tri)
@@ -252,6 +266,45 @@ class Executor:
                 return self._finish(rec, report.STATUS_FAILED, error=r["fail"][0, k].decode())
             amount = rec.legs[k].received
         self._finish(rec, report.STATUS_FILLED)
+
+    # -- legs 1 and 2 fired by the hot thread ----------------------------------------------
+    def claim(self, corr: int, k: int) -> bool:
+        """Exactly one thread fires leg k of signal corr: the hot thread when it routes the
+        previous leg's terminal fill event (fire_next_from_hot), or this executor. dict.
+        setdefault is one atomic step under the GIL, so two claimants cannot both win."""
+        me = threading.get_ident()
+        return self.claims.setdefault((corr, k), me) == me
+
+    def fire_next_from_hot(self, corr: int, k: int, filled_sz: float, filled_funds: float) -> bool:
+        """Hot thread: leg k's terminal event (filled/canceled, kucoin-api.md 4.1) was just
+        routed; fire leg k+1 from the hot thread's own running totals of leg k's matches,
+        without waking this executor first (the GIL hand-off measured at 100-400 us, DESIGN.md
+        sections 2 and 9). Same sizing as the executor would do (cascade.size_leg on the leg's
+        output). Declines (False) when the executor owns the decision: another corr, leg k not
+        open, cancel requested, await_balance (needs the balance feed), nothing received."""
+        f = self.f
+        if (self.hot_fires_legs is False or int(f["corr"][0]) != corr or k >= 2
+                or f["phase"][k] not in (PH_SENT, PH_OPEN) or f["phase"][k + 1] != PH_IDLE
+                or self.sh.slots[self.slot]["cancel"] or self.await_balance):
+            return False
+        side, rules = self.plan[k][1], self.plan[k][2]
+        out = filled_sz if side == cascade.LEG_BUY else filled_funds * (1.0 - rules.taker_fee)
+        if not out > 0.0 or not self.claim(corr, k + 1):
+            return False
+        nxt = self.plan[k + 1][0]
+        bid = float(self.sh.book_px[nxt, books.SIDE_BID, 0]) if self.sh.book_sz[nxt, books.SIDE_BID, 0] > 0 else 0.0
+        self.fire_leg(k + 1, out, bid)
+        return True
+
+    def _await_hot_fire(self, k: int) -> None:
+        """The hot thread claimed leg k: wait until its fire_leg has finished (phase leaves
+        IDLE). It holds the GIL while firing, so this is at most one switch interval."""
+        deadline = time.monotonic() + 1.0
+        while self.f["phase"][k] == PH_IDLE and time.monotonic() < deadline:
+            time.sleep(0)
+        if self.f["phase"][k] == PH_IDLE:   # cannot happen: fail loudly rather than hang
+            self.f["fail"][k] = f"L{k} claimed by the hot thread but never fired".encode()
+            self.f["phase"][k] = PH_FAILED
 
     def _leg_input(self, k: int, tri, previous_output: float) -> float:
         side = int(tri[f"side{k}"])

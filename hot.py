@@ -334,12 +334,37 @@ class HotLoop:
         buf, ctrl = sh.fill_rings[slot]
         if rings.ring_push_held(buf, ctrl, self._fill, 0):
             self.counters[C["fills_routed"]] += 1
-            rings.wake(sh.slot_fds[slot])
+            if self.fire_from_hot:
+                self._next_leg(slot, corr, leg)
+            # The executor acts on a leg's terminal event (it drains the matches with it);
+            # waking it for every match and every received/open event costs a syscall each
+            # and makes it compete for the GIL while the hot thread is busy.
+            kind = int(self._fill[0]["kind"])
+            if kind == rings.FILL_FILLED or kind == rings.FILL_CANCELED or kind == rings.FILL_UPDATE:
+                rings.wake(sh.slot_fds[slot])
         else:
             # A fill ring holds far more events than one triangle produces; full means the
             # executor is stuck. Counted and logged: the executor's REST fallback recovers.
             self.counters[C["ring_full"]] += 1
             self.log(f"hot: fill ring of slot {slot} full; dropped {d.get('type')} for {coid}")
+
+    def _next_leg(self, slot: int, corr: int, leg: int) -> None:
+        """Keep running totals of each slot's leg matches (hot thread only; the executor keeps
+        its own from the fill ring) and, on a leg's terminal event, let the executor object
+        fire the next leg right here (Executor.fire_next_from_hot): the order goes out
+        without waking the executor first."""
+        e = self._fill[0]
+        acc = self.sh.hot_acc[slot]
+        if self.sh.hot_acc_corr[slot] != corr:
+            acc[:] = 0.0
+            self.sh.hot_acc_corr[slot] = corr
+        kind = int(e["kind"])
+        if kind == rings.FILL_MATCH:
+            acc[leg, 0] += e["match_sz"]
+            acc[leg, 1] += e["match_px"] * e["match_sz"]
+        elif (kind == rings.FILL_FILLED or kind == rings.FILL_CANCELED) and leg < 2:
+            if self.executors[slot].fire_next_from_hot(corr, leg, float(acc[leg, 0]), float(acc[leg, 1])):
+                self.counters[C["fired_next_leg"]] += 1
 
     def _on_balance(self, d) -> None:
         name = d.get("currency")

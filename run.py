@@ -166,6 +166,8 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.control[1] = int(cfg.retrigger_ms * 1_000_000)
     sh.tri_last_ns = np.full(uni.ntri, -(1 << 62), np.int64)   # hot thread: last signal per triangle
     sh.reeval = np.zeros(n, np.int8)                               # hot thread: symbols to look at again
+    sh.hot_acc = np.zeros((cfg.slots, 3, 2))                       # hot thread: per leg (filled base, notional)
+    sh.hot_acc_corr = np.zeros(cfg.slots, np.uint64)               # hot thread: corr those totals belong to
     sh.rate_backoff_ns = np.zeros(cfg.slots, np.int64)             # executor k writes cell k: 429 backoff
     sh.slot_fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(cfg.slots)]
     sh.hot_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)

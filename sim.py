@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--events-after-response", action="store_true",
                     help="answer order REST calls before pushing their private events")
     ap.add_argument("--paused", action="store_true", help="start with the random walk paused")
+    ap.add_argument("--nice", type=int, default=0, help="lower the simulator's CPU priority "
+                    "(e.g. 19) so that waking it never preempts the engine on a shared core")
     ap.add_argument("--cpus", default="", help="pin the simulator to these CPUs, e.g. 1 or 2,3 "
                     "(keeps it from preempting the engine on a shared core; see README latency)")
     return ap
@@ -327,6 +329,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.cpus:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
+    if args.nice:
+        os.nice(args.nice)
     try:
         return asyncio.run(serve(args))
     except KeyboardInterrupt:

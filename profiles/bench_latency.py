@@ -101,6 +101,7 @@ def main() -> int:
     ap.add_argument("--tag", default="")
     ap.add_argument("--engine-cpus", default="0", help="pin the engine ('' = no pinning)")
     ap.add_argument("--sim-cpus", default="1", help="pin the simulator ('' = no pinning)")
+    ap.add_argument("--sim-nice", type=int, default=0, help="run the simulator at this nice level")
     ap.add_argument("--extra", nargs="*", default=[], help="more [engine] key=value")
     a = ap.parse_args()
     tag = a.tag or f"{a.fire_from}_{a.order_path}"
@@ -120,7 +121,7 @@ def main() -> int:
            "balances": "USDT=100000,USDC=100000,BTC=2,ETH=40,KCS=5000", "cpus": a.sim_cpus,
            # VIP 12: 40,000 order weight per 30 s; at 20 mispricings/s the engine places
            # ~150 orders/s, past VIP 0's 4,000 (it then backs off: see executor.py 429000)
-           "extra_args": "--vip 12"}
+           "extra_args": "--vip 12" + (" --nice %d" % a.sim_nice if a.sim_nice else "")}
     ini = tmp / "bench.ini"
     ini.write_text("[engine]\n" + "".join(f"{k} = {v}\n" for k, v in engine.items())
                    + "[sim]\n" + "".join(f"{k} = {v}\n" for k, v in sim.items()))

@@ -543,3 +543,70 @@ def test_on_frame_when_balance_for_currency_outside_universe_then_counted_logged
     assert loop.counters[C["balances_ignored"]] == 3 and loop.counters[C["balances"]] == 0
     assert sum("DOGE" in x for x in lines) == 1             # logged once per currency
     assert loop.counters[C["bad_frames"]] == 0
+
+
+# -- branch and bound (pipeline.evaluate_best) against the exhaustive search ---------------
+
+def _hub_universe():
+    import json as _json
+    from pathlib import Path as _P
+    hubs = {"USDT", "USDC", "BTC", "ETH", "KCS", "TRX", "XRP", "LTC", "EOS", "ADA"}
+    syms = [d for d in _json.load(open(_P(__file__).parent.parent / "data" / "symbols-2024-09.json"))
+            if d["baseCurrency"] in hubs and d["quoteCurrency"] in hubs]
+    return triangles.Universe(syms, ["USDT", "USDC", "BTC", "ETH"])
+
+
+def _random_books(uni, rng, state, px, sz, mispricings):
+    usd = {c: float(np.exp(rng.uniform(-3, 9))) for c in uni.currencies}
+    usd["USDT"] = usd["USDC"] = 1.0
+    for i, name in enumerate(uni.symbols):
+        r = uni.symtab[i]
+        mid = usd[uni.currencies[r["base"]]] / usd[uni.currencies[r["quote"]]]
+        if i in mispricings:
+            mid *= 1 + rng.choice([-1, 1]) * rng.uniform(0.002, 0.02)
+        st = state[i]
+        st["status"], st["n_bid"], st["n_ask"] = books.BOOK_SYNCED, 10, 10
+        st["recv_ns"], st["ts_ms"] = 0, 1
+        for side, sgn in ((books.SIDE_BID, -1), (books.SIDE_ASK, 1)):
+            for k in range(10):
+                px[i, side, k] = mid * (1 + sgn * (0.0005 + 0.0004 * k))
+                sz[i, side, k] = float(rng.uniform(0.5, 5.0)) * 100 / usd[uni.currencies[r["base"]]]
+
+
+def test_evaluate_best_when_random_hub_books_then_same_best_candidate_as_exhaustive_search():
+    uni = _hub_universe()
+    assert uni.ntri > 50
+    rng = np.random.default_rng(5)
+    n = len(uni.symbols)
+    state, px, sz = books.alloc_books(n, 16)
+    balances = uni.ccy_array({c: 1e9 for c in uni.currencies})
+    max_start = uni.ccy_array({"USDT": 1000, "USDC": 1000, "BTC": 0.02, "ETH": 0.3})
+    params = triangles.alloc_params(min_profit_bps=1.0, max_book_age_ms=1e12, max_levels=10,
+                                    flags=triangles.EVAL_IGNORE_AGE)
+    table = slots.alloc_inflight(2)
+    tri_last = np.full(uni.ntri, -(1 << 62), np.int64)
+    counters = pipeline.alloc_counters()
+    reeval = np.zeros(n, np.int8)
+    compared = signalled = 0
+    for trial in range(60):
+        _random_books(uni, rng, state, px, sz, set(rng.choice(n, size=3, replace=False).tolist()))
+        for sym in rng.choice(n, size=6, replace=False):
+            full = triangles.alloc_candidates(uni.ntri + 1)
+            nf = triangles.evaluate_symbol(sym, 0, state, px, sz, uni.symtab, uni.tris,
+                                           uni.sym_tri_start, uni.sym_tri_list, balances,
+                                           max_start, params, full, triangles.alloc_eval_counters())
+            bb = triangles.alloc_candidates(uni.ntri + 1)
+            nb = pipeline.evaluate_best(sym, 0, state, px, sz, uni.symtab, uni.tris,
+                                        uni.sym_tri_start, uni.sym_tri_list, balances, max_start,
+                                        params, bb, triangles.alloc_eval_counters(), table,
+                                        tri_last, 0, counters, reeval)
+            compared += 1
+            assert (nf > 0) == (nb > 0)
+            if nf:
+                signalled += 1
+                best_full = max(full[:nf]["bps"])
+                best_bb = max(bb[:nb]["bps"])
+                assert best_bb == best_full              # same optimum, bit for bit
+                assert nb <= nf                          # and never more searches than all
+    assert signalled >= 10 and compared == 360
+    assert counters[pipeline.C["bound_skips"]] > 0      # the bound did cut work
