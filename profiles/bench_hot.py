@@ -77,6 +77,7 @@ import run  # noqa: E402
 import slots  # noqa: E402
 import triangles  # noqa: E402
 from config import parse_config  # noqa: E402
+from hostinfo import machine  # noqa: E402  (profiles/ is the script's folder)
 
 PRIMARIES = ("USDT", "USDC", "BTC", "ETH", "KCS")
 SNAP_LEVELS = 100
@@ -608,22 +609,6 @@ def run_python(sh, cfg, st):
     return times, wall, lines
 
 
-def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
-            "cpu_model": model or platform.processor() or platform.machine(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "numba": __import__("numba").__version__,
-            "jit": os.environ.get("NUMBA_DISABLE_JIT", "0") != "1"}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=200_000)
@@ -635,7 +620,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "profiles" / "results" / "bench_hot.json"))
     args = ap.parse_args()
     mach = machine()
-    print(f"machine: {mach['nproc']} cpu(s) usable ({mach['cpu_count']} online), {mach['cpu_model']}; "
+    print(f"machine: {mach['nproc']} cpu(s) usable ({mach['cpu_count']} online), {mach['cpu']}; "
           f"python {mach['python']}, numba {mach['numba']}, numpy {mach['numpy']}")
 
     cfg, uni, sh, price, build_s, n_enabled = build_shared(args.retrigger_ms, args.seed)

@@ -25,21 +25,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from hostinfo import machine  # noqa: E402  (profiles/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def machine() -> dict:
-    model = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "platform": platform.platform()}
 
 
 def pct(vals: list[float], p: float) -> float:
@@ -138,7 +126,7 @@ def main() -> int:
     res.update({"tag": tag, "machine": machine(), "wall_s": round(time.time() - t0, 1),
                 "engine": engine, "sim": sim,
                 "engine_summary": [ln for ln in proc.stdout.splitlines() if "status:" in ln][-1:]})
-    print(f"triangles: {res['triangles']} {res['status']}  machine: {res['machine']['cpus']} cpus, "
+    print(f"triangles: {res['triangles']} {res['status']}  machine: {res['machine']['nproc']} cpus, "
           f"{res['machine']['cpu']}")
     print(f"{'measure (us)':32s} {'n':>6s} {'p50':>9s} {'p90':>9s} {'p99':>9s} {'p99.9':>9s} {'max':>9s}")
     for k, s in res["us"].items():

@@ -547,7 +547,8 @@ def test_on_frame_when_balance_for_currency_outside_universe_then_counted_logged
 
 # -- branch and bound (pipeline.evaluate_best) against the exhaustive search ---------------
 
-def _hub_universe():
+def hub_universe():
+    """35 symbols among ten hub currencies, ~230 triangles (also used by profiles/profile_kernels.py)."""
     import json as _json
     from pathlib import Path as _P
     hubs = {"USDT", "USDC", "BTC", "ETH", "KCS", "TRX", "XRP", "LTC", "EOS", "ADA"}
@@ -556,7 +557,8 @@ def _hub_universe():
     return triangles.Universe(syms, ["USDT", "USDC", "BTC", "ETH"])
 
 
-def _random_books(uni, rng, state, px, sz, mispricings):
+def random_books(uni, rng, state, px, sz, mispricings):
+    """Consistent cross rates, 10 levels a side; the `mispricings` symbols moved 0.2-2 %."""
     usd = {c: float(np.exp(rng.uniform(-3, 9))) for c in uni.currencies}
     usd["USDT"] = usd["USDC"] = 1.0
     for i, name in enumerate(uni.symbols):
@@ -574,7 +576,7 @@ def _random_books(uni, rng, state, px, sz, mispricings):
 
 
 def test_evaluate_best_when_random_hub_books_then_same_best_candidate_as_exhaustive_search():
-    uni = _hub_universe()
+    uni = hub_universe()
     assert uni.ntri > 50
     rng = np.random.default_rng(5)
     n = len(uni.symbols)
@@ -589,7 +591,7 @@ def test_evaluate_best_when_random_hub_books_then_same_best_candidate_as_exhaust
     reeval = np.zeros(n, np.int8)
     compared = signalled = 0
     for trial in range(60):
-        _random_books(uni, rng, state, px, sz, set(rng.choice(n, size=3, replace=False).tolist()))
+        random_books(uni, rng, state, px, sz, set(rng.choice(n, size=3, replace=False).tolist()))
         for sym in rng.choice(n, size=6, replace=False):
             full = triangles.alloc_candidates(uni.ntri + 1)
             nf = triangles.evaluate_symbol(sym, 0, state, px, sz, uni.symtab, uni.tris,
