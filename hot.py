@@ -42,20 +42,6 @@ L2_MARK = b'"subject":"trade.l2update"'
 L2_TOPIC = b'"/market/level2:'
 
 
-def process_age_s() -> float:
-    """Seconds since this process started (Linux): /proc/uptime minus the process's start
-    time, field 22 of /proc/self/stat (clock ticks since boot, SC_CLK_TCK per second).
-    Resolution 1/SC_CLK_TCK (10 ms) plus /proc/uptime's 10 ms. Two small file reads: call
-    it once (the first-evaluation log line), never per frame."""
-    with open("/proc/self/stat") as f:
-        stat = f.read()
-    # comm (field 2) is in parentheses and may hold spaces: fields 3.. follow the last ')'
-    start_ticks = int(stat[stat.rindex(")") + 2:].split()[19])
-    with open("/proc/uptime") as f:
-        uptime_s = float(f.read().split()[0])
-    return uptime_s - start_ticks / os.sysconf("SC_CLK_TCK")
-
-
 class HotLoop:
     def __init__(self, sh, maint_loop, executors, cfg, log):
         """sh: run.Shared (every preallocated array); executors: per-slot objects exposing
@@ -277,7 +263,7 @@ class HotLoop:
         if self._first_eval_pending and self.counters[C_EVALS] > 0:
             # once per process, after any signal is out; then one attribute test per frame
             self._first_eval_pending = False
-            self.log(f"hot: first book evaluated {process_age_s():.3f}s after process start")
+            self.log(f"hot: first book evaluated {time.monotonic() - self.sh.t0:.3f}s after process start")
         if sh.pstate[pipeline.P_NEED_SNAP]:
             self._request_snapshot(sym, recv_ns)
         if slot == pipeline.BAD_FRAME:   # already counted by pipeline.on_level2

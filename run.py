@@ -24,6 +24,10 @@ legs -> stop hot/maint -> join -> session summary -> exit 0.
 """
 from __future__ import annotations
 
+import time
+
+T0 = time.monotonic()   # ~process start: the first-evaluation log line measures from here
+
 import os
 import queue
 import secrets as pysecrets
@@ -31,7 +35,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +142,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     import triangles
 
     sh = Shared()
+    sh.t0 = T0
     n = len(uni.symbols)
     sh.universe = uni
     sh.rest_url = rest_url
