@@ -58,7 +58,10 @@ EXEC_DTYPE = np.dtype([
     ("order_amt", "f8", (3,)),       # funds (buy) or size (sell) sent, float of the text
     ("phase", "i4", (3,)),
     ("signed_ns", "i8", (3,)), ("sent_ns", "i8", (3,)), ("resp_ns", "i8", (3,)),
-    ("first_fill_ns", "i8", (3,)), ("last_fill_ns", "i8", (3,)),
+    ("first_fill_ns", "i8", (3,)),   # receipt of the leg's first match event
+    ("last_fill_ns", "i8", (3,)),    # receipt of the event that completes the leg (filled /
+                                     # canceled, 4.1): its output is known from then on
+    ("last_match_ns", "i8", (3,)),   # receipt of its last match event
     # written by the slot's executor only
     ("filled_sz", "f8", (3,)),       # sum of match sizes (base)
     ("filled_funds", "f8", (3,)),    # sum of match px * sz (quote notional)
@@ -369,7 +372,7 @@ class Executor:
         r["filled_sz"][0, k] = base
         r["filled_funds"][0, k] = notional
         r["n_match"][0, k] = 1 if base > 0 else 0
-        r["first_fill_ns"][0, k] = r["last_fill_ns"][0, k] = now
+        r["first_fill_ns"][0, k] = r["last_fill_ns"][0, k] = r["last_match_ns"][0, k] = now
         r["terminal"][0, k] = rings.FILL_FILLED
         r["phase"][0, k] = PH_DONE
         if base <= 0.0:
@@ -419,13 +422,12 @@ class Executor:
                 r["n_match"][0, k] += 1
                 if not r["first_fill_ns"][0, k]:
                     r["first_fill_ns"][0, k] = e["recv_ns"]
-                r["last_fill_ns"][0, k] = e["recv_ns"]
+                r["last_match_ns"][0, k] = e["recv_ns"]
                 if not r["order_id"][0, k]:
                     r["order_id"][0, k] = e["order_id"]
             elif kind in (rings.FILL_FILLED, rings.FILL_CANCELED):
                 r["terminal"][0, k] = kind
-                if not r["last_fill_ns"][0, k]:
-                    r["last_fill_ns"][0, k] = e["recv_ns"]
+                r["last_fill_ns"][0, k] = e["recv_ns"]
 
     def _rest_fallback(self, k: int, tri, accepted_unknown: bool) -> bool:
         """Ask REST for the leg's order by clientOid; take its figures if it is done, cancel
@@ -501,7 +503,7 @@ class Executor:
             client_oid=r["coid"][0, k].decode(), order_id=r["order_id"][0, k].decode(),
             signed_ns=int(r["signed_ns"][0, k]), written_ns=int(r["sent_ns"][0, k]),
             response_ns=int(r["resp_ns"][0, k]), first_fill_ns=int(r["first_fill_ns"][0, k]),
-            last_fill_ns=int(r["last_fill_ns"][0, k]),
+            last_fill_ns=int(r["last_fill_ns"][0, k]), last_match_ns=int(r["last_match_ns"][0, k]),
         )
         lg.n_matches = int(r["n_match"][0, k])
         lg.set_fills(float(r["filled_sz"][0, k]), float(r["filled_funds"][0, k]), rules.taker_fee)

@@ -40,6 +40,7 @@ C = pipeline.C
 C_EVALS = C["evals"]
 L2_MARK = b'"subject":"trade.l2update"'
 L2_TOPIC = b'"/market/level2:'
+BALANCE_MARK = b'"subject":"account.balance"'
 
 
 class HotLoop:
@@ -163,12 +164,23 @@ class HotLoop:
         """Read everything the link's socket holds and dispatch each frame (wsread.py: one
         GIL-holding recv per chunk instead of websocket-client's three per frame)."""
         rd = link.reader
+        private = link.kind == "private"
         while link.alive:
             try:
                 n = rd.fill()
                 recv_ns = time.monotonic_ns()   # receipt of this chunk = of its frames
+                later = None
                 for op, data in rd.frames():
                     if op == wsread.OP_TEXT or op == wsread.OP_BINARY:
+                        if private and BALANCE_MARK in data:
+                            # Order events first: a leg's terminal event fires the next leg,
+                            # and each match brings two or three balance updates that would
+                            # otherwise be processed before it. The two feeds are independent
+                            # (4.1, 4.2), so their relative order carries no meaning.
+                            if later is None:
+                                later = []
+                            later.append(data)
+                            continue
                         self._on_frame(link, data, recv_ns)
                         if not link.alive:
                             return
@@ -177,6 +189,9 @@ class HotLoop:
                     elif op == wsread.OP_CLOSE:
                         self._close(link, "close frame")
                         return
+                if later:
+                    for data in later:
+                        self._on_frame(link, data, recv_ns)
             except wsread.LinkClosed as e:
                 self._close(link, str(e))
                 return

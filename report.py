@@ -79,8 +79,9 @@ class LegReport:
     signed_ns: int = 0
     written_ns: int = 0
     response_ns: int = 0
-    first_fill_ns: int = 0
-    last_fill_ns: int = 0
+    first_fill_ns: int = 0     # first match event received
+    last_fill_ns: int = 0      # the event completing the leg (filled/canceled) received
+    last_match_ns: int = 0     # last match event received (last_fill_ns - this: the venue's)
 
     @property
     def avg_px(self) -> float:
@@ -296,7 +297,9 @@ class SessionSummary:
     error/reason counts, and latencies in us (DESIGN.md section 9):
     tick_to_fire = leg 0 bytes written - frame receipt; signal_to_fire = leg 0 bytes
     written - the evaluation that made the signal (the decision; with fire_from = executor
-    it includes the ring push and the thread hand-off, the seed's "pipeline gap"); leg_gap = last fill of leg k -> bytes written of leg k+1."""
+    it includes the ring push and the thread hand-off, the seed's "pipeline gap");
+    leg_gap = the event completing leg k (filled/canceled, when its output is known) ->
+    bytes written of leg k+1."""
     mode: str = ""
     tried: int = 0
     filled: int = 0

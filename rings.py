@@ -498,8 +498,8 @@ def fill_from_order_change(dst, i, data, corr: int, leg: int, recv_ns: int) -> i
     """Hot thread: FILL record dst[i] from one private orderChange `data` object (any
     mapping with .get, e.g. a simdjson Object). corr and leg come from parse_client_oid."""
     kind, px, sz, filled, remain, funds, ts, oid, tid = _order_change_fields(data)
-    return write_fill(dst, i, np.uint64(corr), leg, kind, px, sz, filled, remain, funds, ts,
-                      recv_ns, oid, tid)
+    return write_fill_held(dst, i, np.uint64(corr), leg, kind, px, sz, filled, remain, funds,
+                           ts, recv_ns, oid, tid)
 
 
 def push_order_change(buf, ctrl, data, corr: int, leg: int, recv_ns: int) -> int:
@@ -545,8 +545,13 @@ try:
     _c_write.restype = ctypes.c_ssize_t
     _ONE = ctypes.c_uint64(1)
     _ONE_ADDR = ctypes.addressof(_ONE)
+    _c_read = _libc.read
+    _c_read.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+    _c_read.restype = ctypes.c_ssize_t
+    _DRAIN = ctypes.c_uint64(0)       # only the hot thread drains (its wake fd)
+    _DRAIN_ADDR = ctypes.addressof(_DRAIN)
 except (OSError, AttributeError):
-    _c_write = None
+    _c_write = _c_read = None
 
 
 def wake(fd: int) -> None:
@@ -575,6 +580,9 @@ def wait(fd: int, timeout_s: float | None) -> bool:
 def drain(fd: int) -> int:
     """Consumer that polls fd itself (the hot thread's epoll): reset the wake count without
     blocking. Returns the number of wakes since the last drain (0 if none)."""
+    if _c_read is not None:   # GIL held (see wake)
+        n = _c_read(fd, _DRAIN_ADDR, 8)
+        return _DRAIN.value if n == 8 else 0
     try:
         return os.eventfd_read(fd)
     except BlockingIOError:
@@ -595,3 +603,11 @@ def ring_push_held(buf, ctrl, src, i):
 @njit(cache=True)
 def ring_pop_held(buf, ctrl, dst, i):
     return ring_pop(buf, ctrl, dst, i)
+
+
+@njit(cache=True)
+def write_fill_held(dst, i, corr, leg, kind, match_px, match_sz, filled_sz, remain_sz,
+                    remain_funds, ts_ns, recv_ns, order_id, trade_id):
+    """write_fill keeping the GIL: the hot thread writes one per private event."""
+    return write_fill(dst, i, corr, leg, kind, match_px, match_sz, filled_sz, remain_sz,
+                      remain_funds, ts_ns, recv_ns, order_id, trade_id)

@@ -224,6 +224,9 @@ def warm_up(sh) -> float:
         rings.ring_pop(b, c, one, 0)
         rings.ring_push_held(b, c, one, 0)
         rings.ring_pop_held(b, c, one, 0)
+    fill = np.zeros(1, rings.FILL_DTYPE)
+    rings.fill_from_order_change(fill, 0, {"type": "match", "matchPrice": "1", "matchSize": "1",
+                                           "orderId": "x", "tradeId": "1"}, 1, 0, 0)
     st, px, sz = args[2], args[3], args[4]
     books.walk_buy_funds(px, sz, sym, 1.0, 0.0001)
     books.walk_sell_size(px, sz, sym, 1.0)

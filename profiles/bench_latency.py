@@ -8,7 +8,9 @@ journal (ns timestamps taken on the engine's threads, report.py) and prints, ove
 triangle, p50/p90/p99/p99.9/max of:
   tick_to_fire   frame received -> first order's bytes written
   signal_to_fire the evaluation that made the signal -> first order's bytes written
-  leg_gap        a leg's last fill event -> the next order's bytes written
+  leg_gap        the event completing a leg (filled/canceled: its output is known) -> the
+                 next order's bytes written; L<k>_last_match_to_done is the venue's part
+                 before it (last match event -> filled/canceled event)
   and each stage from frame receipt: parse, book, eval, push, wake; per leg: sign, sent,
   response, first fill, last fill (relative to that leg's bytes written for the last three).
 Results go to profiles/results/latency_<tag>.json with the machine description.
@@ -68,6 +70,8 @@ def analyse(journal: Path) -> dict:
             add(f"L{k}_sent_to_response", lg.get("written_ns"), lg.get("response_ns"))
             add(f"L{k}_sent_to_first_fill", lg.get("written_ns"), lg.get("first_fill_ns"))
             add(f"L{k}_sent_to_last_fill", lg.get("written_ns"), lg.get("last_fill_ns"))
+            # the venue's part: its last match event -> its filled/canceled event
+            add(f"L{k}_last_match_to_done", lg.get("last_match_ns"), lg.get("last_fill_ns"))
             if k > 0:
                 add("leg_gap", legs[k - 1].get("last_fill_ns"), lg.get("written_ns"))
                 add(f"leg_gap_L{k - 1}_L{k}", legs[k - 1].get("last_fill_ns"), lg.get("written_ns"))
