@@ -37,7 +37,7 @@ import cascade
 import report
 import rings
 import slots as slotmod
-from kucoin import KucoinClient, KucoinError, NotFound, OrderRejected
+from kucoin import KucoinClient, KucoinError, NotFound
 from orderwire import OrderConn, OrderWireError, ResponseLost
 
 PATH_PLACE = "/api/v1/hf/orders"

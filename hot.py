@@ -21,7 +21,6 @@ and fill rings (producer side). Reads: slot release fields, the stop flag.
 """
 from __future__ import annotations
 
-import os
 import select
 import time
 

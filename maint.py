@@ -19,9 +19,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-import os
 import queue
-import select
 import socket
 import time
 

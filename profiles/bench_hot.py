@@ -52,8 +52,6 @@ import argparse
 import bisect
 import json
 import math
-import os
-import platform
 import random
 import sys
 import time

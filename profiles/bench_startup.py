@@ -32,7 +32,6 @@ import argparse
 import configparser
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
