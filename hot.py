@@ -31,6 +31,7 @@ import websocket
 import books
 import maint
 import pipeline
+import privwire
 import rings
 import slots as slotmod
 import wsread
@@ -40,6 +41,7 @@ C_EVALS = C["evals"]
 L2_MARK = b'"subject":"trade.l2update"'
 L2_TOPIC = b'"/market/level2:'
 BALANCE_MARK = b'"subject":"account.balance"'
+ORDER_MARK = b'"subject":"orderChange"'
 
 
 class HotLoop:
@@ -61,6 +63,8 @@ class HotLoop:
         self._req = np.zeros(1, maint.SNAP_REQ_DTYPE)
         self._snap = np.zeros(1, sh.snap_ring[0].dtype)
         self._fill = np.zeros(1, rings.FILL_DTYPE)
+        self._fill_raw = privwire.raw_view(self._fill)
+        self.nslots = len(sh.slot_fds)
         self._last_bad_log = 0.0
         self._ignored_ccys: set[str] = set()
         self.ep.register(sh.hot_wake_fd, select.EPOLLIN)
@@ -210,6 +214,16 @@ class HotLoop:
         if L2_MARK in data:
             self._on_level2(data, recv_ns)
             return
+        if ORDER_MARK in data:
+            # Fast path (privwire.py): bytes -> FILL record and route in one kernel call.
+            slot = privwire.parse_order_change_held(np.frombuffer(data, np.uint8), self._fill,
+                                                    self._fill_raw, recv_ns, self.nslots)
+            if slot >= 0:
+                self.counters[C["private_msgs"]] += 1
+                e = self._fill[0]
+                self._route_fill(slot, int(e["corr"]), int(e["leg"]))
+                return
+            # a foreign clientOid or an unreadable frame: the general path logs and counts it
         try:
             doc = self.parser.parse(data)
             kind = doc.get("type")
@@ -352,6 +366,12 @@ class HotLoop:
             self.counters[C["fills_unrouted"]] += 1
             return
         rings.fill_from_order_change(self._fill, 0, d, corr, leg, recv_ns)
+        self._route_fill(slot, corr, leg)
+
+    def _route_fill(self, slot: int, corr: int, leg: int) -> None:
+        """Push the FILL record in self._fill to the slot's fill ring; fire the next leg on a
+        terminal event (fire_from = hot); wake the executor when it has something to do."""
+        sh = self.sh
         buf, ctrl = sh.fill_rings[slot]
         if rings.ring_push_held(buf, ctrl, self._fill, 0):
             self.counters[C["fills_routed"]] += 1
@@ -367,7 +387,9 @@ class HotLoop:
             # A fill ring holds far more events than one triangle produces; full means the
             # executor is stuck. Counted and logged: the executor's REST fallback recovers.
             self.counters[C["ring_full"]] += 1
-            self.log(f"hot: fill ring of slot {slot} full; dropped {d.get('type')} for {coid}")
+            e = self._fill[0]
+            self.log(f"hot: fill ring of slot {slot} full; dropped kind {int(e['kind'])} for "
+                     f"{rings.client_oid(corr, slot, leg)} order {e['order_id'].decode()}")
 
     def _next_leg(self, slot: int, corr: int, leg: int) -> None:
         """Keep running totals of each slot's leg matches (hot thread only; the executor keeps

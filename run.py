@@ -224,7 +224,12 @@ def warm_up(sh) -> float:
         rings.ring_pop(b, c, one, 0)
         rings.ring_push_held(b, c, one, 0)
         rings.ring_pop_held(b, c, one, 0)
+    import privwire
     fill = np.zeros(1, rings.FILL_DTYPE)
+    privwire.parse_order_change_held(np.frombuffer(
+        b'{"type":"message","subject":"orderChange","data":{"clientOid":"ta1s0l0","type":"match",'
+        b'"matchPrice":"1","matchSize":"1","ts":1,"orderId":"x","tradeId":"1"}}', np.uint8),
+        fill, privwire.raw_view(fill), 0, 1)
     rings.fill_from_order_change(fill, 0, {"type": "match", "matchPrice": "1", "matchSize": "1",
                                            "orderId": "x", "tradeId": "1"}, 1, 0, 0)
     st, px, sz = args[2], args[3], args[4]
