@@ -63,21 +63,10 @@ class FrameReader:
 
     def fill(self) -> int:
         """Read what the socket holds now, without blocking. Returns bytes read (0 if none)."""
-        if self.tls:
-            try:
-                data = self.sock.recv(CHUNK)
+        if self.tls or _c_recv is None:
+            try:   # a TLS socket is non-blocking (set in __init__); a plain one asks per call
+                data = self.sock.recv(CHUNK) if self.tls else self.sock.recv(CHUNK, _DONTWAIT)
             except (ssl.SSLWantReadError, BlockingIOError):
-                return 0
-            except OSError as e:
-                raise LinkClosed(f"recv: {e.__class__.__name__}: {e}") from None
-            if not data:
-                raise LinkClosed("peer closed the connection")
-            self.buf += data
-            return len(data)
-        if _c_recv is None:
-            try:
-                data = self.sock.recv(CHUNK, _DONTWAIT)
-            except BlockingIOError:
                 return 0
             except OSError as e:
                 raise LinkClosed(f"recv: {e.__class__.__name__}: {e}") from None
@@ -87,7 +76,7 @@ class FrameReader:
             return len(data)
         n = _c_recv(self.fd, self._addr, CHUNK, _DONTWAIT)
         if n > 0:
-            self.buf += self._chunk.raw[:n] if n < 4096 else ctypes.string_at(self._addr, n)
+            self.buf += ctypes.string_at(self._addr, n)   # copies n bytes (.raw would copy all 256 KiB)
             return n
         if n == 0:
             raise LinkClosed("peer closed the connection")
