@@ -769,6 +769,31 @@ def _top(px, sz, book_state, sym, side):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
+def screen_triangle(t, now_ns, book_state, px, sz, symtab, tris, params):
+    """Step 1 of evaluate_triangle alone: (code, bound_bps). code is EVC_CANDIDATES when the
+    triangle passes the book checks and its exact top-of-book bound reaches min_profit_bps
+    (no volume can do better than bound_bps: depth and rounding only lower the rate), else
+    the EVC_* outcome that stops it. ~30-60 ns; lets a caller search the most promising
+    triangles first and stop when no bound can beat the best found (pipeline.evaluate_best)."""
+    tr = tris[t]
+    prm = params[0]
+    syms = (np.int64(tr["sym0"]), np.int64(tr["sym1"]), np.int64(tr["sym2"]))
+    sides = (np.int64(tr["side0"]), np.int64(tr["side1"]), np.int64(tr["side2"]))
+    for k in range(3):
+        code = _book_check(book_state, px, syms[k], sides[k], now_ns,
+                           prm["max_book_age_ms"] * 1e6, (prm["flags"] & EVAL_IGNORE_AGE) == 0)
+        if code != 0:
+            return code, -np.inf
+    m_top = (_rate_left(px, sz, syms[0], sides[0], symtab[syms[0]]["taker_fee"], 0, 0.0)[0]
+             * _rate_left(px, sz, syms[1], sides[1], symtab[syms[1]]["taker_fee"], 0, 0.0)[0]
+             * _rate_left(px, sz, syms[2], sides[2], symtab[syms[2]]["taker_fee"], 0, 0.0)[0])
+    bound = (m_top - 1.0) * 1e4
+    if m_top <= 1.0 or bound < prm["min_profit_bps"]:
+        return EVC_NO_EDGE, bound
+    return EVC_CANDIDATES, bound
+
+
+@njit(nogil=True, cache=True, _nrt=False)
 def evaluate_triangle(t, now_ns, book_state, px, sz, symtab, tris, balances, max_start,
                       params, out, n):
     """Evaluate triangle t; write row out[n] for a candidate (or, with EVAL_EMIT_ALL, for
@@ -779,19 +804,12 @@ def evaluate_triangle(t, now_ns, book_state, px, sz, symtab, tris, balances, max
     emit_all = (prm["flags"] & EVAL_EMIT_ALL) != 0
     syms = (np.int64(tr["sym0"]), np.int64(tr["sym1"]), np.int64(tr["sym2"]))
     sides = (np.int64(tr["side0"]), np.int64(tr["side1"]), np.int64(tr["side2"]))
-    for k in range(3):
-        code = _book_check(book_state, px, syms[k], sides[k], now_ns,
-                           prm["max_book_age_ms"] * 1e6, (prm["flags"] & EVAL_IGNORE_AGE) == 0)
-        if code != 0:
-            return code
+    # Step 1: book checks and the exact upper bound of bps from the top-of-book rates.
+    code, _bound = screen_triangle(t, now_ns, book_state, px, sz, symtab, tris, params)
+    if code != EVC_CANDIDATES and (code != EVC_NO_EDGE or not emit_all):
+        return code
     fees = (symtab[syms[0]]["taker_fee"], symtab[syms[1]]["taker_fee"],
             symtab[syms[2]]["taker_fee"])
-    # Step 1: exact upper bound of bps from the top-of-book rates.
-    m_top = (_rate_left(px, sz, syms[0], sides[0], fees[0], 0, 0.0)[0]
-             * _rate_left(px, sz, syms[1], sides[1], fees[1], 0, 0.0)[0]
-             * _rate_left(px, sz, syms[2], sides[2], fees[2], 0, 0.0)[0])
-    if not emit_all and (m_top <= 1.0 or (m_top - 1.0) * 1e4 < prm["min_profit_bps"]):
-        return EVC_NO_EDGE
     i0, n0, lo0, hi0 = _leg_limits(symtab, book_state, px, sz, syms[0], sides[0],
                                    prm["max_levels"])
     i1, n1, lo1, hi1 = _leg_limits(symtab, book_state, px, sz, syms[1], sides[1],
@@ -845,31 +863,6 @@ def evaluate_triangle(t, now_ns, book_state, px, sz, symtab, tris, balances, max
                             book_state[syms[2]]["ts_ms"])
     row["eval_ns"] = now_ns
     return code
-
-
-@njit(nogil=True, cache=True, _nrt=False)
-def screen_triangle(t, now_ns, book_state, px, sz, symtab, tris, params):
-    """Step 1 of evaluate_triangle alone: (code, bound_bps). code is EVC_CANDIDATES when the
-    triangle passes the book checks and its exact top-of-book bound reaches min_profit_bps
-    (no volume can do better than bound_bps: depth and rounding only lower the rate), else
-    the EVC_* outcome that stops it. ~30-60 ns; lets a caller search the most promising
-    triangles first and stop when no bound can beat the best found (pipeline.evaluate_best)."""
-    tr = tris[t]
-    prm = params[0]
-    syms = (np.int64(tr["sym0"]), np.int64(tr["sym1"]), np.int64(tr["sym2"]))
-    sides = (np.int64(tr["side0"]), np.int64(tr["side1"]), np.int64(tr["side2"]))
-    for k in range(3):
-        code = _book_check(book_state, px, syms[k], sides[k], now_ns,
-                           prm["max_book_age_ms"] * 1e6, (prm["flags"] & EVAL_IGNORE_AGE) == 0)
-        if code != 0:
-            return code, -np.inf
-    m_top = (_rate_left(px, sz, syms[0], sides[0], symtab[syms[0]]["taker_fee"], 0, 0.0)[0]
-             * _rate_left(px, sz, syms[1], sides[1], symtab[syms[1]]["taker_fee"], 0, 0.0)[0]
-             * _rate_left(px, sz, syms[2], sides[2], symtab[syms[2]]["taker_fee"], 0, 0.0)[0])
-    bound = (m_top - 1.0) * 1e4
-    if m_top <= 1.0 or bound < prm["min_profit_bps"]:
-        return EVC_NO_EDGE, bound
-    return EVC_CANDIDATES, bound
 
 
 @njit(nogil=True, cache=True, _nrt=False)
