@@ -64,6 +64,12 @@ class HotLoop:
         self._snap = np.zeros(1, sh.snap_ring[0].dtype)
         self._fill = np.zeros(1, rings.FILL_DTYPE)
         self._fill_raw = privwire.raw_view(self._fill)
+        # level2 batch scratch (one socket read's frames; more are run in several batches)
+        self._b_starts = np.zeros(1024, np.int64)
+        self._b_ends = np.zeros(1024, np.int64)
+        self._b_syms = np.zeros(1024, np.int64)
+        self._b_snap = np.zeros(1024, np.int64)
+        self._b_res = np.zeros(pipeline.BATCH_RES_LEN, np.int64)
         self.nslots = len(sh.slot_fds)
         self._last_bad_log = 0.0
         self._ignored_ccys: set[str] = set()
@@ -173,8 +179,15 @@ class HotLoop:
                 n = rd.fill()
                 recv_ns = time.monotonic_ns()   # receipt of this chunk = of its frames
                 later = None
+                l2 = None
                 for op, data in rd.frames():
                     if op == wsread.OP_TEXT or op == wsread.OP_BINARY:
+                        if not private and L2_MARK in data:
+                            # the chunk's level2 frames go through one kernel call (below)
+                            if l2 is None:
+                                l2 = []
+                            l2.append(data)
+                            continue
                         if private and BALANCE_MARK in data:
                             # Order events first: a leg's terminal event fires the next leg,
                             # and each match brings two or three balance updates that would
@@ -192,6 +205,8 @@ class HotLoop:
                     elif op == wsread.OP_CLOSE:
                         self._close(link, "close frame")
                         return
+                if l2:
+                    self._on_level2_batch(l2, recv_ns)
                 if later:
                     for data in later:
                         self._on_frame(link, data, recv_ns)
@@ -296,6 +311,65 @@ class HotLoop:
             self._request_snapshot(sym, recv_ns)
         if slot == pipeline.BAD_FRAME:   # already counted by pipeline.on_level2
             self._bad(f"level2 frame rejected by parser: {bytes(data[:120])!r}", count=False)
+
+    def _on_level2_batch(self, frames: list, recv_ns: int) -> None:
+        """All level2 frames of one read in one kernel call per signal (pipeline.
+        hot_level2_batch). Per frame, only the topic lookup stays in Python."""
+        sh = self.sh
+        cnt = self.counters
+        starts, ends, syms = self._b_starts, self._b_ends, self._b_syms
+        cap = len(starts)
+        kept = []
+        off = 0
+        n = 0
+        for data in frames:
+            cnt[C["msgs"]] += 1
+            cnt[C["bytes"]] += len(data)
+            i = data.find(L2_TOPIC)
+            j = data.find(b'"', i + len(L2_TOPIC)) if i >= 0 else -1
+            sym = self.sym_ids.get(data[i + len(L2_TOPIC):j]) if j > 0 else None
+            if sym is None:
+                if j > 0:
+                    cnt[C["unknown_symbol"]] += 1
+                else:
+                    self._bad(f"level2 frame without a topic: {bytes(data[:120])!r}")
+                continue
+            if n == cap:           # more frames than the arrays hold: run what we have
+                self._run_batch(kept, n, recv_ns)
+                kept, off, n = [], 0, 0
+            starts[n] = off
+            off += len(data)
+            ends[n] = off
+            syms[n] = sym
+            kept.append(data)
+            n += 1
+        if n:
+            self._run_batch(kept, n, recv_ns)
+
+    def _run_batch(self, kept: list, n: int, recv_ns: int) -> None:
+        sh = self.sh
+        cnt = self.counters
+        cnt[C["l2_msgs"]] += n
+        buf = kept[0] if n == 1 else b"".join(kept)
+        u8 = np.frombuffer(buf, np.uint8)
+        res = self._b_res
+        res[pipeline.B_NEXT] = 0
+        res[pipeline.B_NSNAP] = 0
+        res[pipeline.B_BAD] = -1
+        while res[pipeline.B_NEXT] < n:
+            slot = pipeline.hot_level2_batch(u8, self._b_starts, self._b_ends, self._b_syms, n,
+                                             recv_ns, self._b_snap, res, *sh.pipe_args)
+            if slot >= 0:
+                self._dispatch_signal(slot)
+        if self._first_eval_pending and cnt[C_EVALS] > 0:
+            # once per process, after any signal is out; then one attribute test per chunk
+            self._first_eval_pending = False
+            self.log(f"hot: first book evaluated {time.monotonic() - self.sh.t0:.3f}s after process start")
+        for q in range(int(res[pipeline.B_NSNAP])):
+            self._request_snapshot(int(self._b_snap[q]), recv_ns)
+        if res[pipeline.B_BAD] >= 0:   # already counted by pipeline.on_level2
+            b = int(res[pipeline.B_BAD])
+            self._bad(f"level2 frame rejected by parser: {bytes(kept[b][:120])!r}", count=False)
 
     def _reevaluate(self) -> None:
         """An executor released its slot (it wakes us): look again at symbols whose

@@ -355,3 +355,41 @@ def hot_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symt
 @njit(cache=True)
 def hot_snapshot(snap, state, px, sz, pend, pctl, snap_limit, counters):
     return on_snapshot(snap, state, px, sz, pend, pctl, snap_limit, counters)
+
+
+# Batch results (int64 cells, hot thread only)
+B_NEXT = 0        # index of the next frame to process
+B_NSNAP = 1       # symbols written to snap_syms (books that want a snapshot)
+B_BAD = 2         # index of the last frame the parser rejected, or -1
+BATCH_RES_LEN = 4
+
+
+@njit(cache=True)
+def hot_level2_batch(u8, starts, ends, syms, n, recv_ns, snap_syms, res, changes, hdr, state,
+                     px, sz, pend, pctl, refill_min, symtab, tris, sym_tri_start,
+                     sym_tri_list, balances, max_start, params, cands, evc, slot_table, pstate,
+                     counters, stage, control, tri_last_ns, reeval, backoff_ns):
+    """The level2 frames of one socket read, u8[starts[k]:ends[k]] for symbol syms[k], through
+    on_level2 in order from res[B_NEXT], in one call holding the GIL: the per-frame Python
+    and the ~30-argument dispatch are paid once per chunk instead of once per frame (a frame
+    otherwise waits behind its predecessors' overhead). Returns at the first frame that stages
+    a signal (the slot; res[B_NEXT] is the frame after it) so the hot thread fires at once and
+    calls again for the rest; NO_SIGNAL when the chunk is done. Books that want a snapshot are
+    appended to snap_syms[0:res[B_NSNAP]]."""
+    k = res[B_NEXT]
+    while k < n:
+        slot = on_level2(u8[starts[k]:ends[k]], syms[k], recv_ns, changes, hdr, state, px, sz,
+                         pend, pctl, refill_min, symtab, tris, sym_tri_start, sym_tri_list,
+                         balances, max_start, params, cands, evc, slot_table, pstate, counters,
+                         stage, control, tri_last_ns, reeval, backoff_ns)
+        if pstate[P_NEED_SNAP] != 0 and res[B_NSNAP] < snap_syms.shape[0]:
+            snap_syms[res[B_NSNAP]] = syms[k]
+            res[B_NSNAP] += 1
+        if slot == BAD_FRAME:
+            res[B_BAD] = k
+        k += 1
+        if slot >= 0:
+            res[B_NEXT] = k
+            return slot
+    res[B_NEXT] = k
+    return NO_SIGNAL

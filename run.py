@@ -206,6 +206,10 @@ def warm_up(sh) -> float:
          '{"changes":{"asks":[["1.5","2","12"]],"bids":[["1.4","1","11"]]},"sequenceEnd":12,'
          '"sequenceStart":11,"symbol":"%s","time":1}}' % (sym_name, sym_name)).encode(), np.uint8)
     pipeline.hot_level2(frame, sym, time.monotonic_ns(), *args)
+    one = np.zeros(1, np.int64)
+    pipeline.hot_level2_batch(frame, one, np.full(1, len(frame), np.int64), one, 1,
+                              time.monotonic_ns(), np.zeros(4, np.int64),
+                              np.zeros(pipeline.BATCH_RES_LEN, np.int64), *args)
     snap = np.zeros(1, sh.snap_ring[0].dtype)
     snap[0]["sym"] = sym
     snap[0]["seq"] = 10

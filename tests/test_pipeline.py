@@ -612,3 +612,78 @@ def test_evaluate_best_when_random_hub_books_then_same_best_candidate_as_exhaust
                 assert nb <= nf                          # and never more searches than all
     assert signalled >= 10 and compared == 360
     assert counters[pipeline.C["bound_skips"]] > 0      # the bound did cut work
+
+
+# -- one kernel call per chunk (pipeline.hot_level2_batch) against one call per frame -----
+
+def _chunk_stream(rng):
+    """Frames as a chunk holds them: fair moves, two mispricings on ETH-BTC, a gap on
+    ETH-USDT (-> snapshot request), a truncated frame (-> BAD_FRAME)."""
+    seq = Seq()
+    out = []
+    for k in range(60):
+        name = NAMES[int(rng.integers(0, 3))]
+        s, e = seq(name)
+        bids, asks = FAIR[name]
+        lvl = bids[int(rng.integers(0, 3))]
+        out.append((name, frame(name, s, e, bids=[[lvl[0], str(rng.integers(1, 9)), e]])))
+        if k in (12, 24):                      # a cheap ETH-BTC ask: a signal (before the gap)
+            s2, e2 = seq("ETH-BTC")
+            out.append(("ETH-BTC", frame("ETH-BTC", s2, e2, asks=[["0.049", "5", e2]])))
+            s3, e3 = seq("ETH-BTC")            # ... taken again at once (fair ask back)
+            out.append(("ETH-BTC", frame("ETH-BTC", s3, e3, asks=[["0.049", "0", e3]])))
+        if k == 30:
+            seq("ETH-USDT", 5)                 # five sequences never sent: a gap
+        if k == 50:
+            out.append(("BTC-USDT", out[-1][1][:40].copy()))   # truncated
+    return out
+
+
+def _fingerprint(sh):
+    return (sh.book_state.copy(), sh.book_px.copy(), sh.book_sz.copy(), sh.counters.copy(),
+            sh.evc.copy(), sh.pstate[pipeline.P_CORR_NEXT])
+
+
+def test_level2_batch_when_chunk_then_same_books_counters_signals_and_requests_as_per_frame():
+    frames = _chunk_stream(np.random.default_rng(3))
+    recv = time.monotonic_ns()
+    # one call per frame (the reference)
+    a = make_shared()
+    load_fair(a)
+    a.control[1] = 0                                    # no retrigger interval here
+    sig_a, snap_a, bad_a = [], [], []
+    for k, (name, fr) in enumerate(frames):
+        slot = pipeline.hot_level2(fr, sid(a, name), recv, *a.pipe_args)
+        if a.pstate[pipeline.P_NEED_SNAP]:
+            snap_a.append(sid(a, name))
+        if slot == pipeline.BAD_FRAME:
+            bad_a.append(k)
+        if slot >= 0:
+            sig_a.append((k, slot, int(a.sig_stage[0]["tri"]), int(a.sig_stage[0]["corr"])))
+            slots.undo_acquire(a.slots, slot)
+    # one call per chunk
+    b = make_shared()
+    load_fair(b)
+    b.control[1] = 0
+    u8 = np.frombuffer(b"".join(fr.tobytes() for _, fr in frames), np.uint8)
+    lens = np.array([len(fr) for _, fr in frames])
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    syms = np.array([sid(b, name) for name, _ in frames], np.int64)
+    res = np.zeros(pipeline.BATCH_RES_LEN, np.int64)
+    res[pipeline.B_BAD] = -1
+    snap = np.zeros(64, np.int64)
+    sig_b = []
+    while res[pipeline.B_NEXT] < len(frames):
+        slot = pipeline.hot_level2_batch(u8, starts, ends, syms, len(frames), recv, snap, res,
+                                         *b.pipe_args)
+        if slot >= 0:
+            sig_b.append((int(res[pipeline.B_NEXT]) - 1, slot, int(b.sig_stage[0]["tri"]),
+                          int(b.sig_stage[0]["corr"])))
+            slots.undo_acquire(b.slots, slot)
+    assert len(sig_a) >= 2 and snap_a and bad_a          # the stream exercises every path
+    assert sig_b == sig_a
+    assert list(snap[:res[pipeline.B_NSNAP]]) == snap_a
+    assert res[pipeline.B_BAD] == bad_a[-1]
+    for x, y in zip(_fingerprint(a), _fingerprint(b)):
+        assert np.array_equal(x, y, equal_nan=True) if isinstance(x, np.ndarray) and x.dtype.kind == "f" else np.array_equal(x, y)
