@@ -1,10 +1,12 @@
 """The hot thread: WebSocket links, epoll, frame dispatch. Nothing here blocks.
 
-Owner: the hot thread (run.py starts `HotLoop.run`). Per frame:
-- public /market/level2 -> pipeline.on_level2 (one fused Numba call: parse the frame bytes,
-  apply to the book under KuCoin's sequence rules, evaluate the triangles through that
-  symbol, pick a free isolated slot and stage a signal) -> optionally fire leg 0 right here
-  (fire_from = hot; executor.fire_leg) -> push the signal to the slot's ring -> eventfd;
+Owner: the hot thread (run.py starts `HotLoop.run`). Per socket read, one kernel call
+(hotctx.hot_chunk) cuts the WebSocket frames and runs each level2 frame through
+pipeline.on_level2 (parse the frame bytes, apply to the book under KuCoin's sequence
+rules, evaluate the triangles through that symbol, pick a free isolated slot and stage a
+signal); at a signal it returns, leg 0 is fired right here (fire_from = hot;
+executor.fire_leg), the signal is pushed to the slot's ring (eventfd wake) and the call
+resumes with the next frame. The other frames come back as a list:
 - private orderChange (kucoin-api.md 4.1) -> the clientOid names corr, slot and leg
   (rings.parse_client_oid) -> a FILL record to that slot's fill ring -> eventfd;
 - private account.balance (4.2) -> balances[currency] = available;
@@ -29,6 +31,7 @@ import simdjson
 import websocket
 
 import books
+import hotctx
 import maint
 import pipeline
 import privwire
@@ -64,12 +67,8 @@ class HotLoop:
         self._snap = np.zeros(1, sh.snap_ring[0].dtype)
         self._fill = np.zeros(1, rings.FILL_DTYPE)
         self._fill_raw = privwire.raw_view(self._fill)
-        # level2 batch scratch (one socket read's frames; more are run in several batches)
-        self._b_starts = np.zeros(1024, np.int64)
-        self._b_ends = np.zeros(1024, np.int64)
-        self._b_syms = np.zeros(1024, np.int64)
-        self._b_snap = np.zeros(1024, np.int64)
-        self._b_res = np.zeros(pipeline.BATCH_RES_LEN, np.int64)
+        self._tab = sh.hot_table.tab          # every shared array by address (hotctx.py)
+        self._cres = hotctx.alloc_result()    # one chunk's result cells
         self.nslots = len(sh.slot_fds)
         self._last_bad_log = 0.0
         self._ignored_ccys: set[str] = set()
@@ -135,7 +134,7 @@ class HotLoop:
                 return
             link.reader = wsread.FrameReader(link.ws.sock)
             # bytes websocket-client read past the welcome belong to the next frames
-            link.reader.buf += b"".join(link.ws.frame_buffer.recv_buffer)
+            link.reader.feed(b"".join(link.ws.frame_buffer.recv_buffer))
             link.ws.frame_buffer.recv_buffer = []
             self.links[link.fd] = link
             self.ep.register(link.fd, select.EPOLLIN)
@@ -170,46 +169,36 @@ class HotLoop:
             self.maint.request_link(link.kind, link.symbols)
 
     def _drain(self, link) -> None:
-        """Read everything the link's socket holds and dispatch each frame (wsread.py: one
-        GIL-holding recv per chunk instead of websocket-client's three per frame)."""
+        """Read everything the link's socket holds and handle each frame: one GIL-holding
+        recv per chunk (wsread.py), then one kernel call per chunk that cuts the frames and
+        runs the level2 ones through the fused kernel (hotctx.hot_chunk), returning at each
+        signal so leg 0 goes out before the rest of the chunk is looked at. Other frames
+        (acks, pongs, private events, control and fragmented frames) come back as a list
+        and are handled here, in Python, after the chunk's level2 frames."""
         rd = link.reader
-        private = link.kind == "private"
+        res = self._cres
+        tab = self._tab
         while link.alive:
             try:
                 n = rd.fill()
                 recv_ns = time.monotonic_ns()   # receipt of this chunk = of its frames
-                later = None
-                l2 = None
-                for op, data in rd.frames():
-                    if op == wsread.OP_TEXT or op == wsread.OP_BINARY:
-                        if not private and L2_MARK in data:
-                            # the chunk's level2 frames go through one kernel call (below)
-                            if l2 is None:
-                                l2 = []
-                            l2.append(data)
-                            continue
-                        if private and BALANCE_MARK in data:
-                            # Order events first: a leg's terminal event fires the next leg,
-                            # and each match brings two or three balance updates that would
-                            # otherwise be processed before it. The two feeds are independent
-                            # (4.1, 4.2), so their relative order carries no meaning.
-                            if later is None:
-                                later = []
-                            later.append(data)
-                            continue
-                        self._on_frame(link, data, recv_ns)
-                        if not link.alive:
-                            return
-                    elif op == wsread.OP_PING:   # RFC 6455 ping (KuCoin uses JSON pings, 2.4)
-                        link.ws.pong(data)
-                    elif op == wsread.OP_CLOSE:
-                        self._close(link, "close frame")
-                        return
-                if l2:
-                    self._on_level2_batch(l2, recv_ns)
-                if later:
-                    for data in later:
-                        self._on_frame(link, data, recv_ns)
+                res[hotctx.R_POS] = 0
+                res[hotctx.R_NOTHER] = 0
+                res[hotctx.R_NSNAP] = 0
+                res[hotctx.R_BAD_START] = -1
+                while True:
+                    slot = hotctx.hot_chunk(tab, rd.buf, rd.blen, recv_ns, res)
+                    if slot >= 0:
+                        self._dispatch_signal(slot)
+                    elif slot == hotctx.OTHERS_FULL:
+                        self._others(link, recv_ns)
+                    else:
+                        break
+                self._after_chunk(rd)
+                self._others(link, recv_ns)
+                if slot == hotctx.STREAM_ERROR:
+                    raise wsread.LinkClosed(wsread.stream_error(int(res[hotctx.R_STATUS])))
+                rd.consume(res[hotctx.R_POS])
             except wsread.LinkClosed as e:
                 self._close(link, str(e))
                 return
@@ -220,6 +209,52 @@ class HotLoop:
             # TLS may hold decrypted bytes epoll cannot see: keep reading while it does.
             if n < wsread.CHUNK and not rd.more():
                 return
+
+    def _others(self, link, recv_ns: int) -> None:
+        """The frames hot_chunk listed (not level2 updates), in order. On the private link,
+        order events go first: a leg's terminal event fires the next leg, and each match
+        brings two or three balance updates that would otherwise be processed before it.
+        The two feeds are independent (4.1, 4.2), so their relative order carries no meaning."""
+        res = self._cres
+        rd = link.reader
+        later = None
+        for q in range(int(res[hotctx.R_NOTHER])):
+            if not link.alive:
+                break
+            k = hotctx.R_OTHERS + 3 * q
+            m = rd.message(int(res[k]), int(res[k + 1]), int(res[k + 2]))
+            if m is None:
+                continue      # a fragment of a message still incomplete
+            op, data = m
+            if op == wsread.OP_TEXT or op == wsread.OP_BINARY:
+                if BALANCE_MARK in data:
+                    if later is None:
+                        later = []
+                    later.append(data)
+                    continue
+                self._on_frame(link, data, recv_ns)
+            elif op == wsread.OP_PING:   # RFC 6455 ping (KuCoin uses JSON pings, 2.4)
+                link.ws.pong(data)
+            elif op == wsread.OP_CLOSE:
+                self._close(link, "close frame")
+        res[hotctx.R_NOTHER] = 0
+        if later:
+            for data in later:
+                if link.alive:
+                    self._on_frame(link, data, recv_ns)
+
+    def _after_chunk(self, rd) -> None:
+        res = self._cres
+        if self._first_eval_pending and self.counters[C_EVALS] > 0:
+            # once per process, after any signal is out; then one attribute test per chunk
+            self._first_eval_pending = False
+            self.log(f"hot: first book evaluated {time.monotonic() - self.sh.t0:.3f}s after process start")
+        for q in range(int(res[hotctx.R_NSNAP])):
+            self._request_snapshot(int(res[hotctx.R_SNAPS + q]), time.monotonic_ns())
+        if res[hotctx.R_BAD_START] >= 0:   # already counted by the kernel
+            s = int(res[hotctx.R_BAD_START])
+            self._bad(f"level2 frame rejected: {rd.buf[s:min(s + 120, int(res[hotctx.R_BAD_END]))].tobytes()!r}",
+                      count=False)
 
     # -- frames -----------------------------------------------------------------------------
     def _on_frame(self, link, data: bytes, recv_ns: int) -> None:
@@ -312,71 +347,12 @@ class HotLoop:
         if slot == pipeline.BAD_FRAME:   # already counted by pipeline.on_level2
             self._bad(f"level2 frame rejected by parser: {bytes(data[:120])!r}", count=False)
 
-    def _on_level2_batch(self, frames: list, recv_ns: int) -> None:
-        """All level2 frames of one read in one kernel call per signal (pipeline.
-        hot_level2_batch). Per frame, only the topic lookup stays in Python."""
-        sh = self.sh
-        cnt = self.counters
-        starts, ends, syms = self._b_starts, self._b_ends, self._b_syms
-        cap = len(starts)
-        kept = []
-        off = 0
-        n = 0
-        for data in frames:
-            cnt[C["msgs"]] += 1
-            cnt[C["bytes"]] += len(data)
-            i = data.find(L2_TOPIC)
-            j = data.find(b'"', i + len(L2_TOPIC)) if i >= 0 else -1
-            sym = self.sym_ids.get(data[i + len(L2_TOPIC):j]) if j > 0 else None
-            if sym is None:
-                if j > 0:
-                    cnt[C["unknown_symbol"]] += 1
-                else:
-                    self._bad(f"level2 frame without a topic: {bytes(data[:120])!r}")
-                continue
-            if n == cap:           # more frames than the arrays hold: run what we have
-                self._run_batch(kept, n, recv_ns)
-                kept, off, n = [], 0, 0
-            starts[n] = off
-            off += len(data)
-            ends[n] = off
-            syms[n] = sym
-            kept.append(data)
-            n += 1
-        if n:
-            self._run_batch(kept, n, recv_ns)
-
-    def _run_batch(self, kept: list, n: int, recv_ns: int) -> None:
-        sh = self.sh
-        cnt = self.counters
-        cnt[C["l2_msgs"]] += n
-        buf = kept[0] if n == 1 else b"".join(kept)
-        u8 = np.frombuffer(buf, np.uint8)
-        res = self._b_res
-        res[pipeline.B_NEXT] = 0
-        res[pipeline.B_NSNAP] = 0
-        res[pipeline.B_BAD] = -1
-        while res[pipeline.B_NEXT] < n:
-            slot = pipeline.hot_level2_batch(u8, self._b_starts, self._b_ends, self._b_syms, n,
-                                             recv_ns, self._b_snap, res, *sh.pipe_args)
-            if slot >= 0:
-                self._dispatch_signal(slot)
-        if self._first_eval_pending and cnt[C_EVALS] > 0:
-            # once per process, after any signal is out; then one attribute test per chunk
-            self._first_eval_pending = False
-            self.log(f"hot: first book evaluated {time.monotonic() - self.sh.t0:.3f}s after process start")
-        for q in range(int(res[pipeline.B_NSNAP])):
-            self._request_snapshot(int(self._b_snap[q]), recv_ns)
-        if res[pipeline.B_BAD] >= 0:   # already counted by pipeline.on_level2
-            b = int(res[pipeline.B_BAD])
-            self._bad(f"level2 frame rejected by parser: {bytes(kept[b][:120])!r}", count=False)
-
     def _reevaluate(self) -> None:
         """An executor released its slot (it wakes us): look again at symbols whose
         candidates were refused for want of a slot (pipeline.on_reeval)."""
         sh = self.sh
         while True:
-            slot = pipeline.hot_reeval(time.monotonic_ns(), *sh.pipe_args)
+            slot = hotctx.hot_reeval(self._tab, time.monotonic_ns())
             if slot < 0:
                 return
             self._dispatch_signal(slot)

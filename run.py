@@ -134,11 +134,13 @@ class Shared:
 def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared:
     import books
     import executor
+    import hotctx
     import l2wire
     import maint
     import pipeline
     import rings
     import slots
+    import topics
     import triangles
 
     sh = Shared()
@@ -176,13 +178,23 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.slot_fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(cfg.slots)]
     sh.hot_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
     sh.maint_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
-    sh.pipe_args = (sh.changes, sh.l2hdr, sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl,
-                    books.REFILL_MIN, uni.symtab, uni.tris, uni.sym_tri_start, uni.sym_tri_list,
-                    sh.balances, sh.max_start, sh.params, sh.cands, sh.evc, sh.slots, sh.pstate,
-                    sh.counters, sh.sig_stage, sh.control, sh.tri_last_ns, sh.reeval,
-                    sh.rate_backoff_ns)
+    sh.pipe_args = pipe_args(sh)
     sh.snap_args = (sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl, sh.snap_levels, sh.counters)
+    sh.symtable = topics.SymbolTable(uni.symbols)
+    sh.hot_table = hotctx.Table(sh, sh.symtable)   # the same arrays by address, for hot_chunk
     return sh
+
+
+def pipe_args(sh) -> tuple:
+    """pipeline.on_level2's arrays after (frame, sym, recv_ns), in its argument order."""
+    import books
+
+    uni = sh.universe
+    return (sh.changes, sh.l2hdr, sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl,
+            books.REFILL_MIN, uni.symtab, uni.tris, uni.sym_tri_start, uni.sym_tri_list,
+            sh.balances, sh.max_start, sh.params, sh.cands, sh.evc, sh.slots, sh.pstate,
+            sh.counters, sh.sig_stage, sh.control, sh.tri_last_ns, sh.reeval,
+            sh.rate_backoff_ns)
 
 
 def warm_up(sh) -> float:
@@ -192,13 +204,17 @@ def warm_up(sh) -> float:
     import copy
 
     import books
+    import hotctx
     import pipeline
     import rings
     import slots
 
     t0 = time.perf_counter()
-    scratch = copy.copy(sh)
-    args = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in sh.pipe_args)
+    scratch = copy.copy(sh)        # the same universe; copies of every array the kernels write
+    for name, value in vars(sh).items():
+        if isinstance(value, np.ndarray):
+            setattr(scratch, name, value.copy())
+    args = pipe_args(scratch)
     sym = 0
     sym_name = sh.universe.symbols[sym]
     frame = np.frombuffer(
@@ -206,10 +222,10 @@ def warm_up(sh) -> float:
          '{"changes":{"asks":[["1.5","2","12"]],"bids":[["1.4","1","11"]]},"sequenceEnd":12,'
          '"sequenceStart":11,"symbol":"%s","time":1}}' % (sym_name, sym_name)).encode(), np.uint8)
     pipeline.hot_level2(frame, sym, time.monotonic_ns(), *args)
-    one = np.zeros(1, np.int64)
-    pipeline.hot_level2_batch(frame, one, np.full(1, len(frame), np.int64), one, 1,
-                              time.monotonic_ns(), np.zeros(4, np.int64),
-                              np.zeros(pipeline.BATCH_RES_LEN, np.int64), *args)
+    # the chunk entry, over a table of the copies (a WebSocket text frame holding `frame`)
+    tab = hotctx.Table(scratch, sh.symtable)
+    ws = np.concatenate((np.array([0x81, 126, len(frame) >> 8, len(frame) & 0xFF], np.uint8), frame))
+    hotctx.hot_chunk(tab.tab, ws, len(ws), time.monotonic_ns(), hotctx.alloc_result())
     snap = np.zeros(1, sh.snap_ring[0].dtype)
     snap[0]["sym"] = sym
     snap[0]["seq"] = 10
@@ -221,6 +237,7 @@ def warm_up(sh) -> float:
     pipeline.hot_level2(frame, sym, time.monotonic_ns(), *args)
     args[-2][:] = 1
     pipeline.hot_reeval(time.monotonic_ns(), *args)
+    hotctx.hot_reeval(tab.tab, time.monotonic_ns())
     for buf, ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req):
         b, c = rings.alloc_ring(buf.dtype, len(buf))
         one = np.zeros(1, buf.dtype)

@@ -1,4 +1,4 @@
-"""The hot thread's WebSocket receive path: whole chunks in, frames out, GIL held.
+"""The hot thread's WebSocket receive path: whole chunks in, frames cut by a kernel, GIL held.
 
 Owner: the hot thread (hot.HotLoop reads every link through one FrameReader each).
 websocket-client still opens the link (handshake, welcome, subscribe: maint.py) and sends
@@ -9,13 +9,18 @@ recv_data issues three recv() syscalls per frame (2-byte header, length, payload
 each one releases the GIL. On a hot thread that shares the GIL with executors and a log
 thread, every release hands the GIL away and costs a switch interval or more to get back
 (DESIGN.md section 9, GIL convoy). Here one non-blocking recv() through ctypes.PyDLL
-(which keeps the GIL) drains whatever the kernel holds, up to 256 KiB, and the frames are
-cut out of that buffer in Python. Frames from a server are never masked (RFC 6455 5.1);
-fragments are joined; a ping is answered by the caller; close ends the link.
+(which keeps the GIL) drains whatever the kernel holds, up to 256 KiB, into a numpy
+buffer, and `next_frame` (a kernel) cuts frames out of it: the public link's level2 frames
+never become Python objects at all (hotctx.process_chunk walks the same buffer).
+Frames from a server are never masked (RFC 6455 5.1); fragments are joined; a ping is
+answered by the caller; close ends the link.
 
 TLS links (wss://, real KuCoin) read through the ssl module, whose recv releases the GIL;
 SSLSocket.pending() tells whether decrypted bytes are already buffered, which epoll cannot
 see (the caller loops while `more()` is true).
+
+Tests: tests/test_wsread.py (socketpair, every length encoding, splits, fragments,
+control frames, masked frames, peer close).
 """
 from __future__ import annotations
 
@@ -23,6 +28,9 @@ import ctypes
 import errno
 import socket
 import ssl
+
+import numpy as np
+from numba import njit
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
@@ -33,6 +41,12 @@ OP_PONG = 0xA
 
 CHUNK = 1 << 18
 MAX_FRAME = 1 << 24       # 16 MiB: a frame announcing more is a broken stream
+
+# next_frame statuses
+F_OK = 0
+F_INCOMPLETE = 1          # need more bytes (end = bytes the frame needs from pos, 0 if unknown)
+F_MASKED = 2              # a masked frame from a server (RFC 6455 5.1): broken stream
+F_TOO_BIG = 3             # a frame announcing more than MAX_FRAME
 
 try:
     _libc = ctypes.PyDLL(None, use_errno=True)
@@ -48,35 +62,90 @@ class LinkClosed(ConnectionError):
     """The peer closed the connection or the stream is broken."""
 
 
+@njit(nogil=True, cache=True, _nrt=False)
+def next_frame(buf, pos, blen):
+    """The RFC 6455 (5.2) frame at buf[pos:blen]. Returns (status, b0, start, end): on F_OK,
+    b0 is the first header byte (opcode in the low 4 bits, FIN in 0x80) and the payload is
+    buf[start:end] (end is where the next frame starts); on F_INCOMPLETE, end - pos is the
+    frame's whole length when the header is complete (so the caller can make room), else 0."""
+    if blen - pos < 2:
+        return F_INCOMPLETE, 0, pos, pos
+    b0 = np.int64(buf[pos])
+    b1 = np.int64(buf[pos + 1])
+    n = b1 & 0x7F
+    hdr = 2
+    if n == 126:
+        if blen - pos < 4:
+            return F_INCOMPLETE, b0, pos, pos
+        n = (np.int64(buf[pos + 2]) << 8) | np.int64(buf[pos + 3])
+        hdr = 4
+    elif n == 127:
+        if blen - pos < 10:
+            return F_INCOMPLETE, b0, pos, pos
+        n = 0
+        for k in range(8):
+            n = (n << 8) | np.int64(buf[pos + 2 + k])
+            if n > MAX_FRAME:
+                return F_TOO_BIG, b0, pos, pos
+        hdr = 10
+    if b1 & 0x80:
+        return F_MASKED, b0, pos, pos
+    if n > MAX_FRAME:
+        return F_TOO_BIG, b0, pos, pos
+    if blen - pos < hdr + n:
+        return F_INCOMPLETE, b0, pos, pos + hdr + n
+    return F_OK, b0, pos + hdr, pos + hdr + n
+
+
+def stream_error(status: int) -> str:
+    return "masked frame from the server (RFC 6455 5.1)" if status == F_MASKED \
+        else "frame larger than 16 MiB announced"
+
+
 class FrameReader:
+    """One link's receive buffer: `buf[0:blen]` holds bytes read and not yet consumed."""
+
     def __init__(self, sock):
         self.sock = sock
         self.fd = sock.fileno()
         self.tls = isinstance(sock, ssl.SSLSocket)
-        self.buf = bytearray()
-        self._chunk = ctypes.create_string_buffer(CHUNK)
-        self._addr = ctypes.addressof(self._chunk)
+        self.buf = np.zeros(2 * CHUNK, np.uint8)
+        self.blen = 0
         self._frag_op = -1
         self._frag = bytearray()
         if self.tls:
             sock.setblocking(False)
 
+    def feed(self, data: bytes) -> None:
+        """Bytes read by someone else (websocket-client, past the welcome frame)."""
+        self._room(len(data))
+        self.buf[self.blen:self.blen + len(data)] = np.frombuffer(data, np.uint8)
+        self.blen += len(data)
+
+    def _room(self, n: int) -> None:
+        if len(self.buf) - self.blen < n:   # a frame larger than the buffer is on its way
+            big = np.zeros(max(2 * len(self.buf), self.blen + n), np.uint8)
+            big[:self.blen] = self.buf[:self.blen]
+            self.buf = big
+
     def fill(self) -> int:
         """Read what the socket holds now, without blocking. Returns bytes read (0 if none)."""
+        self._room(CHUNK)
         if self.tls or _c_recv is None:
+            view = memoryview(self.buf)[self.blen:self.blen + CHUNK]
             try:   # a TLS socket is non-blocking (set in __init__); a plain one asks per call
-                data = self.sock.recv(CHUNK) if self.tls else self.sock.recv(CHUNK, _DONTWAIT)
+                n = self.sock.recv_into(view) if self.tls else self.sock.recv_into(view, 0, _DONTWAIT)
             except (ssl.SSLWantReadError, BlockingIOError):
                 return 0
             except OSError as e:
                 raise LinkClosed(f"recv: {e.__class__.__name__}: {e}") from None
-            if not data:
+            if not n:
                 raise LinkClosed("peer closed the connection")
-            self.buf += data
-            return len(data)
-        n = _c_recv(self.fd, self._addr, CHUNK, _DONTWAIT)
+            self.blen += n
+            return n
+        n = _c_recv(self.fd, self.buf.ctypes.data + self.blen, CHUNK, _DONTWAIT)
         if n > 0:
-            self.buf += ctypes.string_at(self._addr, n)   # copies n bytes (.raw would copy all 256 KiB)
+            self.blen += n
             return n
         if n == 0:
             raise LinkClosed("peer closed the connection")
@@ -89,53 +158,51 @@ class FrameReader:
         """True when bytes are buffered where epoll cannot see them (TLS records)."""
         return self.tls and self.sock.pending() > 0
 
+    def consume(self, pos: int) -> None:
+        """Drop buf[0:pos] (frames handled); a partial frame after it moves to the front."""
+        pos = int(pos)
+        rest = self.blen - pos
+        if rest and pos:
+            self.buf[:rest] = self.buf[pos:self.blen]   # numpy copes with the overlap
+        self.blen = rest
+
+    def message(self, b0: int, start: int, end: int):
+        """(opcode, payload bytes) of the frame buf[start:end] with first header byte b0, or
+        None while a fragmented message is incomplete. Raises LinkClosed on a continuation
+        without a first fragment."""
+        op = b0 & 0x0F
+        payload = self.buf[start:end].tobytes()
+        if op >= 0x8:                      # control frames are never fragmented
+            return op, payload
+        if op == OP_CONT:
+            if self._frag_op < 0:
+                raise LinkClosed("continuation without a first fragment")
+            self._frag += payload
+            if b0 & 0x80:
+                op, payload = self._frag_op, bytes(self._frag)
+                self._frag_op = -1
+                self._frag.clear()
+                return op, payload
+            return None
+        if not b0 & 0x80:
+            self._frag_op = op
+            self._frag[:] = payload
+            return None
+        return op, payload
+
     def frames(self):
-        """Yield (opcode, payload bytes) for every complete frame in the buffer."""
-        buf = self.buf
+        """Yield (opcode, payload bytes) for every complete message in the buffer."""
         pos = 0
-        end = len(buf)
         try:
-            while end - pos >= 2:
-                b0 = buf[pos]
-                b1 = buf[pos + 1]
-                n = b1 & 0x7F
-                hdr = 2
-                if n == 126:
-                    if end - pos < 4:
-                        break
-                    n = (buf[pos + 2] << 8) | buf[pos + 3]
-                    hdr = 4
-                elif n == 127:
-                    if end - pos < 10:
-                        break
-                    n = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                    hdr = 10
-                if b1 & 0x80:
-                    raise LinkClosed("masked frame from the server (RFC 6455 5.1)")
-                if n > MAX_FRAME:
-                    raise LinkClosed(f"frame of {n} bytes announced")
-                if end - pos < hdr + n:
+            while True:
+                st, b0, s, e = next_frame(self.buf, pos, self.blen)
+                if st == F_INCOMPLETE:
                     break
-                payload = bytes(buf[pos + hdr:pos + hdr + n])
-                pos += hdr + n
-                op = b0 & 0x0F
-                fin = b0 & 0x80
-                if op >= 0x8:                      # control frames are never fragmented
-                    yield op, payload
-                elif op == OP_CONT:
-                    if self._frag_op < 0:
-                        raise LinkClosed("continuation without a first fragment")
-                    self._frag += payload
-                    if fin:
-                        op, payload = self._frag_op, bytes(self._frag)
-                        self._frag_op = -1
-                        self._frag.clear()
-                        yield op, payload
-                elif not fin:
-                    self._frag_op = op
-                    self._frag[:] = payload
-                else:
-                    yield op, payload
+                if st != F_OK:
+                    raise LinkClosed(stream_error(st))
+                pos = int(e)
+                m = self.message(b0, s, e)
+                if m is not None:
+                    yield m
         finally:
-            if pos:
-                del buf[:pos]
+            self.consume(pos)

@@ -1,6 +1,7 @@
 """wsread.py: RFC 6455 server frames cut out of raw socket bytes (socketpair, no server)."""
 import socket
 import struct
+import threading
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_frames_when_all_three_length_encodings_then_payloads_exact(pair):
     while len(got) < 3:
         rd.fill()
         got += [p for _, p in rd.frames()]
-    assert got == msgs and not rd.buf
+    assert got == msgs and rd.blen == 0
 
 
 def test_frames_when_split_across_reads_then_held_until_complete(pair):
@@ -50,7 +51,7 @@ def test_frames_when_split_across_reads_then_held_until_complete(pair):
     data = frame(b'{"type":"message"}') + frame(b"second")
     peer.sendall(data[:7])
     rd.fill()
-    assert list(rd.frames()) == [] and len(rd.buf) == 7
+    assert list(rd.frames()) == [] and rd.blen == 7
     peer.sendall(data[7:])
     rd.fill()
     assert [p for _, p in rd.frames()] == [b'{"type":"message"}', b"second"]
@@ -70,7 +71,7 @@ def test_frames_when_masked_or_orphan_continuation_then_link_closed(pair):
     rd.fill()
     with pytest.raises(wsread.LinkClosed):
         list(rd.frames())
-    rd.buf.clear()
+    rd.blen = 0
     peer.sendall(frame(b"c", op=wsread.OP_CONT))
     rd.fill()
     with pytest.raises(wsread.LinkClosed):
@@ -86,3 +87,36 @@ def test_fill_when_nothing_then_zero_and_when_peer_closed_then_link_closed(pair)
     assert list(rd.frames()) == [(wsread.OP_CLOSE, b"bye")]
     with pytest.raises(wsread.LinkClosed):
         rd.fill()
+
+
+def test_feed_when_bytes_read_elsewhere_then_frames_continue_from_them(pair):
+    rd, peer = pair
+    data = frame(b"first") + frame(b"second")
+    rd.feed(data[:9])
+    peer.sendall(data[9:])
+    rd.fill()
+    assert [p for _, p in rd.frames()] == [b"first", b"second"]
+
+
+def test_fill_when_frame_larger_than_buffer_then_buffer_grows(pair):
+    rd, peer = pair
+    big = b"q" * (3 * wsread.CHUNK)
+    threading.Thread(target=peer.sendall, args=(frame(big) + frame(b"after"),), daemon=True).start()
+    got = []
+    while len(got) < 2:
+        rd.fill()
+        got += [p for _, p in rd.frames()]
+    assert got == [big, b"after"] and len(rd.buf) >= 3 * wsread.CHUNK
+
+
+def test_next_frame_when_header_or_payload_short_then_incomplete_with_needed_length():
+    import numpy as np
+    f = frame(b"z" * 300)
+    buf = np.frombuffer(f, np.uint8)
+    assert wsread.next_frame(buf, 0, 3)[0] == wsread.F_INCOMPLETE
+    st, _, _, end = wsread.next_frame(buf, 0, 100)
+    assert st == wsread.F_INCOMPLETE and end == len(f)
+    st, b0, s, e = wsread.next_frame(buf, 0, len(f))
+    assert (st, b0 & 0x0F, s, e) == (wsread.F_OK, wsread.OP_TEXT, 4, len(f))
+    huge = np.frombuffer(bytes([0x81, 127]) + (1 << 40).to_bytes(8, "big"), np.uint8)
+    assert wsread.next_frame(huge, 0, len(huge))[0] == wsread.F_TOO_BIG

@@ -1,0 +1,273 @@
+"""Few-argument entry points for the hot thread: a socket read -> signals in one kernel call.
+
+Owner: the hot thread. hot.HotLoop calls `hot_chunk` once per read of the public link
+(and again after each signal it fires) and `hot_reeval` when an executor frees a slot.
+
+Why (measured, profiles/README.md "dispatch"): a Numba dispatcher types and unboxes every
+argument on every call. The fused kernel takes 25 arrays; its call cost 3.2 us warm and 13 us
+with cold caches, which is what a frame meets (a few dozen signals a second), and the
+Python that cut frames and looked up topics before it cost ~26 us more. Here every array
+the kernels share is described once, at start-up, in an int64 table (`build_table`:
+address and shape per array); `unpack` rebuilds the arrays inside the kernel with
+numba.carray at no cost, so a call passes the table, the link's buffer, two ints and the
+result cells. Inside, `process_chunk` cuts the WebSocket frames (wsread.next_frame), finds
+each level2 frame's symbol (topics.level2_symbol) and runs it through pipeline.on_level2
+in order, returning at the first frame that stages a signal so leg 0 goes out before the
+rest of the chunk is looked at. Every other frame (acks, pongs, private events, control
+and fragmented frames) is listed in the result cells for hot.py to handle in Python.
+
+The arrays must stay where they are while the engine runs: run.allocate makes them once,
+nothing replaces them, and the Table object keeps a reference to each.
+
+Under NUMBA_DISABLE_JIT=1, `unpack` builds the same arrays through ctypes.
+Tests: tests/test_hotctx.py (a chunk equals the per-frame path, frame by frame).
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+from numba import carray, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+import books
+import l2wire
+import pipeline
+import rings
+import slots
+import topics
+import triangles
+import wsread
+
+# The shared arrays, in pipeline.on_level2's argument order (refill_min, a scalar, is a cell).
+# Each array has 4 cells in the table: address, then up to three dimensions.
+ARRAYS = ("changes", "hdr", "state", "px", "sz", "pend", "pctl", "symtab", "tris",
+          "sym_tri_start", "sym_tri_list", "balances", "max_start", "params", "cands", "evc",
+          "slots", "pstate", "counters", "stage", "control", "tri_last_ns", "reeval",
+          "backoff_ns", "sym_slots", "sym_names", "sym_lens")
+# (kernels read these module constants; numba freezes them at compile time)
+I_CHANGES = 0
+I_HDR = 1
+I_STATE = 2
+I_PX = 3
+I_SZ = 4
+I_PEND = 5
+I_PCTL = 6
+I_SYMTAB = 7
+I_TRIS = 8
+I_SYM_TRI_START = 9
+I_SYM_TRI_LIST = 10
+I_BALANCES = 11
+I_MAX_START = 12
+I_PARAMS = 13
+I_CANDS = 14
+I_EVC = 15
+I_SLOTS = 16
+I_PSTATE = 17
+I_COUNTERS = 18
+I_STAGE = 19
+I_CONTROL = 20
+I_TRI_LAST_NS = 21
+I_REEVAL = 22
+I_BACKOFF_NS = 23
+I_SYM_SLOTS = 24
+I_SYM_NAMES = 25
+I_SYM_LENS = 26
+A = {name: i for i, name in enumerate(ARRAYS)}
+assert all(globals()[f"I_{n.upper()}"] == i for n, i in A.items())
+T_REFILL_MIN = 4 * len(ARRAYS)
+TABLE_LEN = T_REFILL_MIN + 1
+
+# Result cells of process_chunk (int64, hot thread only)
+R_POS = 0         # first byte not yet handled
+R_STATUS = 1      # wsread status where the walk stopped (F_INCOMPLETE normally)
+R_NOTHER = 2      # frames listed for Python: (b0, start, end) triplets from R_OTHERS
+R_NSNAP = 3       # books that want a snapshot: symbol rows from R_SNAPS
+R_BAD_START = 4   # the last level2 frame the parser rejected (or without a topic): its span,
+R_BAD_END = 5     # or -1
+R_OTHERS = 8
+OTHERS_CAP = 256
+R_SNAPS = R_OTHERS + 3 * OTHERS_CAP
+SNAPS_CAP = 64
+RES_LEN = R_SNAPS + SNAPS_CAP
+
+C_MSGS, C_BYTES = pipeline.C["msgs"], pipeline.C["bytes"]
+C_L2_MSGS, C_UNKNOWN = pipeline.C["l2_msgs"], pipeline.C["unknown_symbol"]
+
+OTHERS_FULL = -4  # process_chunk: Python must take the listed frames before it goes on
+STREAM_ERROR = -5  # process_chunk: res[R_STATUS] says why (wsread.F_MASKED / F_TOO_BIG)
+
+
+def alloc_result() -> np.ndarray:
+    return np.zeros(RES_LEN, np.int64)
+
+
+class Table:
+    """The int64 table describing the arrays of run.Shared, plus references keeping them alive."""
+
+    def __init__(self, sh, symtable: topics.SymbolTable):
+        uni = sh.universe
+        arrays = dict(zip(ARRAYS, (
+            sh.changes, sh.l2hdr, sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl,
+            uni.symtab, uni.tris, uni.sym_tri_start, uni.sym_tri_list, sh.balances,
+            sh.max_start, sh.params, sh.cands, sh.evc, sh.slots, sh.pstate, sh.counters,
+            sh.sig_stage, sh.control, sh.tri_last_ns, sh.reeval, sh.rate_backoff_ns,
+            symtable.slots, symtable.names, symtable.lens)))
+        self.arrays = arrays
+        self.tab = np.zeros(TABLE_LEN, np.int64)
+        for name, a in arrays.items():
+            # unpack() rebuilds each array with a fixed dtype and ndim: a mismatch would read
+            # memory as the wrong type, so it is refused here, at start-up
+            want_dtype, want_ndim = _LAYOUT[name]
+            if a.dtype != want_dtype or a.ndim != want_ndim or not a.flags["C_CONTIGUOUS"]:
+                raise ValueError(f"{name}: {a.dtype} ndim {a.ndim}, unpack() expects "
+                                 f"{want_dtype} ndim {want_ndim}, C-contiguous")
+            k = 4 * A[name]
+            self.tab[k] = a.ctypes.data
+            self.tab[k + 1:k + 1 + a.ndim] = a.shape
+        self.tab[T_REFILL_MIN] = books.REFILL_MIN
+
+
+_LAYOUT = {
+    "changes": (l2wire.CHANGE_DTYPE, 1), "hdr": (l2wire.L2HDR_DTYPE, 1), "state": (books.BOOK_DTYPE, 1),
+    "px": (np.dtype(np.float64), 3), "sz": (np.dtype(np.float64), 3),
+    "pend": (books.PENDING_DTYPE, 1), "pctl": (books.PENDCTL_DTYPE, 1),
+    "symtab": (triangles.SYMBOL_DTYPE, 1), "tris": (triangles.TRIANGLE_DTYPE, 1),
+    "sym_tri_start": (np.dtype(np.int32), 1), "sym_tri_list": (np.dtype(np.int32), 1),
+    "balances": (np.dtype(np.float64), 1), "max_start": (np.dtype(np.float64), 1),
+    "params": (triangles.PARAMS_DTYPE, 1), "cands": (triangles.CANDIDATE_DTYPE, 1),
+    "evc": (np.dtype(np.int64), 1), "slots": (slots.INFLIGHT_DTYPE, 1),
+    "pstate": (np.dtype(np.int64), 1), "counters": (np.dtype(np.int64), 1),
+    "stage": (rings.SIGNAL_DTYPE, 1), "control": (np.dtype(np.int64), 1),
+    "tri_last_ns": (np.dtype(np.int64), 1), "reeval": (np.dtype(np.int8), 1),
+    "backoff_ns": (np.dtype(np.int64), 1), "sym_slots": (np.dtype(np.int32), 1),
+    "sym_names": (np.dtype(np.uint8), 2), "sym_lens": (np.dtype(np.int32), 1),
+}
+
+
+def _void_ptr(addr):
+    """The address as a pointer numba.carray accepts (Python side: ctypes)."""
+    return ctypes.c_void_p(int(addr))
+
+
+@intrinsic
+def _void_ptr_jit(typingctx, addr):
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+    return types.voidptr(addr), codegen
+
+
+@overload(_void_ptr)
+def _void_ptr_ol(addr):
+    return lambda addr: _void_ptr_jit(addr)
+
+
+@njit(cache=True, inline="always")
+def _a1(tab, name, dtype):
+    k = 4 * name
+    return carray(_void_ptr(tab[k]), (tab[k + 1],), dtype)
+
+
+@njit(cache=True)
+def unpack(tab):
+    """The pipeline arrays of the table, in on_level2's order (refill_min in its place)."""
+    px = 4 * I_PX
+    sz = 4 * I_SZ
+    return (
+        _a1(tab, I_CHANGES, l2wire.CHANGE_DTYPE), _a1(tab, I_HDR, l2wire.L2HDR_DTYPE),
+        _a1(tab, I_STATE, books.BOOK_DTYPE),
+        carray(_void_ptr(tab[px]), (tab[px + 1], tab[px + 2], tab[px + 3]), np.float64),
+        carray(_void_ptr(tab[sz]), (tab[sz + 1], tab[sz + 2], tab[sz + 3]), np.float64),
+        _a1(tab, I_PEND, books.PENDING_DTYPE), _a1(tab, I_PCTL, books.PENDCTL_DTYPE),
+        tab[T_REFILL_MIN],
+        _a1(tab, I_SYMTAB, triangles.SYMBOL_DTYPE), _a1(tab, I_TRIS, triangles.TRIANGLE_DTYPE),
+        _a1(tab, I_SYM_TRI_START, np.int32), _a1(tab, I_SYM_TRI_LIST, np.int32),
+        _a1(tab, I_BALANCES, np.float64), _a1(tab, I_MAX_START, np.float64),
+        _a1(tab, I_PARAMS, triangles.PARAMS_DTYPE), _a1(tab, I_CANDS, triangles.CANDIDATE_DTYPE),
+        _a1(tab, I_EVC, np.int64), _a1(tab, I_SLOTS, slots.INFLIGHT_DTYPE),
+        _a1(tab, I_PSTATE, np.int64), _a1(tab, I_COUNTERS, np.int64),
+        _a1(tab, I_STAGE, rings.SIGNAL_DTYPE), _a1(tab, I_CONTROL, np.int64),
+        _a1(tab, I_TRI_LAST_NS, np.int64), _a1(tab, I_REEVAL, np.int8),
+        _a1(tab, I_BACKOFF_NS, np.int64),
+    )
+
+
+@njit(cache=True)
+def unpack_symbols(tab):
+    nm = 4 * I_SYM_NAMES
+    return (_a1(tab, I_SYM_SLOTS, np.int32),
+            carray(_void_ptr(tab[nm]), (tab[nm + 1], tab[nm + 2]), np.uint8),
+            _a1(tab, I_SYM_LENS, np.int32))
+
+
+@njit(nogil=True, cache=True)
+def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, changes, hdr, state,
+                  px, sz, pend, pctl, refill_min, symtab, tris, sym_tri_start, sym_tri_list,
+                  balances, max_start, params, cands, evc, slot_table, pstate, counters, stage,
+                  control, tri_last_ns, reeval, backoff_ns):
+    """Walk the frames of buf[res[R_POS]:blen] (see the module docstring). Returns the slot of
+    a staged signal (res[R_POS] is the frame after it: call again), OTHERS_FULL, STREAM_ERROR,
+    or NO_SIGNAL when every complete frame is handled (res[R_POS] is where a partial frame
+    starts). The caller zeroes R_POS, R_NOTHER, R_NSNAP and sets R_BAD_START to -1 per chunk."""
+    pos = res[R_POS]
+    while True:
+        st, b0, s, e = wsread.next_frame(buf, pos, blen)
+        if st != wsread.F_OK:
+            res[R_POS] = pos
+            res[R_STATUS] = st
+            return pipeline.NO_SIGNAL if st == wsread.F_INCOMPLETE else STREAM_ERROR
+        sym = -2
+        if b0 == 0x80 | wsread.OP_TEXT:    # a whole text frame: maybe level2
+            sym = topics.level2_symbol(buf, s, e, sym_slots, sym_names, sym_lens)
+        if sym == -2:
+            n = res[R_NOTHER]
+            if n == OTHERS_CAP:
+                res[R_POS] = pos
+                return OTHERS_FULL
+            res[R_OTHERS + 3 * n] = b0
+            res[R_OTHERS + 3 * n + 1] = s
+            res[R_OTHERS + 3 * n + 2] = e
+            res[R_NOTHER] = n + 1
+            pos = e
+            continue
+        pos = e
+        counters[C_MSGS] += 1
+        counters[C_BYTES] += e - s
+        if sym == -1:
+            counters[C_UNKNOWN] += 1
+            continue
+        if sym == -3:
+            counters[pipeline.C_BAD] += 1
+            res[R_BAD_START] = s
+            res[R_BAD_END] = e
+            continue
+        counters[C_L2_MSGS] += 1
+        slot = pipeline.on_level2(buf[s:e], sym, recv_ns, changes, hdr, state, px, sz, pend,
+                                  pctl, refill_min, symtab, tris, sym_tri_start, sym_tri_list,
+                                  balances, max_start, params, cands, evc, slot_table, pstate,
+                                  counters, stage, control, tri_last_ns, reeval, backoff_ns)
+        if pstate[pipeline.P_NEED_SNAP] != 0 and res[R_NSNAP] < SNAPS_CAP:
+            res[R_SNAPS + res[R_NSNAP]] = sym
+            res[R_NSNAP] += 1
+        if slot == pipeline.BAD_FRAME:     # counted by on_level2
+            res[R_BAD_START] = s
+            res[R_BAD_END] = e
+        if slot >= 0:
+            res[R_POS] = pos
+            return slot
+
+
+# -- GIL-holding entries (see pipeline.py: a nogil entry hands the GIL away mid-decision) -----
+
+@njit(cache=True)
+def hot_chunk(tab, buf, blen, recv_ns, res):
+    """process_chunk over the arrays of `tab` (Table.tab)."""
+    sym_slots, sym_names, sym_lens = unpack_symbols(tab)
+    return process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, *unpack(tab))
+
+
+@njit(cache=True)
+def hot_reeval(tab, now_ns):
+    """pipeline.on_reeval over the arrays of `tab`."""
+    return pipeline.on_reeval(now_ns, *unpack(tab))

@@ -1,0 +1,175 @@
+"""hotctx.py: one kernel call per socket read (frames cut, topics looked up, level2 frames
+through the fused kernel) must leave exactly what one pipeline.hot_level2 call per frame
+leaves: books, counters, signals (same frame, slot, triangle, corr), snapshot requests and
+rejected frames. Also: the arrays rebuilt from the address table are the arrays themselves,
+and the table refuses an array of the wrong layout.
+
+Set-up: tests/test_pipeline.py's three-symbol universe (run.allocate's arrays).
+Run: `cd /work/main && /work/venv/bin/python -m pytest -q tests/test_hotctx.py`.
+"""
+from __future__ import annotations
+
+import struct
+import time
+
+import numpy as np
+import pytest
+
+import hotctx
+import pipeline
+import slots
+import topics
+import wsread
+from test_pipeline import FAIR, NAMES, Seq, frame, load_fair, make_shared, sid
+
+C = pipeline.C
+
+
+def ws(payload: bytes, op=wsread.OP_TEXT, fin=True) -> bytes:
+    b0 = (0x80 if fin else 0) | op
+    n = len(payload)
+    if n < 126:
+        return bytes([b0, n]) + payload
+    return bytes([b0, 126]) + struct.pack(">H", n) + payload
+
+
+def _stream(rng):
+    """Level2 frames as a chunk holds them: fair moves, two mispricings on ETH-BTC, a gap
+    on ETH-USDT (-> snapshot request), a truncated frame (-> BAD_FRAME). Each item:
+    (symbol name or None for a frame the kernel must hand back, bytes)."""
+    seq = Seq()
+    out = []
+    for k in range(60):
+        name = NAMES[int(rng.integers(0, 3))]
+        s, e = seq(name)
+        bids, asks = FAIR[name]
+        lvl = bids[int(rng.integers(0, 3))]
+        out.append((name, frame(name, s, e, bids=[[lvl[0], str(rng.integers(1, 9)), e]]).tobytes()))
+        if k in (12, 24):                      # a cheap ETH-BTC ask: a signal (before the gap)
+            s2, e2 = seq("ETH-BTC")
+            out.append(("ETH-BTC", frame("ETH-BTC", s2, e2, asks=[["0.049", "5", e2]]).tobytes()))
+            s3, e3 = seq("ETH-BTC")            # ... taken again at once (fair ask back)
+            out.append(("ETH-BTC", frame("ETH-BTC", s3, e3, asks=[["0.049", "0", e3]]).tobytes()))
+        if k == 30:
+            seq("ETH-USDT", 5)                 # five sequences never sent: a gap
+        if k == 50:
+            out.append(("BTC-USDT", out[-1][1][:-30]))   # truncated inside its data
+        if k == 20:
+            out.append((None, b'{"id":"7","type":"ack"}'))
+    return out
+
+
+def _fingerprint(sh):
+    return (sh.book_state.copy(), sh.book_px.copy(), sh.book_sz.copy(), sh.counters.copy(),
+            sh.evc.copy(), sh.pstate[pipeline.P_CORR_NEXT])
+
+
+def _run_chunk(sh, chunk: bytes, recv_ns: int):
+    """What hot.HotLoop._drain does with one read: call until the chunk is done."""
+    buf = np.zeros(len(chunk) + 16, np.uint8)
+    buf[:len(chunk)] = np.frombuffer(chunk, np.uint8)
+    res = hotctx.alloc_result()
+    res[hotctx.R_BAD_START] = -1
+    sigs, others = [], []
+    while True:
+        slot = hotctx.hot_chunk(sh.hot_table.tab, buf, len(chunk), recv_ns, res)
+        if slot >= 0:
+            sigs.append((int(res[hotctx.R_POS]), slot, int(sh.sig_stage[0]["tri"]),
+                         int(sh.sig_stage[0]["corr"])))
+            slots.undo_acquire(sh.slots, slot)
+        elif slot == hotctx.OTHERS_FULL:
+            raise AssertionError("no more than OTHERS_CAP other frames here")
+        else:
+            break
+    for q in range(int(res[hotctx.R_NOTHER])):
+        k = hotctx.R_OTHERS + 3 * q
+        others.append((int(res[k]), buf[res[k + 1]:res[k + 2]].tobytes()))
+    return slot, res, sigs, others, buf
+
+
+def test_chunk_when_many_frames_then_same_books_counters_signals_and_requests_as_per_frame():
+    items = _stream(np.random.default_rng(3))
+    recv = time.monotonic_ns()
+    # the reference: one pipeline.hot_level2 call per level2 frame
+    a = make_shared()
+    load_fair(a)
+    a.control[1] = 0                                    # no retrigger interval here
+    sig_a, snap_a, bad_a = [], [], []
+    end = 0
+    for name, data in items:
+        end += len(ws(data))
+        if name is None:
+            continue
+        a.counters[C["msgs"]] += 1
+        a.counters[C["bytes"]] += len(data)
+        a.counters[C["l2_msgs"]] += 1
+        slot = pipeline.hot_level2(np.frombuffer(data, np.uint8), sid(a, name), recv, *a.pipe_args)
+        if a.pstate[pipeline.P_NEED_SNAP]:
+            snap_a.append(sid(a, name))
+        if slot == pipeline.BAD_FRAME:
+            bad_a.append(data)
+        if slot >= 0:
+            sig_a.append((end, slot, int(a.sig_stage[0]["tri"]), int(a.sig_stage[0]["corr"])))
+            slots.undo_acquire(a.slots, slot)
+    # one chunk, with a partial frame at its end (held for the next read)
+    b = make_shared()
+    load_fair(b)
+    b.control[1] = 0
+    chunk = b"".join(ws(d) for _, d in items)
+    tail = ws(items[0][1])[:17]
+    slot, res, sig_b, others, buf = _run_chunk(b, chunk + tail, recv)
+    assert len(sig_a) >= 2 and snap_a and bad_a          # the stream exercises every path
+    assert slot == pipeline.NO_SIGNAL and res[hotctx.R_POS] == len(chunk)
+    assert res[hotctx.R_STATUS] == wsread.F_INCOMPLETE
+    assert sig_b == sig_a
+    assert list(res[hotctx.R_SNAPS:hotctx.R_SNAPS + res[hotctx.R_NSNAP]]) == snap_a
+    assert buf[res[hotctx.R_BAD_START]:res[hotctx.R_BAD_END]].tobytes() == bad_a[-1]
+    assert others == [(0x81, b'{"id":"7","type":"ack"}')]
+    for x, y in zip(_fingerprint(a), _fingerprint(b)):
+        assert np.array_equal(x, y, equal_nan=True) if isinstance(x, np.ndarray) and x.dtype.kind == "f" else np.array_equal(x, y)
+
+
+def test_chunk_when_unknown_symbol_no_topic_fragment_or_control_then_counted_or_handed_back():
+    sh = make_shared()
+    load_fair(sh)
+    good = frame("BTC-USDT", 1001, 1001, bids=[["60000", "2", 1001]]).tobytes()
+    unknown = good.replace(b"BTC-USDT", b"DOGE-USDT")
+    no_topic = good.replace(b'"/market/level2:', b'"/market/other:')
+    parts = [ws(unknown), ws(no_topic), ws(good[:50], fin=False),
+             ws(good[50:], op=wsread.OP_CONT), ws(b"hi", op=wsread.OP_PING), ws(good)]
+    slot, res, sigs, others, buf = _run_chunk(sh, b"".join(parts), 1)
+    assert slot == pipeline.NO_SIGNAL and not sigs
+    assert sh.counters[C["unknown_symbol"]] == 1
+    assert sh.counters[C["bad_frames"]] == 1           # the frame without a readable topic
+    assert buf[res[hotctx.R_BAD_START]:res[hotctx.R_BAD_END]].tobytes() == no_topic
+    assert sh.counters[C["l2_msgs"]] == 1 and sh.counters[C["msgs"]] == 3
+    assert sh.book_state[sid(sh, "BTC-USDT")]["seq"] == 1001
+    # the fragments and the ping come back, in order, for hot.py to join and answer
+    assert others == [(0x01, good[:50]), (0x80, good[50:]), (0x89, b"hi")]
+
+
+def test_chunk_when_masked_frame_then_stream_error():
+    sh = make_shared()
+    slot, res, _, _, _ = _run_chunk(sh, bytes([0x81, 0x81]) + b"\0\0\0\0x", 1)
+    assert slot == hotctx.STREAM_ERROR and res[hotctx.R_STATUS] == wsread.F_MASKED
+
+
+def test_unpack_when_table_built_then_arrays_are_the_shared_arrays():
+    sh = make_shared()
+    got = hotctx.unpack(sh.hot_table.tab)
+    import run
+    want = run.pipe_args(sh)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if isinstance(w, np.ndarray):
+            assert g.dtype == w.dtype and g.shape == w.shape
+            assert g.ctypes.data == w.ctypes.data      # the same memory, not a copy
+        else:
+            assert g == w
+
+
+def test_table_when_array_has_wrong_dtype_then_refused():
+    sh = make_shared()
+    sh.balances = sh.balances.astype(np.float32)
+    with pytest.raises(ValueError, match="balances"):
+        hotctx.Table(sh, topics.SymbolTable(sh.universe.symbols))
