@@ -34,7 +34,6 @@ import books
 import hotctx
 import maint
 import pipeline
-import privwire
 import rings
 import slots as slotmod
 import wsread
@@ -44,7 +43,6 @@ C_EVALS = C["evals"]
 L2_MARK = b'"subject":"trade.l2update"'
 L2_TOPIC = b'"/market/level2:'
 BALANCE_MARK = b'"subject":"account.balance"'
-ORDER_MARK = b'"subject":"orderChange"'
 
 
 class HotLoop:
@@ -65,8 +63,7 @@ class HotLoop:
         self.snap_retry_ns = 2_000_000_000
         self._req = np.zeros(1, maint.SNAP_REQ_DTYPE)
         self._snap = np.zeros(1, sh.snap_ring[0].dtype)
-        self._fill = np.zeros(1, rings.FILL_DTYPE)
-        self._fill_raw = privwire.raw_view(self._fill)
+        self._fill = sh.fill_stage            # the FILL record being routed (hotctx.route_fill)
         self._tab = sh.hot_table.tab          # every shared array by address (hotctx.py)
         self._cres = hotctx.alloc_result()    # one chunk's result cells
         self.nslots = len(sh.slot_fds)
@@ -190,6 +187,8 @@ class HotLoop:
                     slot = hotctx.hot_chunk(tab, rd.buf, rd.blen, recv_ns, res)
                     if slot >= 0:
                         self._dispatch_signal(slot)
+                    elif slot == hotctx.FILL_EVENT:
+                        self._after_fill(int(res[hotctx.R_FILL_SLOT]), int(res[hotctx.R_FILL_STATUS]))
                     elif slot == hotctx.OTHERS_FULL:
                         self._others(link, recv_ns)
                     else:
@@ -264,16 +263,9 @@ class HotLoop:
         if L2_MARK in data:
             self._on_level2(data, recv_ns)
             return
-        if ORDER_MARK in data:
-            # Fast path (privwire.py): bytes -> FILL record and route in one kernel call.
-            slot = privwire.parse_order_change_held(np.frombuffer(data, np.uint8), self._fill,
-                                                    self._fill_raw, recv_ns, self.nslots)
-            if slot >= 0:
-                self.counters[C["private_msgs"]] += 1
-                e = self._fill[0]
-                self._route_fill(slot, int(e["corr"]), int(e["leg"]))
-                return
-            # a foreign clientOid or an unreadable frame: the general path logs and counts it
+        # orderChange frames of our orders were routed by the chunk kernel (hotctx.py); what
+        # reaches here is a foreign clientOid, a frame privwire cannot read, or a fragmented
+        # message: the general path below logs, counts or routes it
         try:
             doc = self.parser.parse(data)
             kind = doc.get("type")
@@ -419,45 +411,34 @@ class HotLoop:
         self._route_fill(slot, corr, leg)
 
     def _route_fill(self, slot: int, corr: int, leg: int) -> None:
-        """Push the FILL record in self._fill to the slot's fill ring; fire the next leg on a
-        terminal event (fire_from = hot); wake the executor when it has something to do."""
+        """Route the FILL record in self._fill (read by the simdjson path) as the chunk
+        kernel routes the ones it reads (hotctx.route_fill), then act on it."""
+        self._after_fill(slot, int(hotctx.hot_route_fill(self._tab, slot)))
+
+    def _after_fill(self, slot: int, routed: int) -> None:
+        """A FILL record (self._fill) is in the slot's fill ring (hotctx.route_fill): on a
+        leg's terminal event, fire the next leg right here (fire_from = hot), then wake the
+        executor."""
         sh = self.sh
-        buf, ctrl = sh.fill_rings[slot]
-        if rings.ring_push_held(buf, ctrl, self._fill, 0):
-            self.counters[C["fills_routed"]] += 1
-            if self.fire_from_hot:
-                self._next_leg(slot, corr, leg)
-            # The executor acts on a leg's terminal event (it drains the matches with it);
-            # waking it for every match and every received/open event costs a syscall each
-            # and makes it compete for the GIL while the hot thread is busy.
-            kind = int(self._fill[0]["kind"])
-            if kind == rings.FILL_FILLED or kind == rings.FILL_CANCELED or kind == rings.FILL_UPDATE:
-                rings.wake(sh.slot_fds[slot])
-        else:
+        e = self._fill[0]
+        if routed == hotctx.ROUTE_RING_FULL:
             # A fill ring holds far more events than one triangle produces; full means the
-            # executor is stuck. Counted and logged: the executor's REST fallback recovers.
-            self.counters[C["ring_full"]] += 1
-            e = self._fill[0]
+            # executor is stuck. Counted (ring_full) and logged: its REST fallback recovers.
+            corr, leg = int(e["corr"]), int(e["leg"])
             self.log(f"hot: fill ring of slot {slot} full; dropped kind {int(e['kind'])} for "
                      f"{rings.client_oid(corr, slot, leg)} order {e['order_id'].decode()}")
-
-    def _next_leg(self, slot: int, corr: int, leg: int) -> None:
-        """Keep running totals of each slot's leg matches (hot thread only; the executor keeps
-        its own from the fill ring) and, on a leg's terminal event, let the executor object
-        fire the next leg right here (Executor.fire_next_from_hot): the order goes out
-        without waking the executor first."""
-        e = self._fill[0]
-        acc = self.sh.hot_acc[slot]
-        if self.sh.hot_acc_corr[slot] != corr:
-            acc[:] = 0.0
-            self.sh.hot_acc_corr[slot] = corr
+            return
+        if routed != hotctx.ROUTED_WAKE:
+            return
         kind = int(e["kind"])
-        if kind == rings.FILL_MATCH:
-            acc[leg, 0] += e["match_sz"]
-            acc[leg, 1] += e["match_px"] * e["match_sz"]
-        elif (kind == rings.FILL_FILLED or kind == rings.FILL_CANCELED) and leg < 2:
-            if self.executors[slot].fire_next_from_hot(corr, leg, float(acc[leg, 0]), float(acc[leg, 1])):
+        leg = int(e["leg"])
+        if self.fire_from_hot and (kind == rings.FILL_FILLED or kind == rings.FILL_CANCELED) and leg < 2:
+            # The order goes out without waking the executor first (Executor.
+            # fire_next_from_hot sizes it from the kernel's totals of leg `leg`'s matches).
+            acc = sh.hot_acc[slot, leg]
+            if self.executors[slot].fire_next_from_hot(int(e["corr"]), leg, float(acc[0]), float(acc[1])):
                 self.counters[C["fired_next_leg"]] += 1
+        rings.wake(sh.slot_fds[slot])
 
     def _on_balance(self, d) -> None:
         name = d.get("currency")

@@ -13,8 +13,12 @@ numba.carray at no cost, so a call passes the table, the link's buffer, two ints
 result cells. Inside, `process_chunk` cuts the WebSocket frames (wsread.next_frame), finds
 each level2 frame's symbol (topics.level2_symbol) and runs it through pipeline.on_level2
 in order, returning at the first frame that stages a signal so leg 0 goes out before the
-rest of the chunk is looked at. Every other frame (acks, pongs, private events, control
-and fragmented frames) is listed in the result cells for hot.py to handle in Python.
+rest of the chunk is looked at. On the private link, each orderChange of one of our orders
+(kucoin-api.md 4.1) is read by privwire and routed to its slot's fill ring here too
+(route_fill), returning to Python only at a leg's terminal event, which fires the next leg:
+that event no longer waits behind Python handling of the events before it in its chunk.
+Every other frame (acks, pongs, balances, foreign orders, control and fragmented frames)
+is listed in the result cells for hot.py to handle in Python.
 
 The arrays must stay where they are while the engine runs: run.allocate makes them once,
 nothing replaces them, and the Table object keeps a reference to each.
@@ -34,6 +38,7 @@ from numba.extending import intrinsic, overload
 import books
 import l2wire
 import pipeline
+import privwire
 import rings
 import slots
 import topics
@@ -45,7 +50,8 @@ import wsread
 ARRAYS = ("changes", "hdr", "state", "px", "sz", "pend", "pctl", "symtab", "tris",
           "sym_tri_start", "sym_tri_list", "balances", "max_start", "params", "cands", "evc",
           "slots", "pstate", "counters", "stage", "control", "tri_last_ns", "reeval",
-          "backoff_ns", "sym_slots", "sym_names", "sym_lens")
+          "backoff_ns", "sym_slots", "sym_names", "sym_lens", "fill_stage", "fill_raw",
+          "fill_rings", "hot_acc", "hot_acc_corr")
 # (kernels read these module constants; numba freezes them at compile time)
 I_CHANGES = 0
 I_HDR = 1
@@ -74,6 +80,11 @@ I_BACKOFF_NS = 23
 I_SYM_SLOTS = 24
 I_SYM_NAMES = 25
 I_SYM_LENS = 26
+I_FILL_STAGE = 27
+I_FILL_RAW = 28
+I_FILL_RINGS = 29
+I_HOT_ACC = 30
+I_HOT_ACC_CORR = 31
 A = {name: i for i, name in enumerate(ARRAYS)}
 assert all(globals()[f"I_{n.upper()}"] == i for n, i in A.items())
 T_REFILL_MIN = 4 * len(ARRAYS)
@@ -86,6 +97,8 @@ R_NOTHER = 2      # frames listed for Python: (b0, start, end) triplets from R_O
 R_NSNAP = 3       # books that want a snapshot: symbol rows from R_SNAPS
 R_BAD_START = 4   # the last level2 frame the parser rejected (or without a topic): its span,
 R_BAD_END = 5     # or -1
+R_FILL_SLOT = 6   # FILL_EVENT: the slot, and route_fill's outcome
+R_FILL_STATUS = 7
 R_OTHERS = 8
 OTHERS_CAP = 256
 R_SNAPS = R_OTHERS + 3 * OTHERS_CAP
@@ -93,10 +106,19 @@ SNAPS_CAP = 64
 RES_LEN = R_SNAPS + SNAPS_CAP
 
 C_MSGS, C_BYTES = pipeline.C["msgs"], pipeline.C["bytes"]
+C_PRIVATE, C_RING_FULL = pipeline.C["private_msgs"], pipeline.C["ring_full"]
+C_FILLS_ROUTED = pipeline.C["fills_routed"]
+ORDER_SUBJECT = np.frombuffer(b'"subject":"orderChange"', np.uint8)
+
+# route_fill outcomes
+ROUTED = 0
+ROUTED_WAKE = 1
+ROUTE_RING_FULL = 2
 C_L2_MSGS, C_UNKNOWN = pipeline.C["l2_msgs"], pipeline.C["unknown_symbol"]
 
 OTHERS_FULL = -4  # process_chunk: Python must take the listed frames before it goes on
 STREAM_ERROR = -5  # process_chunk: res[R_STATUS] says why (wsread.F_MASKED / F_TOO_BIG)
+FILL_EVENT = -6   # process_chunk: fill[0] of slot res[R_FILL_SLOT] needs Python (res[R_FILL_STATUS])
 
 
 def alloc_result() -> np.ndarray:
@@ -113,7 +135,9 @@ class Table:
             uni.symtab, uni.tris, uni.sym_tri_start, uni.sym_tri_list, sh.balances,
             sh.max_start, sh.params, sh.cands, sh.evc, sh.slots, sh.pstate, sh.counters,
             sh.sig_stage, sh.control, sh.tri_last_ns, sh.reeval, sh.rate_backoff_ns,
-            symtable.slots, symtable.names, symtable.lens)))
+            symtable.slots, symtable.names, symtable.lens, sh.fill_stage,
+            privwire.raw_view(sh.fill_stage), fill_ring_table(sh.fill_rings), sh.hot_acc,
+            sh.hot_acc_corr)))
         self.arrays = arrays
         self.tab = np.zeros(TABLE_LEN, np.int64)
         for name, a in arrays.items():
@@ -143,7 +167,21 @@ _LAYOUT = {
     "tri_last_ns": (np.dtype(np.int64), 1), "reeval": (np.dtype(np.int8), 1),
     "backoff_ns": (np.dtype(np.int64), 1), "sym_slots": (np.dtype(np.int32), 1),
     "sym_names": (np.dtype(np.uint8), 2), "sym_lens": (np.dtype(np.int32), 1),
+    "fill_stage": (rings.FILL_DTYPE, 1), "fill_raw": (np.dtype(np.uint8), 2),
+    "fill_rings": (np.dtype(np.int64), 2), "hot_acc": (np.dtype(np.float64), 3),
+    "hot_acc_corr": (np.dtype(np.uint64), 1),
 }
+# fill_rings rows: one per slot, the slot's fill ring (rings.alloc_ring) by address
+FR_BUF, FR_CAP, FR_CTRL, FR_CTRL_LEN = 0, 1, 2, 3
+
+
+def fill_ring_table(fill_rings) -> np.ndarray:
+    t = np.zeros((max(1, len(fill_rings)), 4), np.int64)
+    for k, (buf, ctrl) in enumerate(fill_rings):
+        if buf.dtype != rings.FILL_DTYPE or ctrl.dtype != np.int64:
+            raise ValueError(f"fill ring {k}: {buf.dtype} / {ctrl.dtype}")
+        t[k] = (buf.ctypes.data, len(buf), ctrl.ctypes.data, len(ctrl))
+    return t
 
 
 def _void_ptr(addr):
@@ -201,8 +239,51 @@ def unpack_symbols(tab):
             _a1(tab, I_SYM_LENS, np.int32))
 
 
+@njit(cache=True)
+def unpack_private(tab):
+    ac = 4 * I_HOT_ACC
+    fr = 4 * I_FILL_RINGS
+    raw = 4 * I_FILL_RAW
+    return (_a1(tab, I_FILL_STAGE, rings.FILL_DTYPE),
+            carray(_void_ptr(tab[raw]), (tab[raw + 1], tab[raw + 2]), np.uint8),
+            carray(_void_ptr(tab[fr]), (tab[fr + 1], tab[fr + 2]), np.int64),
+            carray(_void_ptr(tab[ac]), (tab[ac + 1], tab[ac + 2], tab[ac + 3]), np.float64),
+            _a1(tab, I_HOT_ACC_CORR, np.uint64))
+
+
 @njit(nogil=True, cache=True)
-def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, changes, hdr, state,
+def route_fill(slot, fill, fill_rings, hot_acc, hot_acc_corr, counters):
+    """The FILL record fill[0] (of slot `slot`) into that slot's fill ring, and the hot
+    thread's running totals of the leg's matches (hot_acc[slot, leg] = filled base, notional;
+    they size the next leg when the hot thread fires it, executor.fire_next_from_hot).
+    Returns ROUTED_WAKE when the executor must be woken (a leg's terminal event, or an
+    update), ROUTED (it acts on the terminal event, which drains the matches with it:
+    waking it for every match costs a syscall and makes it compete for the GIL while the
+    hot thread is busy), or ROUTE_RING_FULL (the executor is stuck; its REST fallback
+    recovers, the caller logs)."""
+    rbuf = carray(_void_ptr(fill_rings[slot, FR_BUF]), (fill_rings[slot, FR_CAP],), rings.FILL_DTYPE)
+    rctl = carray(_void_ptr(fill_rings[slot, FR_CTRL]), (fill_rings[slot, FR_CTRL_LEN],), np.int64)
+    if not rings.ring_push(rbuf, rctl, fill, 0):
+        counters[C_RING_FULL] += 1
+        return ROUTE_RING_FULL
+    counters[C_FILLS_ROUTED] += 1
+    e = fill[0]
+    leg = e["leg"]
+    if hot_acc_corr[slot] != e["corr"]:
+        hot_acc[slot, :, :] = 0.0
+        hot_acc_corr[slot] = e["corr"]
+    kind = e["kind"]
+    if kind == rings.FILL_MATCH:
+        hot_acc[slot, leg, 0] += e["match_sz"]
+        hot_acc[slot, leg, 1] += e["match_px"] * e["match_sz"]
+    if kind == rings.FILL_FILLED or kind == rings.FILL_CANCELED or kind == rings.FILL_UPDATE:
+        return ROUTED_WAKE
+    return ROUTED
+
+
+@njit(nogil=True, cache=True)
+def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, fill, fill_raw,
+                  fill_rings, hot_acc, hot_acc_corr, changes, hdr, state,
                   px, sz, pend, pctl, refill_min, symtab, tris, sym_tri_start, sym_tri_list,
                   balances, max_start, params, cands, evc, slot_table, pstate, counters, stage,
                   control, tri_last_ns, reeval, backoff_ns):
@@ -220,6 +301,22 @@ def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, chang
         sym = -2
         if b0 == 0x80 | wsread.OP_TEXT:    # a whole text frame: maybe level2
             sym = topics.level2_symbol(buf, s, e, sym_slots, sym_names, sym_lens)
+            if sym == -2 and topics.find(buf, s, e, ORDER_SUBJECT) >= 0:
+                # kucoin-api.md 4.1: one of our orders (or a foreign one: handed back)
+                slot = privwire.parse_order_change(buf[s:e], fill, fill_raw, recv_ns,
+                                                   fill_rings.shape[0])
+                if slot >= 0:
+                    pos = e
+                    counters[C_MSGS] += 1
+                    counters[C_BYTES] += e - s
+                    counters[C_PRIVATE] += 1
+                    st = route_fill(slot, fill, fill_rings, hot_acc, hot_acc_corr, counters)
+                    if st != ROUTED:
+                        res[R_POS] = pos
+                        res[R_FILL_SLOT] = slot
+                        res[R_FILL_STATUS] = st
+                        return FILL_EVENT
+                    continue
         if sym == -2:
             n = res[R_NOTHER]
             if n == OTHERS_CAP:
@@ -264,7 +361,17 @@ def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, chang
 def hot_chunk(tab, buf, blen, recv_ns, res):
     """process_chunk over the arrays of `tab` (Table.tab)."""
     sym_slots, sym_names, sym_lens = unpack_symbols(tab)
-    return process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, *unpack(tab))
+    return process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens,
+                         *unpack_private(tab), *unpack(tab))
+
+
+@njit(cache=True)
+def hot_route_fill(tab, slot):
+    """route_fill of the record in the table's fill_stage (a frame the chunk kernel handed
+    back, read by the simdjson path)."""
+    fill, _, fill_rings, hot_acc, hot_acc_corr = unpack_private(tab)
+    return route_fill(slot, fill, fill_rings, hot_acc, hot_acc_corr,
+                      _a1(tab, I_COUNTERS, np.int64))
 
 
 @njit(cache=True)

@@ -175,6 +175,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.hot_acc = np.zeros((cfg.slots, 3, 2))                       # hot thread: per leg (filled base, notional)
     sh.hot_acc_corr = np.zeros(cfg.slots, np.uint64)               # hot thread: corr those totals belong to
     sh.rate_backoff_ns = np.zeros(cfg.slots, np.int64)             # executor k writes cell k: 429 backoff
+    sh.fill_stage = np.zeros(1, rings.FILL_DTYPE)                  # hot thread: the FILL record being routed
     sh.slot_fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(cfg.slots)]
     sh.hot_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
     sh.maint_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
@@ -222,7 +223,9 @@ def warm_up(sh) -> float:
          '{"changes":{"asks":[["1.5","2","12"]],"bids":[["1.4","1","11"]]},"sequenceEnd":12,'
          '"sequenceStart":11,"symbol":"%s","time":1}}' % (sym_name, sym_name)).encode(), np.uint8)
     pipeline.hot_level2(frame, sym, time.monotonic_ns(), *args)
-    # the chunk entry, over a table of the copies (a WebSocket text frame holding `frame`)
+    # the chunk entry, over a table of the copies (a WebSocket text frame holding `frame`);
+    # fill rings of its own, or a warm-up record would reach a real executor
+    scratch.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
     tab = hotctx.Table(scratch, sh.symtable)
     ws = np.concatenate((np.array([0x81, 126, len(frame) >> 8, len(frame) & 0xFF], np.uint8), frame))
     hotctx.hot_chunk(tab.tab, ws, len(ws), time.monotonic_ns(), hotctx.alloc_result())
@@ -238,6 +241,8 @@ def warm_up(sh) -> float:
     args[-2][:] = 1
     pipeline.hot_reeval(time.monotonic_ns(), *args)
     hotctx.hot_reeval(tab.tab, time.monotonic_ns())
+    scratch.fill_stage[0]["kind"] = rings.FILL_MATCH
+    hotctx.hot_route_fill(tab.tab, 0)
     for buf, ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req):
         b, c = rings.alloc_ring(buf.dtype, len(buf))
         one = np.zeros(1, buf.dtype)
