@@ -52,6 +52,7 @@ class Signer:
     - `sign(prehash)` -> base64 HMAC-SHA256 of the prehash with the secret (kucoin-api.md 1.1).
     - `headers(ts_ms, method, path_with_query, body=b"")` -> dict of the six headers.
     - `header_block(ts_ms, method, path_with_query, body=b"")` -> bytes of the same headers
+      (`post_headers(ts, path, body)`: the same for a POST, all bytes, for the order path)
       as ready HTTP/1.1 lines, each ending in CRLF (no request line, Host, Content-Length or
       the blank line that ends the head: those belong to whoever frames the request).
 
@@ -144,6 +145,19 @@ class Signer:
         h["KC-API-SIGN"] = self.sign(self.prehash(ts, method, path_with_query, body))
         h["KC-API-TIMESTAMP"] = ts
         return h
+
+    def post_headers(self, ts: bytes, path: bytes, body: bytes) -> bytes:
+        """header_block for a POST, the order path's version: ts (decimal ms) and path
+        already bytes, the HMAC fed in parts (no prehash copy). Measured live: the order
+        path's headers and request cost 13.6 us p50 through header_block and request_bytes
+        (cold code between two orders; profiles/README.md)."""
+        mac = self._mac.copy()
+        mac.update(ts)
+        mac.update(b"POST")
+        mac.update(path)
+        mac.update(body)
+        return b"KC-API-SIGN: %s\r\nKC-API-TIMESTAMP: %s\r\n%s" % (
+            b2a_base64(mac.digest(), newline=False), ts, self._static_block)
 
     def header_block(self, ts_ms: int, method: str, path_with_query: str,
                      body: bytes | str = b"") -> bytes:

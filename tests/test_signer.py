@@ -182,3 +182,15 @@ def test_signer_when_inspected_then_secret_text_not_stored():
 def test_pickle_when_attempted_then_refused():
     with pytest.raises(TypeError):
         pickle.dumps(doc_signer())
+
+
+def test_post_request_when_order_then_same_bytes_as_header_block_and_request_bytes():
+    import orderwire
+    s = Signer("key-1", "secret-1", "pass-1")
+    conn = orderwire.OrderConn("http://127.0.0.1:8080")
+    for body in (b'{"clientOid":"ta1s0l0","side":"buy","symbol":"BTC-USDT","type":"market","funds":"10"}',
+                 b"", b"{}"):
+        ts = 1700000000123
+        want = conn.request_bytes("POST", "/api/v1/hf/orders",
+                                  s.header_block(ts, "POST", "/api/v1/hf/orders", body), body)
+        assert conn.post_request(s, b"/api/v1/hf/orders", ts, body) == want
