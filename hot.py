@@ -72,6 +72,8 @@ class HotLoop:
         self.ep.register(sh.hot_wake_fd, select.EPOLLIN)
         # keep-warm (see _keep_warm): every warm_interval_ns of idle time
         self.warm_interval_ns = int(getattr(cfg, "warm_interval_us", 0) * 1000)
+        # busy polling (see run): poll without sleeping this long after each event
+        self.busy_poll_ns = int(getattr(cfg, "busy_poll_us", 0) * 1000)
         self._last_warm_ns = 0
         self._warm_tri = 0
         # start-up milestone (profiles/bench_startup.py): logged once, at the first evaluation
@@ -81,11 +83,19 @@ class HotLoop:
     def run(self) -> None:
         sh = self.sh
         stop = sh.stop
+        spin_ns = self.busy_poll_ns
+        last_event_ns = 0
         while not stop.is_set():
-            timeout = self._next_timer_s()
-            if self.warm_interval_ns:
-                timeout = min(timeout, self.warm_interval_ns / 1e9)
-            for fd, _ev in self.ep.poll(timeout):
+            if spin_ns and time.monotonic_ns() - last_event_ns < spin_ns:
+                timeout = 0.0        # busy polling (busy_poll_us): do not sleep
+            else:
+                timeout = self._next_timer_s()
+                if self.warm_interval_ns:
+                    timeout = min(timeout, self.warm_interval_ns / 1e9)
+            events = self.ep.poll(timeout)
+            if events:
+                last_event_ns = time.monotonic_ns()
+            for fd, _ev in events:
                 if fd == sh.hot_wake_fd:
                     rings.drain(fd)
                     self._take_links()
@@ -173,31 +183,10 @@ class HotLoop:
         (acks, pongs, private events, control and fragmented frames) come back as a list
         and are handled here, in Python, after the chunk's level2 frames."""
         rd = link.reader
-        res = self._cres
-        tab = self._tab
         while link.alive:
             try:
                 n = rd.fill()
-                recv_ns = time.monotonic_ns()   # receipt of this chunk = of its frames
-                res[hotctx.R_POS] = 0
-                res[hotctx.R_NOTHER] = 0
-                res[hotctx.R_NSNAP] = 0
-                res[hotctx.R_BAD_START] = -1
-                while True:
-                    slot = hotctx.hot_chunk(tab, rd.buf, rd.blen, recv_ns, res)
-                    if slot >= 0:
-                        self._dispatch_signal(slot)
-                    elif slot == hotctx.FILL_EVENT:
-                        self._after_fill(int(res[hotctx.R_FILL_SLOT]), int(res[hotctx.R_FILL_STATUS]))
-                    elif slot == hotctx.OTHERS_FULL:
-                        self._others(link, recv_ns)
-                    else:
-                        break
-                self._after_chunk(rd)
-                self._others(link, recv_ns)
-                if slot == hotctx.STREAM_ERROR:
-                    raise wsread.LinkClosed(wsread.stream_error(int(res[hotctx.R_STATUS])))
-                rd.consume(res[hotctx.R_POS])
+                self._chunk(link, rd, time.monotonic_ns())   # receipt of this chunk = of its frames
             except wsread.LinkClosed as e:
                 self._close(link, str(e))
                 return
@@ -208,6 +197,30 @@ class HotLoop:
             # TLS may hold decrypted bytes epoll cannot see: keep reading while it does.
             if n < wsread.CHUNK and not rd.more():
                 return
+
+    def _chunk(self, link, rd, recv_ns: int) -> None:
+        """Every complete frame in rd's buffer (one socket read), received at recv_ns."""
+        res = self._cres
+        tab = self._tab
+        res[hotctx.R_POS] = 0
+        res[hotctx.R_NOTHER] = 0
+        res[hotctx.R_NSNAP] = 0
+        res[hotctx.R_BAD_START] = -1
+        while True:
+            slot = hotctx.hot_chunk(tab, rd.buf, rd.blen, recv_ns, res)
+            if slot >= 0:
+                self._dispatch_signal(slot)
+            elif slot == hotctx.FILL_EVENT:
+                self._after_fill(int(res[hotctx.R_FILL_SLOT]), int(res[hotctx.R_FILL_STATUS]))
+            elif slot == hotctx.OTHERS_FULL:
+                self._others(link, recv_ns)
+            else:
+                break
+        self._after_chunk(rd)
+        self._others(link, recv_ns)
+        if slot == hotctx.STREAM_ERROR:
+            raise wsread.LinkClosed(wsread.stream_error(int(res[hotctx.R_STATUS])))
+        rd.consume(res[hotctx.R_POS])
 
     def _others(self, link, recv_ns: int) -> None:
         """The frames hot_chunk listed (not level2 updates), in order. On the private link,

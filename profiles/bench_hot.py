@@ -40,10 +40,11 @@ Three passes over the same stream, each from the same initial state:
               For messages that signal, the kernel's own stamps (recv -> parsed -> book ->
               eval) plus the time to the end of the push split that message by stage;
               "pick+push" = end of push - eval stamp;
-  python      hot.HotLoop._on_frame(link, bytes, recv_ns) called from Python for every
-              frame, as the hot thread does after websocket recv (topic -> symbol id,
-              np.frombuffer, the GIL-holding entry kernel, signal dispatch with eventfd wake,
-              snapshot requests): per-message time with perf_counter_ns, and messages/s.
+  python      hot.HotLoop._chunk(link, reader, recv_ns) called from Python for every
+              frame, each frame in a read of its own, as the hot thread does after a socket
+              recv (one hotctx.hot_chunk call: frame cut, topic hashed, fused kernel; signal
+              dispatch with eventfd wake, snapshot requests): per-message time with
+              perf_counter_ns, and messages/s.
 Percentiles are per message (ns); p99.9 needs >= 10k samples to mean anything.
 """
 from __future__ import annotations
@@ -53,6 +54,7 @@ import bisect
 import json
 import math
 import random
+import socket
 import sys
 import time
 import types
@@ -73,6 +75,7 @@ import pipeline  # noqa: E402
 import rings  # noqa: E402
 import run  # noqa: E402
 import slots  # noqa: E402
+import wsread  # noqa: E402
 import triangles  # noqa: E402
 from config import parse_config  # noqa: E402
 from hostinfo import machine  # noqa: E402  (profiles/ is the script's folder)
@@ -567,19 +570,24 @@ def run_fused(sh, st):
 
 
 def run_python(sh, cfg, st):
-    """HotLoop._on_frame per frame: the hot thread's work per message after recv. Outside
-    the timed call: the instant executor (pop, release) and the snapshot answers, through
-    the snapshot ring and HotLoop._take_snapshots as in production."""
+    """HotLoop._chunk per frame, each frame a WebSocket text frame read on its own (the worst
+    case: one socket read per message): the hot thread's work per message after recv, the
+    production path (hotctx.hot_chunk and the Python around it). Outside the timed call:
+    the WebSocket framing of the bytes (as the socket would deliver them), the instant
+    executor (pop, release) and the snapshot answers, through the snapshot ring and
+    HotLoop._take_snapshots as in production."""
     lines = []
     maint_stub = types.SimpleNamespace(request_link=lambda kind, symbols: None)
     loop = hot.HotLoop(sh, maint_stub, [], cfg, lines.append)
+    a, b = socket.socketpair()
+    rd = wsread.FrameReader(a)
     link = types.SimpleNamespace(kind="public", connect_id="bench", ping_id="", pending_acks={},
-                                 symbols=[], alive=True, fd=-1, pong_deadline=0.0)
+                                 symbols=[], alive=True, fd=-1, pong_deadline=0.0, reader=rd)
     C_SIG = pipeline.C["signals"]
     popped = np.zeros(1, rings.SIGNAL_DTYPE)
     times = np.zeros(len(st.frames), np.int64)
     sig = sh.counters[C_SIG]
-    on_frame = loop._on_frame
+    on_chunk = loop._chunk
     perf = time.perf_counter_ns
     mono = time.monotonic_ns
     state = sh.book_state
@@ -587,8 +595,11 @@ def run_python(sh, cfg, st):
     sbuf, sctl = sh.snap_ring
     t = time.perf_counter()
     for k, data in enumerate(st.frames):
+        n = len(data)
+        rd.feed((bytes((0x81, n)) if n < 126 else bytes((0x81, 126, n >> 8, n & 0xFF)) if n < 65536
+                 else bytes((0x81, 127)) + n.to_bytes(8, "big")) + data)
         t0 = perf()
-        on_frame(link, data, mono())
+        on_chunk(link, rd, mono())
         times[k] = perf() - t0
         if sh.counters[C_SIG] != sig:        # the instant executor: pop, release
             sig = sh.counters[C_SIG]
@@ -604,6 +615,8 @@ def run_python(sh, cfg, st):
                 loop._take_snapshots()
     wall = time.perf_counter() - t
     loop.ep.close()
+    a.close()
+    b.close()
     return times, wall, lines
 
 
@@ -692,12 +705,12 @@ def main() -> None:
              "counters": cnt}
     restore(saved)
 
-    # 3. the hot thread's Python path (HotLoop._on_frame)
+    # 3. the hot thread's Python path (HotLoop._chunk, one read per frame)
     c0 = sh.counters.copy()
     ptimes, wall, lines = run_python(sh, cfg, full)
     cnt_py = {k: int(v - c0[i]) for i, (k, v) in enumerate(zip(pipeline.HOT_COUNTERS, sh.counters)) if v - c0[i]}
     py = {"wall_s": wall, "msgs_per_s": len(frames) / wall,
-          "msgs_per_s_in_on_frame": len(frames) / (ptimes.sum() / 1e9), "per_message": pct(ptimes),
+          "msgs_per_s_in_chunk": len(frames) / (ptimes.sum() / 1e9), "per_message": pct(ptimes),
           "counters": cnt_py}
     restore(saved)
 
@@ -722,8 +735,8 @@ def main() -> None:
     for k, d in fused["signal_split"].items():
         print(fmt(k, d))
     print(f"   counters: {fused['counters']}")
-    print(f"-- python: HotLoop._on_frame per frame ({py['msgs_per_s']:,.0f} msg/s loop, "
-          f"{py['msgs_per_s_in_on_frame']:,.0f} msg/s inside _on_frame)")
+    print(f"-- python: HotLoop._chunk per frame ({py['msgs_per_s']:,.0f} msg/s loop, "
+          f"{py['msgs_per_s_in_chunk']:,.0f} msg/s inside _chunk)")
     print(fmt("per message", py["per_message"]))
     print(f"   counters: {py['counters']}")
     print(f"timer overhead {res['timer_overhead_ns']:.0f} ns (included in each stage figure)")

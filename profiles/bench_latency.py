@@ -2,6 +2,7 @@
 
 Run:  python profiles/bench_latency.py [--seconds 70] [--rate 20] [--update-rate 300]
                                        [--fire-from hot|executor] [--tag NAME] [--extra k=v ...]
+                                       [--halt-poll-ns N]
 It writes a temporary ini, runs `python run.py` in a subprocess (which starts sim.py in
 its own process) with mispricings planted at a steady rate, then reads the engine's own
 journal (ns timestamps taken on the engine's threads, report.py) and prints, over every
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from hostinfo import machine  # noqa: E402  (profiles/ is the script's folder)
+from hostinfo import HALT_POLL, machine  # noqa: E402  (profiles/ is the script's folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +94,21 @@ def main() -> int:
     ap.add_argument("--sim-cpus", default="1", help="pin the simulator ('' = no pinning)")
     ap.add_argument("--sim-nice", type=int, default=0, help="run the simulator at this nice level")
     ap.add_argument("--extra", nargs="*", default=[], help="more [engine] key=value")
+    ap.add_argument("--halt-poll-ns", type=int, default=None,
+                    help="host tuning for this run (root; restored after): idle vCPUs poll this "
+                         "long before halting (cpuidle-haltpoll guest_halt_poll_ns)")
     a = ap.parse_args()
+    if a.halt_poll_ns is None:
+        return run(a)
+    before = HALT_POLL.read_text().strip()
+    HALT_POLL.write_text(str(a.halt_poll_ns))
+    try:
+        return run(a)
+    finally:
+        HALT_POLL.write_text(before)
+
+
+def run(a) -> int:
     tag = a.tag or f"{a.fire_from}_{a.order_path}"
     tmp = Path(tempfile.mkdtemp(prefix="bench_latency_"))
     engine = {

@@ -519,3 +519,15 @@ def test_secrets_when_run_with_rejections_5xx_and_auth_errors_then_never_written
     for name, text in texts.items():
         for s in (secret, passphrase, pp_hmac):
             assert s not in text, f"secret {s[:6]}... found in {name}"
+
+
+def test_trade_when_hot_thread_busy_polls_then_fills_and_stops_cleanly():
+    """busy_poll_us: the hot thread polls epoll without sleeping; frames, fills, timers and
+    a clean shutdown must work exactly as when it blocks."""
+    with EngineRun(slots=1, busy_poll_us=10_000_000, sim={"mispricing_rate": 2.0, "balances": BALANCES}) as er:
+        got = er.wait_for(lambda: sum(r.status == report.STATUS_FILLED for r in er.records) >= 2, 30)
+        quiesce(er)
+        code = er.stop()
+    assert got, [report.format_line(r) for r in er.records]
+    assert code == 0
+    assert er.counters()["bad_frames"] == 0
