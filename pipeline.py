@@ -324,33 +324,13 @@ def on_snapshot(snap, state, px, sz, pend, pctl, snap_limit, counters):
     return NEED_SNAPSHOT
 
 
-# -- hot-thread entry points: the same kernels, but holding the GIL ------------------------
+# -- hot-thread entry point: the same kernel, but holding the GIL --------------------------
 # A nogil dispatcher releases the GIL on entry and takes it back on return. For a call of a
 # few microseconds on the hot thread that is a loss: any runnable thread (an executor
 # parsing a response, the log thread formatting a report) takes the GIL, and the hot thread
 # then waits for it for at least the switch interval, often far longer (the GIL convoy of
-# DESIGN.md section 9), between deciding and writing the order. Measured in
-# profiles/bench_latency.py (README). Inner calls between jitted functions never touch
-# the GIL, so only these entry points differ.
-
-@njit(cache=True)
-def hot_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min,
-               symtab, tris, sym_tri_start, sym_tri_list, balances, max_start, params, cands,
-               evc, slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns):
-    return on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min,
-                     symtab, tris, sym_tri_start, sym_tri_list, balances, max_start, params,
-                     cands, evc, slot_table, pstate, counters, stage, control, tri_last_ns, reeval,
-                     backoff_ns)
-
-
-@njit(cache=True)
-def hot_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symtab, tris,
-               sym_tri_start, sym_tri_list, balances, max_start, params, cands, evc,
-               slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns):
-    return on_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symtab, tris,
-                     sym_tri_start, sym_tri_list, balances, max_start, params, cands, evc,
-                     slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns)
-
+# DESIGN.md section 9). Inner calls between jitted functions never touch the GIL, so only
+# entry points differ; the level2 and re-evaluation entries are in hotctx.py.
 
 @njit(cache=True)
 def hot_snapshot(snap, state, px, sz, pend, pctl, snap_limit, counters):

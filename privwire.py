@@ -1,7 +1,7 @@
 """Byte-level parser of private orderChange frames into FILL records (hot thread).
 
-Owner: the hot thread (hot.HotLoop._on_frame calls `parse_order_change_held` for every
-frame whose subject is orderChange, kucoin-api.md 4.1). One GIL-holding Numba call reads
+Owner: the hot thread (hotctx.process_chunk calls `parse_order_change` for every frame
+whose subject is orderChange, kucoin-api.md 4.1, inside the chunk kernel). It reads
 the frame bytes, decodes the clientOid route (rings.client_oid: ta<corr hex>s<slot>l<leg>)
 and writes the FILL record, instead of simdjson object access, a regex and a dozen numpy
 field writes from Python: measured ~40 us per private frame on the hot thread in a live
@@ -253,9 +253,3 @@ def parse_order_change(frame, dst, raw, recv_ns, nslots):
         if st != 0:
             return OC_BAD
     return out
-
-
-@njit(cache=True, _nrt=False)
-def parse_order_change_held(frame, dst, raw, recv_ns, nslots):
-    """parse_order_change keeping the GIL (the hot thread's entry; see pipeline.hot_level2)."""
-    return parse_order_change(frame, dst, raw, recv_ns, nslots)

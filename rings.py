@@ -591,7 +591,7 @@ def drain(fd: int) -> int:
 
 # -- hot-thread entry points that keep the GIL ----------------------------------------------
 # The kernels above are nogil: a call from Python releases the GIL and takes it back. The
-# hot thread calls these instead, for the same reason as pipeline.hot_level2: a release on
+# hot thread calls these instead, for the same reason as hotctx.hot_chunk: a release on
 # the hot thread lets a waiting executor or the log thread take the GIL, and getting it
 # back costs a switch interval or more (DESIGN.md section 9, the GIL convoy).
 

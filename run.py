@@ -222,7 +222,6 @@ def warm_up(sh) -> float:
         ('{"type":"message","topic":"/market/level2:%s","subject":"trade.l2update","data":'
          '{"changes":{"asks":[["1.5","2","12"]],"bids":[["1.4","1","11"]]},"sequenceEnd":12,'
          '"sequenceStart":11,"symbol":"%s","time":1}}' % (sym_name, sym_name)).encode(), np.uint8)
-    pipeline.hot_level2(frame, sym, time.monotonic_ns(), *args)
     # the chunk entry, over a table of the copies (a WebSocket text frame holding `frame`);
     # fill rings of its own, or a warm-up record would reach a real executor
     scratch.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
@@ -235,11 +234,11 @@ def warm_up(sh) -> float:
     snap[0]["n_bid"] = snap[0]["n_ask"] = 1
     snap[0]["px"][0, 0], snap[0]["px"][1, 0] = 1.4, 1.5
     snap[0]["sz"][0, 0], snap[0]["sz"][1, 0] = 1.0, 1.0
-    sargs = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in sh.snap_args)
+    sargs = (scratch.book_state, scratch.book_px, scratch.book_sz, scratch.pend, scratch.pctl,
+             sh.snap_levels, scratch.counters)
     pipeline.hot_snapshot(snap, *sargs)
-    pipeline.hot_level2(frame, sym, time.monotonic_ns(), *args)
-    args[-2][:] = 1
-    pipeline.hot_reeval(time.monotonic_ns(), *args)
+    hotctx.hot_chunk(tab.tab, ws, len(ws), time.monotonic_ns(), hotctx.alloc_result())
+    scratch.reeval[:] = 1
     hotctx.hot_reeval(tab.tab, time.monotonic_ns())
     scratch.fill_stage[0]["kind"] = rings.FILL_MATCH
     hotctx.hot_route_fill(tab.tab, 0)
@@ -250,12 +249,7 @@ def warm_up(sh) -> float:
         rings.ring_pop(b, c, one, 0)
         rings.ring_push_held(b, c, one, 0)
         rings.ring_pop_held(b, c, one, 0)
-    import privwire
     fill = np.zeros(1, rings.FILL_DTYPE)
-    privwire.parse_order_change_held(np.frombuffer(
-        b'{"type":"message","subject":"orderChange","data":{"clientOid":"ta1s0l0","type":"match",'
-        b'"matchPrice":"1","matchSize":"1","ts":1,"orderId":"x","tradeId":"1"}}', np.uint8),
-        fill, privwire.raw_view(fill), 0, 1)
     rings.fill_from_order_change(fill, 0, {"type": "match", "matchPrice": "1", "matchSize": "1",
                                            "orderId": "x", "tradeId": "1"}, 1, 0, 0)
     st, px, sz = args[2], args[3], args[4]

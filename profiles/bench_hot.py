@@ -579,8 +579,8 @@ def run_python(sh, cfg, st):
     lines = []
     maint_stub = types.SimpleNamespace(request_link=lambda kind, symbols: None)
     loop = hot.HotLoop(sh, maint_stub, [], cfg, lines.append)
-    a, b = socket.socketpair()
-    rd = wsread.FrameReader(a)
+    sock_a, sock_b = socket.socketpair()   # the reader needs a socket; bytes come by feed()
+    rd = wsread.FrameReader(sock_a)
     link = types.SimpleNamespace(kind="public", connect_id="bench", ping_id="", pending_acks={},
                                  symbols=[], alive=True, fd=-1, pong_deadline=0.0, reader=rd)
     C_SIG = pipeline.C["signals"]
@@ -615,8 +615,8 @@ def run_python(sh, cfg, st):
                 loop._take_snapshots()
     wall = time.perf_counter() - t
     loop.ep.close()
-    a.close()
-    b.close()
+    sock_a.close()
+    sock_b.close()
     return times, wall, lines
 
 

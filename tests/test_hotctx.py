@@ -1,5 +1,5 @@
 """hotctx.py: one kernel call per socket read (frames cut, topics looked up, level2 frames
-through the fused kernel) must leave exactly what one pipeline.hot_level2 call per frame
+through the fused kernel) must leave exactly what one pipeline.on_level2 call per frame
 leaves: books, counters, signals (same frame, slot, triangle, corr), snapshot requests and
 rejected frames. Also: the arrays rebuilt from the address table are the arrays themselves,
 and the table refuses an array of the wrong layout.
@@ -92,9 +92,9 @@ def test_chunk_when_many_frames_then_same_books_counters_signals_and_requests_as
     # compile first: books older than max_book_age_ms at evaluation are refused, and a
     # first-time compile between `recv` and the call takes seconds
     _run_chunk(make_shared(), ws(b"{}"), 0)
-    pipeline.hot_level2(np.zeros(1, np.uint8), 0, 0, *make_shared().pipe_args)
+    pipeline.on_level2(np.zeros(1, np.uint8), 0, 0, *make_shared().pipe_args)
     recv = time.monotonic_ns()
-    # the reference: one pipeline.hot_level2 call per level2 frame
+    # the reference: one pipeline.on_level2 call per level2 frame
     a = make_shared()
     load_fair(a)
     a.control[1] = 0                                    # no retrigger interval here
@@ -107,7 +107,7 @@ def test_chunk_when_many_frames_then_same_books_counters_signals_and_requests_as
         a.counters[C["msgs"]] += 1
         a.counters[C["bytes"]] += len(data)
         a.counters[C["l2_msgs"]] += 1
-        slot = pipeline.hot_level2(np.frombuffer(data, np.uint8), sid(a, name), recv, *a.pipe_args)
+        slot = pipeline.on_level2(np.frombuffer(data, np.uint8), sid(a, name), recv, *a.pipe_args)
         if a.pstate[pipeline.P_NEED_SNAP]:
             snap_a.append(sid(a, name))
         if slot == pipeline.BAD_FRAME:

@@ -20,7 +20,7 @@ def parse(msg, nslots=2, text=None):
     dst = np.zeros(1, rings.FILL_DTYPE)
     raw = privwire.raw_view(dst)
     frame = np.frombuffer((text if text is not None else json.dumps(msg)).encode(), np.uint8)
-    return privwire.parse_order_change_held(frame, dst, raw, 777, nslots), dst[0]
+    return privwire.parse_order_change(frame, dst, raw, 777, nslots), dst[0]
 
 
 def same(a, b):
