@@ -113,9 +113,8 @@ class HotLoop:
             self._close(link, "shutdown", replace=False)
 
     def _keep_warm(self) -> None:
-        """Between frames, run the order path on scratch data (Executor.warm) and the fused
-        kernel's evaluation on the live arrays without staging anything, at most once per
-        warm_interval. Measured (README, latency): the first fire after a pause ran ~15x
+        """Between frames, run the order path on scratch data (Executor.warm), at most once
+        per warm_interval. Measured (README, latency): the first fire after a pause ran ~15x
         slower than the same code in a loop; this keeps its code and data in cache. It runs
         only when the loop would otherwise sleep, so a frame waits at most one pass (~20 us)."""
         now = time.monotonic_ns()

@@ -3,7 +3,7 @@
 Run:  python profiles/profile_hot.py [--seconds 25]  (writes profiles/results/line_profile_hot.txt)
 Profiles, with the JIT on (the kernels are timed whole by bench_hot.py / bench_evaluate.py;
 for their insides run under NUMBA_DISABLE_JIT=1, see profiles/profile_kernels.py):
-HotLoop._on_frame, _on_level2, _dispatch_signal, _on_order_change, Executor.fire_leg0,
+HotLoop._drain, _chunk, _others, _after_fill, _on_frame, _dispatch_signal, Executor.fire_leg0,
 fire_leg, _complete_leg, _drain_fills, OrderConn.send/read_response. The engine runs
 in-process (tests/engine_harness.py) with the simulator pinned to CPU 1 and the engine to
 CPU 0, mispricings at 20/s. line_profiler's own overhead inflates every line several
@@ -34,8 +34,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=25)
     a = ap.parse_args()
     lp = LineProfiler()
-    for f in (hot.HotLoop._on_frame, hot.HotLoop._on_level2, hot.HotLoop._dispatch_signal,
-              hot.HotLoop._on_order_change, hot.HotLoop._drain, executor.Executor.fire_leg0,
+    for f in (hot.HotLoop._drain, hot.HotLoop._chunk, hot.HotLoop._others, hot.HotLoop._after_fill,
+              hot.HotLoop._on_frame, hot.HotLoop._dispatch_signal, executor.Executor.fire_leg0,
               executor.Executor.fire_leg, executor.Executor._complete_leg,
               executor.Executor._drain_fills, executor.Executor.execute,
               orderwire.OrderConn.send, orderwire.OrderConn.read_response):
