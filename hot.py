@@ -202,10 +202,7 @@ class HotLoop:
         """Every complete frame in rd's buffer (one socket read), received at recv_ns."""
         res = self._cres
         tab = self._tab
-        res[hotctx.R_POS] = 0
-        res[hotctx.R_NOTHER] = 0
-        res[hotctx.R_NSNAP] = 0
-        res[hotctx.R_BAD_START] = -1
+        hotctx.reset_result(res)
         while True:
             slot = hotctx.hot_chunk(tab, rd.buf, rd.blen, recv_ns, res)
             if slot >= 0:
@@ -334,15 +331,10 @@ class HotLoop:
     def _on_level2(self, data: bytes, recv_ns: int) -> None:
         """A level2 message that arrived in fragments (joined by wsread): through the chunk
         kernel as one whole frame, the one level2 path (it counts it, as for any frame)."""
-        n = len(data)
-        head = (bytes((0x81, n)) if n < 126 else bytes((0x81, 126, n >> 8, n & 0xFF)) if n < 65536
-                else bytes((0x81, 127)) + n.to_bytes(8, "big"))
-        buf = np.frombuffer(head + data, np.uint8).copy()   # writable: the kernel's argument type
+        # writable: the kernel's argument type
+        buf = np.frombuffer(wsread.text_header(len(data)) + data, np.uint8).copy()
         res = self._cres1
-        res[hotctx.R_POS] = 0
-        res[hotctx.R_NOTHER] = 0
-        res[hotctx.R_NSNAP] = 0
-        res[hotctx.R_BAD_START] = -1
+        hotctx.reset_result(res)
         while True:
             slot = hotctx.hot_chunk(self._tab, buf, len(buf), recv_ns, res)
             if slot < 0:

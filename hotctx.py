@@ -125,6 +125,14 @@ def alloc_result() -> np.ndarray:
     return np.zeros(RES_LEN, np.int64)
 
 
+def reset_result(res: np.ndarray) -> None:
+    """Ready res for a new buffer (process_chunk's contract)."""
+    res[R_POS] = 0
+    res[R_NOTHER] = 0
+    res[R_NSNAP] = 0
+    res[R_BAD_START] = -1
+
+
 class Table:
     """The int64 table describing the arrays of run.Shared, plus references keeping them alive."""
 

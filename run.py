@@ -209,6 +209,7 @@ def warm_up(sh) -> float:
     import pipeline
     import rings
     import slots
+    import wsread
 
     t0 = time.perf_counter()
     scratch = copy.copy(sh)        # the same universe; copies of every array the kernels write
@@ -226,7 +227,7 @@ def warm_up(sh) -> float:
     # fill rings of its own, or a warm-up record would reach a real executor
     scratch.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
     tab = hotctx.Table(scratch, sh.symtable)
-    ws = np.concatenate((np.array([0x81, 126, len(frame) >> 8, len(frame) & 0xFF], np.uint8), frame))
+    ws = np.frombuffer(wsread.text_header(len(frame)) + frame.tobytes(), np.uint8).copy()
     hotctx.hot_chunk(tab.tab, ws, len(ws), time.monotonic_ns(), hotctx.alloc_result())
     snap = np.zeros(1, sh.snap_ring[0].dtype)
     snap[0]["sym"] = sym

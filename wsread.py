@@ -97,6 +97,15 @@ def next_frame(buf, pos, blen):
     return F_OK, b0, pos + hdr, pos + hdr + n
 
 
+def text_header(n: int) -> bytes:
+    """The header of an unmasked, final text frame of n payload bytes (RFC 6455 5.2)."""
+    if n < 126:
+        return bytes((0x80 | OP_TEXT, n))
+    if n < 65536:
+        return bytes((0x80 | OP_TEXT, 126, n >> 8, n & 0xFF))
+    return bytes((0x80 | OP_TEXT, 127)) + n.to_bytes(8, "big")
+
+
 def stream_error(status: int) -> str:
     return "masked frame from the server (RFC 6455 5.1)" if status == F_MASKED \
         else "frame larger than 16 MiB announced"

@@ -595,9 +595,7 @@ def run_python(sh, cfg, st):
     sbuf, sctl = sh.snap_ring
     t = time.perf_counter()
     for k, data in enumerate(st.frames):
-        n = len(data)
-        rd.feed((bytes((0x81, n)) if n < 126 else bytes((0x81, 126, n >> 8, n & 0xFF)) if n < 65536
-                 else bytes((0x81, 127)) + n.to_bytes(8, "big")) + data)
+        rd.feed(wsread.text_header(len(data)) + data)
         t0 = perf()
         on_chunk(link, rd, mono())
         times[k] = perf() - t0

@@ -69,7 +69,7 @@ def _run_chunk(sh, chunk: bytes, recv_ns: int):
     buf = np.zeros(len(chunk) + 16, np.uint8)
     buf[:len(chunk)] = np.frombuffer(chunk, np.uint8)
     res = hotctx.alloc_result()
-    res[hotctx.R_BAD_START] = -1
+    hotctx.reset_result(res)
     sigs, others = [], []
     while True:
         slot = hotctx.hot_chunk(sh.hot_table.tab, buf, len(chunk), recv_ns, res)
@@ -216,7 +216,7 @@ def test_chunk_when_private_events_then_routed_in_kernel_until_terminal_event():
     buf = np.zeros(len(chunk), np.uint8)
     buf[:] = np.frombuffer(chunk, np.uint8)
     res = hotctx.alloc_result()
-    res[hotctx.R_BAD_START] = -1
+    hotctx.reset_result(res)
     st = hotctx.hot_chunk(sh.hot_table.tab, buf, len(buf), 5, res)
     # the two matches went straight to slot 1's fill ring; the filled event comes back
     assert st == hotctx.FILL_EVENT and res[hotctx.R_POS] == len(chunk)

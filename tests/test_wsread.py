@@ -120,3 +120,8 @@ def test_next_frame_when_header_or_payload_short_then_incomplete_with_needed_len
     assert (st, b0 & 0x0F, s, e) == (wsread.F_OK, wsread.OP_TEXT, 4, len(f))
     huge = np.frombuffer(bytes([0x81, 127]) + (1 << 40).to_bytes(8, "big"), np.uint8)
     assert wsread.next_frame(huge, 0, len(huge))[0] == wsread.F_TOO_BIG
+
+
+def test_text_header_when_each_length_encoding_then_same_as_test_framer():
+    for n in (0, 125, 126, 65535, 65536):
+        assert wsread.text_header(n) == frame(b"x" * n)[:-n or None]
