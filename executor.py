@@ -75,6 +75,14 @@ EXEC_DTYPE = np.dtype([
 
 
 
+# The fire path reads and writes these records with struct (rings.record_struct): one small
+# C call, where each numpy field access costs ~2 us cold between two orders.
+SIG_FIRE = rings.record_struct(rings.SIGNAL_DTYPE, ("corr", "tri", "start_vol", "bid0"))
+ROW_CORR_TRI = rings.record_struct(EXEC_DTYPE, ("corr", "tri"))
+ROW_PHASES = rings.record_struct(EXEC_DTYPE, ("phase",))
+SLOT_CANCEL = rings.record_struct(slotmod.INFLIGHT_DTYPE, ("cancel",))
+
+
 def alloc_exec(n_slots: int) -> np.ndarray:
     return np.zeros(n_slots, EXEC_DTYPE)
 
@@ -115,7 +123,12 @@ class Executor:
         self.emit = emit
         self.log = log
         self.row = sh.exec_state[slot:slot + 1]      # a view: fields are written in place
-        self.row_bytes = self.row.view(np.uint8)     # the same bytes (_reset clears them)
+        self.row_mv = rings.record_bytes(self.row)   # the same bytes (_reset, ROW_* structs)
+        self.zero_row = bytes(EXEC_DTYPE.itemsize)
+        self.sig_mv = rings.record_bytes(sh.sig_stage)     # the hot thread's staged signal
+        self.slots_mv = rings.record_bytes(sh.slots)
+        self.slot_base = slot * sh.slots.dtype.itemsize
+        self.best_bid = books.BestBid(sh.book_px, sh.book_sz)   # best_bid(sym), 0.0 if none
         self.corr = 0                                # corr of the row (written by _reset)
         self.sig = np.zeros(1, rings.SIGNAL_DTYPE)
         self.fill = np.zeros(1, rings.FILL_DTYPE)
@@ -160,11 +173,12 @@ class Executor:
             self._drain_fills()   # events between triangles are strays: account for them
 
     # -- firing -----------------------------------------------------------------------------
-    def fire_leg0(self, sig_stage) -> None:
-        """Hot thread, fire_from = hot: fire leg 0 of the staged signal on this thread."""
-        sig = sig_stage[0]
-        self._reset(int(sig["corr"]), int(sig["tri"]))
-        self.fire_leg(0, float(sig["start_vol"]), float(sig["bid0"]))
+    def fire_leg0(self) -> None:
+        """Hot thread, fire_from = hot: fire leg 0 of the staged signal (sh.sig_stage) on
+        this thread."""
+        corr, tri, start_vol, bid0 = SIG_FIRE.unpack_from(self.sig_mv, 0)
+        self._reset(corr, tri)
+        self.fire_leg(0, start_vol, bid0)
         # read by execute() only after the signal is pushed, which is after this
         self.f["fired0_by_hot"][0] = 1
 
@@ -186,12 +200,12 @@ class Executor:
     def _reset(self, corr: int, tri: int) -> None:
         # Every byte of the row to zero: 0, 0.0 and b"" in every field. Not `r[0] = 0`:
         # numpy casts that 0 to b"0" in the bytes fields (a leg never placed showed "0=0");
-        # and not `r[0] = np.zeros((), EXEC_DTYPE)`: a structured copy field by field, measured 7.4 us p50
-        # live on the way to leg 0, against ~1 us for this memset.
-        self.row_bytes[:] = 0
+        # and not `r[0] = np.zeros((), EXEC_DTYPE)`: a structured copy field by field, measured
+        # 7.4 us p50 live on the way to leg 0. A memoryview copy and one struct write: the
+        # numpy memset and item writes that replaced it still cost ~2 us each, cold.
+        self.row_mv[:] = self.zero_row
+        ROW_CORR_TRI.pack_into(self.row_mv, 0, corr, tri)
         self.corr = corr
-        self.f["corr"][0] = corr
-        self.f["tri"][0] = tri
         self.plan = self.plans[tri]
 
     def fire_leg(self, k: int, amount: float, best_bid: float) -> bool:
@@ -264,8 +278,7 @@ class Executor:
                     if self.sh.slots[self.slot]["cancel"]:
                         return self._finish(rec, report.STATUS_ABORTED, reason=f"cancel requested before L{k}")
                     amount = self._leg_input(k, tri, amount)
-                    bid = books.best_bid(self.sh.book_px, self.sh.book_sz, int(tri[f"sym{k}"]))
-                    self.fire_leg(k, amount, bid)
+                    self.fire_leg(k, amount, self.best_bid(int(tri[f"sym{k}"])))
                 else:
                     self._await_hot_fire(k)
             if r["phase"][0, k] == PH_FAILED:
@@ -292,18 +305,18 @@ class Executor:
         sections 2 and 9). Same sizing as the executor would do (cascade.size_leg on the leg's
         output). Declines (False) when the executor owns the decision: another corr, leg k not
         open, cancel requested, await_balance (needs the balance feed), nothing received."""
-        f = self.f
-        if (self.hot_fires_legs is False or int(f["corr"][0]) != corr or k >= 2
-                or f["phase"][k] not in (PH_SENT, PH_OPEN) or f["phase"][k + 1] != PH_IDLE
-                or self.sh.slots[self.slot]["cancel"] or self.await_balance):
+        if self.hot_fires_legs is False or self.corr != corr or k >= 2 or self.await_balance:
+            return False
+        phase = ROW_PHASES.unpack_from(self.row_mv, 0)
+        if (phase[k] != PH_SENT and phase[k] != PH_OPEN) or phase[k + 1] != PH_IDLE:
+            return False
+        if SLOT_CANCEL.unpack_from(self.slots_mv, self.slot_base)[0]:
             return False
         side, rules = self.plan[k][1], self.plan[k][2]
         out = filled_sz if side == cascade.LEG_BUY else filled_funds * (1.0 - rules.taker_fee)
         if not out > 0.0 or not self.claim(corr, k + 1):
             return False
-        nxt = self.plan[k + 1][0]
-        bid = float(self.sh.book_px[nxt, books.SIDE_BID, 0]) if self.sh.book_sz[nxt, books.SIDE_BID, 0] > 0 else 0.0
-        self.fire_leg(k + 1, out, bid)
+        self.fire_leg(k + 1, out, self.best_bid(self.plan[k + 1][0]))
         return True
 
     def _await_hot_fire(self, k: int) -> None:

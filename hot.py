@@ -48,7 +48,7 @@ BALANCE_MARK = b'"subject":"account.balance"'
 class HotLoop:
     def __init__(self, sh, maint_loop, executors, cfg, log):
         """sh: run.Shared (every preallocated array); executors: per-slot objects exposing
-        fire_leg0(sig_row) for fire_from = hot; log: callable(str) that never blocks."""
+        fire_leg0() for fire_from = hot; log: callable(str) that never blocks."""
         self.sh = sh
         self.maint = maint_loop
         self.executors = executors
@@ -357,7 +357,7 @@ class HotLoop:
         if self.fire_from_hot:
             # Fire leg 0 on this thread: no hand-off under the GIL before the first order
             # (DESIGN.md section 2 and 9). The executor reads the response.
-            self.executors[slot].fire_leg0(sh.sig_stage)
+            self.executors[slot].fire_leg0()
             self.counters[C["fired_leg0"]] += 1
         sh.sig_stage[0]["push_ns"] = time.monotonic_ns()
         buf, ctrl = sh.sig_rings[slot]

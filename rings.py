@@ -58,6 +58,7 @@ import math
 import os
 import re
 import select
+import struct
 import threading
 import time
 
@@ -123,6 +124,35 @@ SIGNAL_DTYPE = np.dtype([
 ], align=True)
 ORIGIN_FRAME = 0
 ORIGIN_REEVAL = 1
+
+_STRUCT_CODES = {("u", 8): "Q", ("i", 8): "q", ("u", 4): "I", ("i", 4): "i", ("u", 1): "B",
+                 ("i", 1): "b", ("f", 8): "d", ("b", 1): "?"}
+
+
+def record_struct(dtype: np.dtype, names: tuple) -> struct.Struct:
+    """A struct.Struct over one record of `dtype`: `unpack_from(mv, base)` reads the fields
+    `names` (listed in offset order; a sub-array field gives one value per element) as
+    Python ints and floats, and `pack_into(mv, base, ...)` writes them, mv being a
+    memoryview of the record's bytes. One small C call for several fields: the fire path
+    reads and writes records this way because a numpy field access costs ~2 us when its
+    code is cold, as it is between two orders (measured live: the signal's fields and the
+    slot row's reset took 18.5 us p50 through numpy)."""
+    fmt = ["<"]
+    pos = 0
+    for n in names:
+        dt, off = dtype.fields[n][0], dtype.fields[n][1]
+        if off < pos:
+            raise ValueError(f"record_struct: {n!r} is not after the previous field")
+        count = int(np.prod(dt.shape)) if dt.shape else 1
+        fmt.append(f"{off - pos}x{count}{_STRUCT_CODES[(dt.base.kind, dt.base.itemsize)]}")
+        pos = off + dt.itemsize
+    return struct.Struct("".join(fmt))
+
+
+def record_bytes(arr: np.ndarray) -> memoryview:
+    """A writable byte memoryview of a contiguous structured array (for record_struct)."""
+    return memoryview(arr.view(np.uint8).reshape(-1))
+
 
 # Hot thread -> executor k, one per private orderChange event of that slot's orders
 # (kucoin-api.md 4.1). Fields absent from the event are NaN (not 0: remainFunds "0" is data).

@@ -638,3 +638,19 @@ def test_kernels_when_jit_disabled_then_same_books_as_jit():
         out[mode] = res.stdout.split()
     assert out["1"][1] == "function" and out["0"][1] != "function"   # really without JIT
     assert out["0"][0] == out["1"][0]
+
+
+def test_best_bid_reader_when_books_random_then_equals_kernel_and_zero_when_empty():
+    rng = np.random.default_rng(5)
+    state, px, sz = B.alloc_books(7, 4)
+    px[:] = rng.uniform(1, 100, px.shape)
+    sz[:] = rng.uniform(0.5, 3, sz.shape)
+    sz[3, W.SIDE_BID, 0] = 0.0          # empty bid side
+    sz[4, W.SIDE_ASK, 0] = 0.0          # empty ask side: the bid still reads
+    bid = B.BestBid(px, sz)
+    for sym in range(7):
+        expect = B.best_bid(px, sz, sym)
+        assert bid(sym) == (0.0 if np.isnan(expect) else expect)
+    assert bid(3) == 0.0 and bid(4) == px[4, W.SIDE_BID, 0]
+    with pytest.raises(ValueError):
+        B.BestBid(px, sz[:, :, :2])

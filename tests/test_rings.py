@@ -608,3 +608,28 @@ def test_rings_when_numba_jit_disabled_then_kernels_run_as_python():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "OK"
+
+
+# --- record_struct: the fire path's struct view of a record --------------------------------
+
+def test_record_struct_when_read_and_written_then_agrees_with_numpy_fields():
+    rec = np.zeros(2, SIGNAL_DTYPE)
+    rec[1]["corr"], rec[1]["tri"], rec[1]["start_vol"], rec[1]["bid0"] = 2**63 + 5, -7, 1.5, 3.25
+    s = rings.record_struct(SIGNAL_DTYPE, ("corr", "tri", "start_vol", "bid0"))
+    mv = rings.record_bytes(rec)
+    assert s.unpack_from(mv, SIGNAL_DTYPE.itemsize) == (2**63 + 5, -7, 1.5, 3.25)
+    s.pack_into(mv, 0, 9, 4, 0.25, 8.0)
+    assert (int(rec[0]["corr"]), int(rec[0]["tri"]), float(rec[0]["start_vol"]), float(rec[0]["bid0"])) == (9, 4, 0.25, 8.0)
+    assert rec[0]["ask0"] == 0.0 and rec[0]["exp_out"] == 0.0   # the padding between is skipped
+
+
+def test_record_struct_when_subarray_field_then_one_value_per_element():
+    dt = np.dtype([("a", "u1"), ("phase", "i4", (3,)), ("z", "f8")])
+    rec = np.zeros(1, dt)
+    rec[0]["phase"] = (1, -2, 3)
+    assert rings.record_struct(dt, ("phase",)).unpack_from(rings.record_bytes(rec), 0) == (1, -2, 3)
+
+
+def test_record_struct_when_names_out_of_offset_order_then_value_error():
+    with pytest.raises(ValueError, match="tri"):
+        rings.record_struct(SIGNAL_DTYPE, ("start_vol", "tri"))
