@@ -200,24 +200,26 @@ class HotLoop:
 
     def _chunk(self, link, rd, recv_ns: int) -> None:
         """Every complete frame in rd's buffer (one socket read), received at recv_ns."""
-        res = self._cres
+        res = self._cres      # reset (hotctx.reset_result) when the previous buffer was done
         tab = self._tab
-        hotctx.reset_result(res)
-        while True:
-            slot = hotctx.hot_chunk(tab, rd.buf, rd.blen, recv_ns, res)
-            if slot >= 0:
-                self._dispatch_signal(slot)
-            elif slot == hotctx.FILL_EVENT:
-                self._after_fill(int(res[hotctx.R_FILL_SLOT]), int(res[hotctx.R_FILL_STATUS]))
-            elif slot == hotctx.OTHERS_FULL:
-                self._others(link, recv_ns)
-            else:
-                break
-        self._after_chunk(res, rd.buf)
-        self._others(link, recv_ns)
-        if slot == hotctx.STREAM_ERROR:
-            raise wsread.LinkClosed(wsread.stream_error(int(res[hotctx.R_STATUS])))
-        rd.consume(res[hotctx.R_POS])
+        try:
+            while True:
+                slot = hotctx.hot_chunk(tab, rd.buf, rd.blen, recv_ns, res)
+                if slot >= 0:
+                    self._dispatch_signal(slot)
+                elif slot == hotctx.FILL_EVENT:
+                    self._after_fill(int(res[hotctx.R_FILL_SLOT]), int(res[hotctx.R_FILL_STATUS]))
+                elif slot == hotctx.OTHERS_FULL:
+                    self._others(link, recv_ns)
+                else:
+                    break
+            self._after_chunk(res, rd.buf)
+            self._others(link, recv_ns)
+            if slot == hotctx.STREAM_ERROR:
+                raise wsread.LinkClosed(wsread.stream_error(int(res[hotctx.R_STATUS])))
+            rd.consume(res[hotctx.R_POS])
+        finally:
+            hotctx.reset_result(res)
 
     def _others(self, link, recv_ns: int) -> None:
         """The frames hot_chunk listed (not level2 updates), in order. On the private link,
@@ -334,13 +336,15 @@ class HotLoop:
         # writable: the kernel's argument type
         buf = np.frombuffer(wsread.text_header(len(data)) + data, np.uint8).copy()
         res = self._cres1
-        hotctx.reset_result(res)
-        while True:
-            slot = hotctx.hot_chunk(self._tab, buf, len(buf), recv_ns, res)
-            if slot < 0:
-                break
-            self._dispatch_signal(slot)
-        self._after_chunk(res, buf)
+        try:
+            while True:
+                slot = hotctx.hot_chunk(self._tab, buf, len(buf), recv_ns, res)
+                if slot < 0:
+                    break
+                self._dispatch_signal(slot)
+            self._after_chunk(res, buf)
+        finally:
+            hotctx.reset_result(res)
 
     def _reevaluate(self) -> None:
         """An executor released its slot (it wakes us): look again at symbols whose

@@ -122,11 +122,16 @@ FILL_EVENT = -6   # process_chunk: fill[0] of slot res[R_FILL_SLOT] needs Python
 
 
 def alloc_result() -> np.ndarray:
-    return np.zeros(RES_LEN, np.int64)
+    """Result cells ready for a first buffer."""
+    res = np.zeros(RES_LEN, np.int64)
+    reset_result(res)
+    return res
 
 
 def reset_result(res: np.ndarray) -> None:
-    """Ready res for a new buffer (process_chunk's contract)."""
+    """Ready res for a new buffer (process_chunk's contract). HotLoop does it after a
+    buffer, not before the next: four numpy item writes cost a few us cold, and before the
+    kernel call they would sit between a frame's receipt and its parse."""
     res[R_POS] = 0
     res[R_NOTHER] = 0
     res[R_NSNAP] = 0

@@ -119,6 +119,7 @@ class FrameReader:
         self.fd = sock.fileno()
         self.tls = isinstance(sock, ssl.SSLSocket)
         self.buf = np.zeros(2 * CHUNK, np.uint8)
+        self.addr = self.buf.ctypes.data   # for recv: `.ctypes` builds an object per use
         self.blen = 0
         self._frag_op = -1
         self._frag = bytearray()
@@ -136,6 +137,7 @@ class FrameReader:
             big = np.zeros(max(2 * len(self.buf), self.blen + n), np.uint8)
             big[:self.blen] = self.buf[:self.blen]
             self.buf = big
+            self.addr = big.ctypes.data
 
     def fill(self) -> int:
         """Read what the socket holds now, without blocking. Returns bytes read (0 if none)."""
@@ -152,7 +154,7 @@ class FrameReader:
                 raise LinkClosed("peer closed the connection")
             self.blen += n
             return n
-        n = _c_recv(self.fd, self.buf.ctypes.data + self.blen, CHUNK, _DONTWAIT)
+        n = _c_recv(self.fd, self.addr + self.blen, CHUNK, _DONTWAIT)
         if n > 0:
             self.blen += n
             return n

@@ -69,7 +69,6 @@ def _run_chunk(sh, chunk: bytes, recv_ns: int):
     buf = np.zeros(len(chunk) + 16, np.uint8)
     buf[:len(chunk)] = np.frombuffer(chunk, np.uint8)
     res = hotctx.alloc_result()
-    hotctx.reset_result(res)
     sigs, others = [], []
     while True:
         slot = hotctx.hot_chunk(sh.hot_table.tab, buf, len(chunk), recv_ns, res)
@@ -216,7 +215,6 @@ def test_chunk_when_private_events_then_routed_in_kernel_until_terminal_event():
     buf = np.zeros(len(chunk), np.uint8)
     buf[:] = np.frombuffer(chunk, np.uint8)
     res = hotctx.alloc_result()
-    hotctx.reset_result(res)
     st = hotctx.hot_chunk(sh.hot_table.tab, buf, len(buf), 5, res)
     # the two matches went straight to slot 1's fill ring; the filled event comes back
     assert st == hotctx.FILL_EVENT and res[hotctx.R_POS] == len(chunk)
@@ -239,3 +237,8 @@ def test_chunk_when_private_events_then_routed_in_kernel_until_terminal_event():
     others = [buf[res[hotctx.R_OTHERS + 3 * q + 1]:res[hotctx.R_OTHERS + 3 * q + 2]].tobytes()
               for q in range(int(res[hotctx.R_NOTHER]))]
     assert others == [bal, foreign]
+
+
+def test_alloc_result_when_new_then_ready_for_a_first_buffer():
+    res = hotctx.alloc_result()
+    assert (res[hotctx.R_POS], res[hotctx.R_NOTHER], res[hotctx.R_NSNAP], res[hotctx.R_BAD_START]) == (0, 0, 0, -1)
