@@ -42,6 +42,7 @@ import base64
 import hashlib
 import hmac
 import os
+import selectors
 import signal
 import socket
 import sys
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(e.g. 19) so that waking it never preempts the engine on a shared core")
     ap.add_argument("--cpus", default="", help="pin the simulator to these CPUs, e.g. 1 or 2,3 "
                     "(keeps it from preempting the engine on a shared core; see README latency)")
+    ap.add_argument("--busy-poll", action="store_true",
+                    help="the event loop polls without sleeping (SpinSelector): a latency rig "
+                    "setting that burns a CPU; see SpinSelector")
     return ap
 
 
@@ -325,14 +329,36 @@ async def serve(args) -> int:
     return 0
 
 
+class SpinSelector(selectors.EpollSelector):
+    """An epoll selector whose select() polls (timeout 0) until something is ready or the
+    timeout passes, never sleeping in the kernel (--busy-poll).
+
+    Why a simulator would spin: on loopback, the engine's send() of an order runs our TCP
+    receive path inside the engine's syscall, and when our thread sleeps in epoll_wait it
+    also wakes it, which on this rig (a nested VM) means an inter-processor interrupt to a
+    halted vCPU: profiles/probe_send.py measured 25-44 us per send() to a sleeping receiver
+    and 10-14 us to a spinning one. A real exchange's sleeping threads are not woken inside
+    our send(). Spinning removes that rig cost (not the loopback receive path, which a NIC
+    does not run either); profiles/bench_latency.py --sim-busy-poll reports with it."""
+
+    def select(self, timeout=None):
+        end = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while True:
+            ready = super().select(0)
+            if ready or (end is not None and time.monotonic() >= end):
+                return ready
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.cpus:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     if args.nice:
         os.nice(args.nice)
+    factory = (lambda: asyncio.SelectorEventLoop(SpinSelector())) if args.busy_poll else None
     try:
-        return asyncio.run(serve(args))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(serve(args))
     except KeyboardInterrupt:
         return 0
 

@@ -93,6 +93,9 @@ def main() -> int:
     ap.add_argument("--engine-cpus", default="0", help="pin the engine ('' = no pinning)")
     ap.add_argument("--sim-cpus", default="1", help="pin the simulator ('' = no pinning)")
     ap.add_argument("--sim-nice", type=int, default=0, help="run the simulator at this nice level")
+    ap.add_argument("--sim-busy-poll", action="store_true",
+                    help="the simulator polls without sleeping (sim.py --busy-poll): the engine's "
+                         "send() then no longer wakes a sleeping simulator thread on a halted vCPU")
     ap.add_argument("--extra", nargs="*", default=[], help="more [engine] key=value")
     ap.add_argument("--halt-poll-ns", type=int, default=None,
                     help="host tuning for this run (root; restored after): idle vCPUs poll this "
@@ -126,7 +129,8 @@ def run(a) -> int:
            "balances": "USDT=100000,USDC=100000,BTC=2,ETH=40,KCS=5000", "cpus": a.sim_cpus,
            # VIP 12: 40,000 order weight per 30 s; at 20 mispricings/s the engine places
            # ~150 orders/s, past VIP 0's 4,000 (it then backs off: see executor.py 429000)
-           "extra_args": "--vip 12" + (" --nice %d" % a.sim_nice if a.sim_nice else "")}
+           "extra_args": "--vip 12" + (" --nice %d" % a.sim_nice if a.sim_nice else "")
+                         + (" --busy-poll" if a.sim_busy_poll else "")}
     ini = tmp / "bench.ini"
     ini.write_text("[engine]\n" + "".join(f"{k} = {v}\n" for k, v in engine.items())
                    + "[sim]\n" + "".join(f"{k} = {v}\n" for k, v in sim.items()))
