@@ -930,3 +930,24 @@ def test_mispricings_when_market_runs_then_planted_and_taken(busy):
         busy.control(mispricing_rate=0.5)
     assert len(recs) >= 2 and any(r["taken_t_ms"] for r in recs)
     assert all(r["currencies"][0] in ("USDT", "USDC", "BTC", "ETH", "KCS") for r in recs)
+
+
+def test_spin_selector_when_data_or_timeout_then_returns_like_epoll():
+    import selectors
+    import socket as socketmod
+    import time as timemod
+    from sim import SpinSelector
+    a, b = socketmod.socketpair()
+    sel = SpinSelector()
+    try:
+        sel.register(a, selectors.EVENT_READ)
+        t0 = timemod.monotonic()
+        assert sel.select(0.05) == [] and timemod.monotonic() - t0 >= 0.05
+        assert sel.select(0) == []
+        b.send(b"x")
+        ready = sel.select(5.0)
+        assert [key.fileobj for key, _ in ready] == [a]
+    finally:
+        sel.close()
+        a.close()
+        b.close()
