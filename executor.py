@@ -177,8 +177,9 @@ class Executor:
         """Hot thread, fire_from = hot: fire leg 0 of the staged signal (sh.sig_stage) on
         this thread."""
         corr, tri, start_vol, bid0 = SIG_FIRE.unpack_from(self.sig_mv, 0)
-        self._reset(corr, tri)
-        self.fire_leg(0, start_vol, bid0)
+        self.corr = corr                 # the clientOid's; the row is reset once the bytes are out
+        self.plan = self.plans[tri]
+        self.fire_leg(0, start_vol, bid0, new_tri=tri)
         # read by execute() only after the signal is pushed, which is after this
         self.f["fired0_by_hot"][0] = 1
 
@@ -202,27 +203,26 @@ class Executor:
         # numpy casts that 0 to b"0" in the bytes fields (a leg never placed showed "0=0");
         # and not `r[0] = np.zeros((), EXEC_DTYPE)`: a structured copy field by field, measured
         # 7.4 us p50 live on the way to leg 0. A memoryview copy and one struct write: the
-        # numpy memset and item writes that replaced it still cost ~2 us each, cold.
+        # numpy memset and item writes that replaced it still cost ~2 us each, cold. On the
+        # hot thread's leg 0 this runs after the bytes are out (fire_leg's new_tri).
         self.row_mv[:] = self.zero_row
         ROW_CORR_TRI.pack_into(self.row_mv, 0, corr, tri)
         self.corr = corr
         self.plan = self.plans[tri]
 
-    def fire_leg(self, k: int, amount: float, best_bid: float) -> bool:
+    def fire_leg(self, k: int, amount: float, best_bid: float, new_tri: int = -1) -> bool:
         """Size leg k from `amount` of the held currency and write the order. Returns False
         (with the reason in fail[k]) when the leg cannot be placed or was not sent.
 
         This runs between a decision (or a fill) and the order's bytes, so it touches only
         precomputed Python objects: the triangle's leg plan (symbol rules and a body format
-        made once at start-up) and this slot's field views (one numpy item write each)."""
+        made once at start-up) and this slot's field views (one numpy item write each).
+        new_tri >= 0: leg 0 of a new signal (fire_leg0; self.corr and self.plan already
+        set); the slot row is reset (_reset) once the bytes are out, not before."""
         sym, side, rules, body_fmt = self.plan[k]
         sized = cascade.size_leg(rules, side, amount, best_bid)
-        f = self.f
         if type(sized) is str:
-            f["in_amt"][k] = amount
-            f["fail"][k] = f"L{k} not placed: {sized}"[:200].encode()
-            f["phase"][k] = PH_FAILED
-            return False
+            return self._leg_failed(k, amount, 0, f"L{k} not placed: {sized}", new_tri)
         field, text, value = sized
         coid = self.coid_fmt[k] % self.corr
         # kucoin-api.md 0 and 8.6: compact JSON, signed over exactly the bytes sent.
@@ -234,13 +234,12 @@ class Executor:
         try:
             sent_ns = conn.send(req)
         except OrderWireError as e:
-            f["in_amt"][k] = amount
-            f["signed_ns"][k] = signed_ns
-            f["fail"][k] = f"L{k} not sent: {e}"[:200].encode()
-            f["phase"][k] = PH_FAILED
-            return False
+            return self._leg_failed(k, amount, signed_ns, f"L{k} not sent: {e}", new_tri)
         # bookkeeping after the bytes are out (each numpy item write costs ~1 us cold); the
         # phase last: a thread waiting for it (_await_hot_fire) then reads complete fields
+        if new_tri >= 0:
+            self._reset(self.corr, new_tri)
+        f = self.f
         f["sent_ns"][k] = sent_ns
         f["in_amt"][k] = amount
         f["signed_ns"][k] = signed_ns
@@ -250,6 +249,16 @@ class Executor:
         f["order_amt"][k] = value
         f["phase"][k] = PH_SENT
         return True
+
+    def _leg_failed(self, k: int, amount: float, signed_ns: int, why: str, new_tri: int) -> bool:
+        if new_tri >= 0:
+            self._reset(self.corr, new_tri)
+        f = self.f
+        f["in_amt"][k] = amount
+        f["signed_ns"][k] = signed_ns
+        f["fail"][k] = why[:200].encode()
+        f["phase"][k] = PH_FAILED
+        return False
 
     # -- one triangle ---------------------------------------------------------------------
     def execute(self, sig) -> None:
