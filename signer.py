@@ -8,9 +8,12 @@ places orders (executors) or fetches private data (start-up in run.py, hot.py fo
 private bullet) calls `sign` / `headers` / `header_block`; each call copies the keyed
 HMAC state, so calls never interfere.
 
-Cost: the secret's HMAC inner/outer pads are computed once in __init__ (`hmac.new(key)`),
-and every signature is `.copy()` + `.update(prehash)` + `.digest()`, about 1-2 us. The
-v2/v3 passphrase header (itself an HMAC of the passphrase) is computed once.
+Cost: HMAC (RFC 2104) is built from two SHA-256 states keyed once in __init__: the inner
+one has absorbed key ^ ipad, the outer key ^ opad. A signature copies the inner state, feeds
+it the prehash, copies the outer one and feeds it the inner digest: six C calls, about 1-2 us,
+where hmac.HMAC adds a Python frame per copy/update/digest (the order path signs cold, once
+per order: profiles/README.md). tests/test_signer.py checks it against hmac. The v2/v3
+passphrase header (itself an HMAC of the passphrase) is computed once.
 
 Secrets: the API secret and passphrase are never stored as text on the object and never
 appear in repr/str or in exception messages. The headers this module returns DO contain
@@ -22,7 +25,6 @@ kucoin-api.md 1.5).
 from __future__ import annotations
 
 import hashlib
-import hmac
 from binascii import b2a_base64
 
 # kucoin-api.md 1.3: v1 keys (plaintext passphrase) are not supported by current endpoints
@@ -31,6 +33,10 @@ SUPPORTED_KEY_VERSIONS = (2, 3)
 
 # kucoin-api.md 0: all bodies are JSON; 415000 otherwise.
 CONTENT_TYPE = "application/json"
+
+_BLOCK = 64                                            # SHA-256's block size (RFC 2104: B)
+_IPAD = bytes(b ^ 0x36 for b in range(256))            # bytes.translate tables: x -> x ^ ipad
+_OPAD = bytes(b ^ 0x5C for b in range(256))            # ... x -> x ^ opad
 
 
 def _b64(digest: bytes) -> str:
@@ -60,7 +66,7 @@ class Signer:
     trailing "?" without a query); the caller decides encoding, see kucoin.py.
     """
 
-    __slots__ = ("api_key", "key_version", "_mac", "_passphrase_sig", "_static_headers",
+    __slots__ = ("api_key", "key_version", "_inner", "_outer", "_passphrase_sig", "_static_headers",
                  "_static_block")
 
     def __init__(self, api_key: str, api_secret: str, api_passphrase: str,
@@ -81,7 +87,13 @@ class Signer:
         self.key_version = key_version
         # Keyed HMAC state: holds only the derived inner/outer pad hash states, which are
         # copied per signature. The secret string itself is not kept on the object.
-        self._mac = hmac.new(api_secret.encode("utf-8"), digestmod=hashlib.sha256)
+        key = api_secret.encode("utf-8")
+        if len(key) > _BLOCK:                     # RFC 2104: a long key is hashed first
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+        del key
         # kucoin-api.md 1.1/1.3: v2/v3 send base64(HMAC-SHA256(secret, passphrase)).
         self._passphrase_sig = self.sign(api_passphrase.encode("utf-8"))
         self._static_headers = {
@@ -114,15 +126,16 @@ class Signer:
 
     def sign_bytes(self, prehash: bytes) -> bytes:
         """Raw 32-byte HMAC-SHA256 digest of `prehash` (bytes only, the fastest path)."""
-        mac = self._mac.copy()
-        mac.update(prehash)
-        return mac.digest()
+        inner = self._inner.copy()
+        inner.update(prehash)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     def sign(self, prehash: bytes | str) -> str:
         """KC-API-SIGN value: base64(HMAC-SHA256(secret, prehash)) (kucoin-api.md 1.1)."""
-        mac = self._mac.copy()
-        mac.update(prehash if type(prehash) is bytes else _as_bytes(prehash))
-        return b2a_base64(mac.digest(), newline=False).decode("ascii")
+        return b2a_base64(self.sign_bytes(prehash if type(prehash) is bytes else _as_bytes(prehash)),
+                          newline=False).decode("ascii")
 
     @staticmethod
     def prehash(ts_ms: int, method: str, path_with_query: str,
@@ -148,16 +161,12 @@ class Signer:
 
     def post_headers(self, ts: bytes, path: bytes, body: bytes) -> bytes:
         """header_block for a POST, the order path's version: ts (decimal ms) and path
-        already bytes, the HMAC fed in parts (no prehash copy). Measured live: the order
-        path's headers and request cost 13.6 us p50 through header_block and request_bytes
-        (cold code between two orders; profiles/README.md)."""
-        mac = self._mac.copy()
-        mac.update(ts)
-        mac.update(b"POST")
-        mac.update(path)
-        mac.update(body)
+        already bytes. Measured live: the order path's headers and request cost 13.6 us p50
+        through header_block and request_bytes (cold code between two orders;
+        profiles/README.md)."""
         return b"KC-API-SIGN: %s\r\nKC-API-TIMESTAMP: %s\r\n%s" % (
-            b2a_base64(mac.digest(), newline=False), ts, self._static_block)
+            b2a_base64(self.sign_bytes(b"%sPOST%s%s" % (ts, path, body)), newline=False),
+            ts, self._static_block)
 
     def header_block(self, ts_ms: int, method: str, path_with_query: str,
                      body: bytes | str = b"") -> bytes:

@@ -194,3 +194,16 @@ def test_post_request_when_order_then_same_bytes_as_header_block_and_request_byt
         want = conn.request_bytes("POST", "/api/v1/hf/orders",
                                   s.header_block(ts, "POST", "/api/v1/hf/orders", body), body)
         assert conn.post_request(s, b"/api/v1/hf/orders", ts, body) == want
+
+
+@pytest.mark.parametrize("secret_len", [1, 32, 63, 64, 65, 200])
+def test_sign_bytes_when_any_key_length_then_equals_hmac_sha256(secret_len):
+    # the RFC 2104 construction from two keyed SHA-256 states: short keys are padded, keys
+    # longer than the 64-byte block are hashed first
+    import random
+    rnd = random.Random(secret_len)
+    secret = "".join(rnd.choice("abcXYZ019-é") for _ in range(secret_len))
+    s = Signer("k", secret, "p")
+    for n in (0, 1, 55, 56, 64, 1000):
+        msg = bytes(rnd.randrange(256) for _ in range(n))
+        assert s.sign_bytes(msg) == hmac.new(secret.encode(), msg, hashlib.sha256).digest()
