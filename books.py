@@ -69,6 +69,7 @@ import numpy as np
 from numba import njit
 
 from l2wire import SIDE_ASK, SIDE_BID, parse_l2
+from rings import record_bytes
 
 _F8 = struct.Struct("<d")
 
@@ -562,8 +563,8 @@ class BestBid:
     def __init__(self, px: np.ndarray, sz: np.ndarray):
         if px.shape != sz.shape or px.strides != sz.strides or not px.flags.c_contiguous:
             raise ValueError("BestBid: px and sz must be C-contiguous arrays of one shape")
-        self.px = memoryview(px.view(np.uint8).reshape(-1))
-        self.sz = memoryview(sz.view(np.uint8).reshape(-1))
+        self.px = record_bytes(px)
+        self.sz = record_bytes(sz)
         self.stride = px.strides[0]
         self.side_off = SIDE_BID * px.strides[1]
 

@@ -150,7 +150,8 @@ def record_struct(dtype: np.dtype, names: tuple) -> struct.Struct:
 
 
 def record_bytes(arr: np.ndarray) -> memoryview:
-    """A writable byte memoryview of a contiguous structured array (for record_struct)."""
+    """A writable byte memoryview of a contiguous array, structured or not (for
+    record_struct and struct reads at computed offsets)."""
     return memoryview(arr.view(np.uint8).reshape(-1))
 
 
