@@ -7,10 +7,10 @@ pending buffer (PENDING_DTYPE rows + a one-row PENDCTL_DTYPE) that holds level2 
 books waiting for a snapshot.
 Writer: the hot thread only (every kernel here that writes). Readers: evaluate and walk
 kernels on the hot thread; paper fills on executors read px/sz (a torn read costs one fill
-estimate, never a crash). Test: `/work/venv/bin/python -m pytest -q tests/test_books.py`;
-bench: `/work/venv/bin/python profiles/bench_books.py`.
+estimate, never a crash). Test: `python -m pytest -q tests/test_books.py`;
+bench: `python profiles/bench_books.py`.
 
-Sequence rules (kucoin-api.md 3.8), book_apply_l2 on a SYNCED book with sequence `seq`:
+Sequence rules (docs/kucoin.md 3.8), book_apply_l2 on a SYNCED book with sequence `seq`:
   sequenceEnd <= seq            -> L2_STALE (skipped, n_stale += 1)
   sequenceStart > seq + 1       -> L2_GAP (status RESYNCING, n_gap += 1, message buffered)
   otherwise per change: entry sequence <= seq skipped; price 0 only advances the sequence
@@ -150,7 +150,7 @@ def alloc_snapshot(levels: int):
 
 
 def snapshot_arrays(data: dict, levels: int):
-    """REST snapshot `data` (kucoin-api.md 3.7, strings) -> (seq, ts_ms, px, sz, n).
+    """REST snapshot `data` (docs/kucoin.md 3.7, strings) -> (seq, ts_ms, px, sz, n).
 
     Off the hot thread (snapshot fetcher, tests). Keeps at most `levels` per side: pass
     depth + 1 so book_load_snapshot sees that the side goes on (and sets the horizon), and
@@ -306,7 +306,7 @@ def book_load_snapshot(state, px, sz, sym, seq, ts_ms, recv_ns, snap_px, snap_sz
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _apply_entry(state, px, sz, sym, side, price, size, entry_seq, base_seq):
-    # kucoin-api.md 3.8: per-entry sequences <= the book's sequence before this message
+    # docs/kucoin.md 3.8: per-entry sequences <= the book's sequence before this message
     # are already in the book; 3.6: price "0" entries only advance the sequence.
     if entry_seq <= base_seq or price == 0.0 or side < 0:
         return
@@ -429,7 +429,7 @@ def book_apply_l2(state, px, sz, sym, seq_start, seq_end, ts_ms, recv_ns, change
         return _buffer_msg(state, pend, pctl, sym, seq_start, seq_end, ts_ms, recv_ns, changes,
                            n_changes)
     base = b["seq"]
-    if seq_end <= base:                       # kucoin-api.md 3.8: already in the book
+    if seq_end <= base:                       # docs/kucoin.md 3.8: already in the book
         b["n_stale"] += 1
         return L2_STALE
     if seq_start > base + 1:                  # 3.8 / 8.3: messages were lost -> resync

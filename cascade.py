@@ -1,8 +1,8 @@
 """Pure leg arithmetic for the executor: fee hold, increment floor, limits, leg sizing, PnL.
 
 Owns: `Increment` and `SymbolRules` (per-symbol exact increments and limits, built once at
-start-up from the KuCoin v2 symbol list, kucoin-api.md 6.1) and the plain functions the
-seed's `cascade.c` named (executor_migration.md phase 3): `fee_hold_reduction`,
+start-up from the KuCoin v2 symbol list, docs/kucoin.md 6.1) and the plain functions the
+seed's `cascade.c` named (docs/design.md 6): `fee_hold_reduction`,
 `floor_to_increment`, `balance_override`, `triangle_pnl`, plus `size_leg`, which turns a leg's
 input amount into the exact decimal string of the market order's `funds` or `size` field.
 
@@ -11,7 +11,7 @@ it fires leg 0 itself), on the critical path between a fill and the next order. 
 blocks, locks, allocates arrays or touches shared state; `size_leg` costs ~0.7 us (see
 tests/test_cascade.py, which prints a measurement).
 
-Exactness (kucoin-api.md 5.2, 5.9, 8.8): a market buy sends `funds`, a multiple of
+Exactness (docs/kucoin.md 5.2, 5.9, 8.8): a market buy sends `funds`, a multiple of
 `quoteIncrement`; a market sell sends `size`, a multiple of `baseIncrement`. A string such as
 "0.6930000000000001" is rejected with `400100 Order size increment invalid.`. So amounts
 are counted in integer *units* of 10**-dp, where dp is the number of decimals of the
@@ -38,12 +38,12 @@ hold the fraction, so the floor is done exactly on the float's binary value, wit
 tolerance. When in doubt the floor goes down: dust of one increment costs little, a
 rejected leg strands the triangle.
 
-Fees (CONTRACT "Fees", kucoin-api.md 6.6): charged in the quote currency on both sides. A
+Fees (docs/kucoin.md 6.6): charged in the quote currency on both sides. A
 market buy by funds F buys notional <= F and pays notional*fee on top, holding F*(1+fee); so a
 buy leg with Q quote available sends funds = floor(Q / (1+fee)). A sell of size S receives
 notional*(1-fee) quote.
 
-Run the tests: `cd /work/main && /work/venv/bin/python -m pytest -q tests/test_cascade.py -s`.
+Run the tests: `python -m pytest -q tests/test_cascade.py -s`.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
-# Order side of a leg; same values as triangles.py (CONTRACT "Shared codes").
+# Order side of a leg; same values as triangles.py (universe.py owns them).
 LEG_BUY = 0   # spend quote, receive base; market order by `funds`
 LEG_SELL = 1  # spend base, receive quote; market order by `size`
 
@@ -145,14 +145,14 @@ def floor_to_increment(x: float, inc: Increment) -> int:
 
 
 def fee_hold_reduction(available: float, fee: float) -> float:
-    """Largest `funds` whose hold funds*(1+fee) fits in `available` quote (CONTRACT "Fees":
-    a market buy by funds holds the taker fee on top, kucoin-api.md 6.6). Floor it next."""
+    """Largest `funds` whose hold funds*(1+fee) fits in `available` quote (docs/kucoin.md 6.6:
+    a market buy by funds holds the taker fee on top, docs/kucoin.md 6.6). Floor it next."""
     return available / (1.0 + fee)
 
 
 def balance_override(computed: float, available) -> float:
     """Sell-leg input: the lower of what we computed we received and the latest `available`
-    balance of that currency from the private balance feed (kucoin-api.md 4.2).
+    balance of that currency from the private balance feed (docs/kucoin.md 4.2).
 
     Never more than we received: a balance above it includes coins held before the triangle,
     which are not ours to sell. Lower means KuCoin credited less than our arithmetic (fee
@@ -167,7 +167,7 @@ def balance_override(computed: float, available) -> float:
 
 @dataclass(frozen=True, slots=True)
 class SymbolRules:
-    """Trading rules of one symbol with exact increments (kucoin-api.md 6.1).
+    """Trading rules of one symbol with exact increments (docs/kucoin.md 6.1).
 
     Limits are kept as exact units of the matching increment's scale: minimums rounded up
     (`*_min_u`), maximums rounded down (`*_max_u`), so comparisons with a floored amount are
@@ -216,14 +216,14 @@ class SymbolRules:
 
 
 def effective_taker_fee(d: dict, account_rate: float) -> float:
-    """Account taker rate (`/api/v1/trade-fees`, kucoin-api.md 6.2) times the symbol's
-    takerFeeCoefficient (0 = no fee; missing = 1), kucoin-api.md 6.6."""
+    """Account taker rate (`/api/v1/trade-fees`, docs/kucoin.md 6.2) times the symbol's
+    takerFeeCoefficient (0 = no fee; missing = 1), docs/kucoin.md 6.6."""
     return float(account_rate) * float(d.get("takerFeeCoefficient") or "1")
 
 
 def check_leg_limits(rules: SymbolRules, side: int, units: int, best_bid: float):
     """None if a market order of `units` (funds units for a buy, size units for a sell)
-    passes KuCoin's limits (kucoin-api.md 5.2, 5.9), else the reason as a string.
+    passes KuCoin's limits (docs/kucoin.md 5.2, 5.9), else the reason as a string.
 
     Buy by funds: funds >= quoteMinSize, funds >= minFunds, funds <= quoteMaxSize.
     Sell by size: size >= baseMinSize, size <= baseMaxSize, size*best_bid >= minFunds.
@@ -291,7 +291,7 @@ def sum_matches(sizes, prices) -> tuple[float, float]:
 
 def leg_output(side: int, total_sz: float, total_funds: float, fee: float) -> float:
     """What a leg received: base = sum of match sizes (buy; the fee is paid in quote on top),
-    or quote = notional * (1 - fee) (sell). kucoin-api.md 6.6."""
+    or quote = notional * (1 - fee) (sell). docs/kucoin.md 6.6."""
     if side == LEG_BUY:
         return total_sz
     return total_funds * (1.0 - fee)

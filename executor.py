@@ -4,11 +4,11 @@ Owner: one executor thread per slot (run.py starts `Executor.run` for each). The
 execution state lives in one row of the shared EXEC array (EXEC_DTYPE), not on a thread's
 stack, and `fire_leg` ("size and fire leg k") is one function either thread can call: the
 hot thread calls it for leg 0 when fire_from = hot (no GIL hand-off before the first
-order, DESIGN.md sections 2 and 9), the executor otherwise and for legs 1 and 2. Whoever
+order, docs/design.md 2 and 9), the executor otherwise and for legs 1 and 2. Whoever
 fires a leg writes that leg's fields; the signal ring's publish orders the hot thread's
 writes before the executor's reads.
 
-Per leg (seed executor_migration.md phase 3, DESIGN.md section 6): input = start volume
+Per leg (docs/design.md 6): input = start volume
 (leg 0) or the previous leg's output -> cascade.size_leg (fee hold for a buy by funds,
 floor to the increment, minimum checks) -> POST on the slot's kept-alive connection for
 that leg (orderwire) -> read the response -> live: accumulate the private feed's match
@@ -41,8 +41,8 @@ from kucoin import KucoinClient, KucoinError, NotFound
 from orderwire import OrderConn, OrderWireError, ResponseLost
 
 PATH_PLACE = "/api/v1/hf/orders"
-PATH_TEST = "/api/v1/hf/orders/test"    # kucoin-api.md 5.3: validated, never matched
-PATH_SYNC = "/api/v1/hf/orders/sync"    # kucoin-api.md 5.4: answers after matching
+PATH_TEST = "/api/v1/hf/orders/test"    # docs/kucoin.md 5.3: validated, never matched
+PATH_SYNC = "/api/v1/hf/orders/sync"    # docs/kucoin.md 5.4: answers after matching
 
 # Leg phase codes (EXEC_DTYPE.phase[k])
 PH_IDLE = 0
@@ -187,8 +187,8 @@ class Executor:
         """Run fire_leg's work for leg 0 of triangle `tri` on scratch values without sending
         or touching the slot's state: sizing, body, signature, request bytes. The hot thread
         calls it when it has nothing to do, because the fire path runs only a few dozen
-        times a second and is cold each time: measured 15x slower than in a loop (DESIGN.md
-        section 9; README latency table). Returns the request length (so nothing is
+        times a second and is cold each time: measured 15x slower than in a loop (docs/design.md
+        9; README latency table). Returns the request length (so nothing is
         optimised away)."""
         sym, side, rules, body_fmt = self.plans[tri][0]
         sized = cascade.size_leg(rules, side, 1e9, 1.0)
@@ -225,7 +225,7 @@ class Executor:
             return self._leg_failed(k, amount, 0, f"L{k} not placed: {sized}", new_tri)
         field, text, value = sized
         coid = self.coid_fmt[k] % self.corr
-        # kucoin-api.md 0 and 8.6: compact JSON, signed over exactly the bytes sent.
+        # docs/kucoin.md 0 and 8.6: compact JSON, signed over exactly the bytes sent.
         body = (body_fmt % (coid, text)).encode()
         conn = self.conns[k]
         req = conn.post_request(self.signer, self.path_b,
@@ -308,10 +308,10 @@ class Executor:
         return self.claims.setdefault((corr, k), me) == me
 
     def fire_next_from_hot(self, corr: int, k: int, filled_sz: float, filled_funds: float) -> bool:
-        """Hot thread: leg k's terminal event (filled/canceled, kucoin-api.md 4.1) was just
+        """Hot thread: leg k's terminal event (filled/canceled, docs/kucoin.md 4.1) was just
         routed; fire leg k+1 from the hot thread's own running totals of leg k's matches,
-        without waking this executor first (the GIL hand-off measured at 100-400 us, DESIGN.md
-        sections 2 and 9). Same sizing as the executor would do (cascade.size_leg on the leg's
+        without waking this executor first (the GIL hand-off measured at 100-400 us, docs/design.md
+        2 and 9). Same sizing as the executor would do (cascade.size_leg on the leg's
         output). Declines (False) when the executor owns the decision: another corr, leg k not
         open, cancel requested, await_balance (needs the balance feed), nothing received."""
         if self.hot_fires_legs is False or self.corr != corr or k >= 2 or self.await_balance:
@@ -351,7 +351,7 @@ class Executor:
         try:
             status, _headers, body = self.conns[k].read_response()
         except ResponseLost as e:
-            # The order may exist: never resend; ask REST by clientOid (kucoin-api.md 5.1).
+            # The order may exist: never resend; ask REST by clientOid (docs/kucoin.md 5.1).
             r["resp_ns"][0, k] = time.monotonic_ns()
             self.log(f"executor {self.slot}: L{k} {e}; asking REST for {r['coid'][0, k].decode()}")
             return self._rest_fallback(k, tri, accepted_unknown=True)
@@ -366,7 +366,7 @@ class Executor:
             code, msg, order_id = "", f"unparseable response HTTP {status}: {bytes(body[:80])!r}", None
         if code != "200000":
             if code == "429000" or status == 429:
-                # kucoin-api.md 7.1: the pool is exhausted until its window resets; tell the
+                # docs/kucoin.md 7.1: the pool is exhausted until its window resets; tell the
                 # hot thread to signal nothing until then (this slot's cell; one writer each).
                 try:
                     reset_ms = float(_headers.get("gw-ratelimit-reset", "") or 1000.0)
@@ -460,7 +460,7 @@ class Executor:
 
     def _rest_fallback(self, k: int, tri, accepted_unknown: bool) -> bool:
         """Ask REST for the leg's order by clientOid; take its figures if it is done, cancel
-        it if it is still active (kucoin-api.md 5.1, 5.6, 5.8)."""
+        it if it is still active (docs/kucoin.md 5.1, 5.6, 5.8)."""
         r = self.row
         sym = self.uni.symbols[int(tri[f"sym{k}"])]
         coid = r["coid"][0, k].decode()
@@ -525,7 +525,7 @@ class Executor:
         side = int(tri[f"side{k}"])
         lg = report.LegReport(
             leg=k, side=side, symbol=rules.symbol,
-            fee_ccy=rules.quote,     # kucoin-api.md 6.6: the fee is in the quote, either side
+            fee_ccy=rules.quote,     # docs/kucoin.md 6.6: the fee is in the quote, either side
             from_ccy=self.uni.currencies[int(tri[f"ccy{k}"])],
             to_ccy=self.uni.currencies[int(tri[f"ccy{(k + 1) % 3}"])],
             order_field=r["order_field"][0, k].decode(), order_text=r["order_text"][0, k].decode(),

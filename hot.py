@@ -7,7 +7,7 @@ rules, evaluate the triangles through that symbol, pick a free isolated slot and
 signal); at a signal it returns, leg 0 is fired right here (fire_from = hot;
 executor.fire_leg), the signal is pushed to the slot's ring (eventfd wake) and the call
 resumes with the next frame. The other frames come back as a list:
-- private orderChange (kucoin-api.md 4.1) -> the clientOid names corr, slot and leg
+- private orderChange (docs/kucoin.md 4.1) -> the clientOid names corr, slot and leg
   (rings.parse_client_oid) -> a FILL record to that slot's fill ring -> eventfd;
 - private account.balance (4.2) -> balances[currency] = available;
 - welcome/ack/pong/error/notice -> link bookkeeping, counters, log lines.
@@ -299,7 +299,7 @@ class HotLoop:
                 elif subject == "account.balance":
                     self._on_balance(doc["data"])
                 elif subject == "trade.l2update":
-                    # KuCoin's frames are compact JSON (kucoin-api.md 3.6); the kernels look
+                    # KuCoin's frames are compact JSON (docs/kucoin.md 3.6); the kernels look
                     # for the compact subject. Counted and logged; the sequence gap it leaves
                     # makes the book resync from a snapshot.
                     self._bad(f"level2 frame not in compact form: {bytes(data[:120])!r}")
@@ -319,7 +319,7 @@ class HotLoop:
                 topic = link.pending_acks.pop(str(doc.get("id")), None)
                 self.log(f"hot: ws error on {link.connect_id}: {code} {doc.get('data')}"
                          + (f" (subscribe {topic[:60]})" if topic else ""))
-                if code == 401:  # kucoin-api.md 2.6: token invalid/expired -> new token
+                if code == 401:  # docs/kucoin.md 2.6: token invalid/expired -> new token
                     self._close(link, "token rejected")
             elif kind in ("notice", "command"):
                 cnt[C["notices"]] += 1
@@ -370,7 +370,7 @@ class HotLoop:
         sh = self.sh
         if self.fire_from_hot:
             # Fire leg 0 on this thread: no hand-off under the GIL before the first order
-            # (DESIGN.md section 2 and 9). The executor reads the response.
+            # (docs/design.md 2 and 9). The executor reads the response.
             self.executors[slot].fire_leg0()
             self.counters[C["fired_leg0"]] += 1
         sh.sig_stage[0]["push_ns"] = time.monotonic_ns()

@@ -14,7 +14,7 @@ result cells. Inside, `process_chunk` cuts the WebSocket frames (wsread.next_fra
 each level2 frame's symbol (topics.level2_symbol) and runs it through pipeline.on_level2
 in order, returning at the first frame that stages a signal so leg 0 goes out before the
 rest of the chunk is looked at. On the private link, each orderChange of one of our orders
-(kucoin-api.md 4.1) is read by privwire and routed to its slot's fill ring here too
+(docs/kucoin.md 4.1) is read by privwire and routed to its slot's fill ring here too
 (route_fill), returning to Python only at a leg's terminal event, which fires the next leg:
 that event no longer waits behind Python handling of the events before it in its chunk.
 Every other frame (acks, pongs, balances, foreign orders, control and fragmented frames)
@@ -315,7 +315,7 @@ def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, fill,
         if b0 == 0x80 | wsread.OP_TEXT:    # a whole text frame: maybe level2
             sym = topics.level2_symbol(buf, s, e, sym_slots, sym_names, sym_lens)
             if sym == -2 and topics.find(buf, s, e, ORDER_SUBJECT) >= 0:
-                # kucoin-api.md 4.1: one of our orders (or a foreign one: handed back)
+                # docs/kucoin.md 4.1: one of our orders (or a foreign one: handed back)
                 slot = privwire.parse_order_change(buf[s:e], fill, fill_raw, recv_ns,
                                                    fill_rings.shape[0])
                 if slot >= 0:

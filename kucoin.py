@@ -10,16 +10,16 @@ thread gets its own HTTP(S)ConnectionPool (one kept-alive connection), simdjson 
 and rate-limit record through threading.local, so threads never contend or share a
 socket. `clock_offset_ms` is written by whoever calls `sync_clock()` and read by all.
 
-Conventions (kucoin-api.md section 0): decimal fields are strings on the wire; every field
+Conventions (docs/kucoin.md 0): decimal fields are strings on the wire; every field
 named in DECIMAL_FIELDS is returned as decimal.Decimal built from that exact string. Order
-sizes/funds are taken only as str or Decimal (floats raise TypeError: kucoin-api.md 8.8).
-Queries are sent with commas raw and signed un-encoded (kucoin-api.md 1.2), so the bytes
+sizes/funds are taken only as str or Decimal (floats raise TypeError: docs/kucoin.md 8.8).
+Queries are sent with commas raw and signed un-encoded (docs/kucoin.md 1.2), so the bytes
 signed and the bytes sent are the same for every value this client sends.
 
 No automatic retries of POST/DELETE: a retried order POST could double an order. Only a
 GET whose kept-alive connection turned out dead is retried, once.
 
-Test: /work/venv/bin/python -m pytest -q tests/test_kucoin.py (local stub server plus the
+Test: python -m pytest -q tests/test_kucoin.py (local stub server plus the
 simulator fixture from tests/conftest.py).
 """
 from __future__ import annotations
@@ -39,9 +39,9 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from signer import Signer
 
 DEFAULT_TIMEOUT_S = 5.0
-OK_CODE = "200000"  # kucoin-api.md 0: success code is the string "200000"
+OK_CODE = "200000"  # docs/kucoin.md 0: success code is the string "200000"
 
-# kucoin-api.md 6.1 / 6.2-6.4 / 5.4 / 5.6: fields that are decimal strings on the wire.
+# docs/kucoin.md 6.1 / 6.2-6.4 / 5.4 / 5.6: fields that are decimal strings on the wire.
 DECIMAL_FIELDS = frozenset((
     # symbols (6.1)
     "baseMinSize", "quoteMinSize", "baseMaxSize", "quoteMaxSize", "baseIncrement",
@@ -58,9 +58,9 @@ DECIMAL_FIELDS = frozenset((
     "originFunds", "cancelSize", "fee", "visibleSize", "tax",
 ))
 
-# kucoin-api.md 5.2: clientOid <= 40 chars of [A-Za-z0-9_-].
+# docs/kucoin.md 5.2: clientOid <= 40 chars of [A-Za-z0-9_-].
 _CLIENT_OID_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
-# Symbols are BASE-QUOTE (kucoin-api.md 0); ids/currencies are plain tokens. Checking them
+# Symbols are BASE-QUOTE (docs/kucoin.md 0); ids/currencies are plain tokens. Checking them
 # keeps every value we put in a JSON body or URL free of characters needing escapes.
 _TOKEN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # A plain positive-or-zero decimal string as KuCoin expects it: no sign, exponent or spaces.
@@ -68,12 +68,12 @@ _DECIMAL_STR_RE = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 ORDER_SIDES = ("buy", "sell")
 ORDER_TYPES = ("market", "limit")
-SNAPSHOT_DEPTHS = (20, 100)  # kucoin-api.md 3.7: level2_20 / level2_100
-TRADE_FEES_BATCH = 10        # kucoin-api.md 6.2: up to 10 symbols per call
+SNAPSHOT_DEPTHS = (20, 100)  # docs/kucoin.md 3.7: level2_20 / level2_100
+TRADE_FEES_BATCH = 10        # docs/kucoin.md 6.2: up to 10 symbols per call
 
-# kucoin-api.md 1.6: gateway auth codes 400001-400010.
+# docs/kucoin.md 1.6: gateway auth codes 400001-400010.
 _AUTH_CODES = frozenset(str(c) for c in range(400001, 400011))
-# kucoin-api.md 5.8: texts seen for unknown / no-longer-cancelable orders.
+# docs/kucoin.md 5.8: texts seen for unknown / no-longer-cancelable orders.
 _NOT_EXIST_RE = re.compile(r"not[ _]exist|does not exist", re.IGNORECASE)
 
 # Endpoint kinds: how a non-200000 answer is classified.
@@ -103,26 +103,26 @@ class KucoinError(Exception):
 
 
 class RateLimited(KucoinError):
-    """HTTP 429 / 429000 (kucoin-api.md 7.1). `reset_ms` from gw-ratelimit-reset if sent."""
+    """HTTP 429 / 429000 (docs/kucoin.md 7.1). `reset_ms` from gw-ratelimit-reset if sent."""
 
     reset_ms = None
 
 
 class ServerError(KucoinError):
-    """HTTP 5xx or 500000 (kucoin-api.md 1.6). For an order POST the order may exist."""
+    """HTTP 5xx or 500000 (docs/kucoin.md 1.6). For an order POST the order may exist."""
 
 
 class AuthError(KucoinError):
-    """400001-400010: key, sign, passphrase, timestamp (400002), version, IP (kucoin-api.md 1.6)."""
+    """400001-400010: key, sign, passphrase, timestamp (400002), version, IP (docs/kucoin.md 1.6)."""
 
 
 class OrderRejected(KucoinError):
     """A business error on an order placement endpoint, e.g. 400100 increment, 200004
-    balance, 600100 min funds, 300000 quantity (kucoin-api.md 5.9)."""
+    balance, 600100 min funds, 300000 quantity (docs/kucoin.md 5.9)."""
 
 
 class NotFound(KucoinError):
-    """404000, or an order that does not exist / can no longer be canceled (kucoin-api.md
+    """404000, or an order that does not exist / can no longer be canceled (docs/kucoin.md
     5.8: a cancel that races a fill also lands here; query the order to learn which)."""
 
 
@@ -135,7 +135,7 @@ def _decimal(value, field):
     if value is None or isinstance(value, Decimal):
         return value
     if isinstance(value, float):
-        # kucoin-api.md 0 says decimals are strings; if one ever comes as a JSON number,
+        # docs/kucoin.md 0 says decimals are strings; if one ever comes as a JSON number,
         # repr gives the shortest text that round-trips, i.e. what the server printed.
         value = repr(value)
     elif isinstance(value, int):
@@ -167,7 +167,7 @@ def decimal_str(value, name: str) -> str:
     """A size/funds/price argument as the exact decimal string sent to KuCoin.
 
     Only str and Decimal are accepted: a float such as 0.6930000000000001 is the classic
-    cause of `Order size increment invalid.` (kucoin-api.md 8.8).
+    cause of `Order size increment invalid.` (docs/kucoin.md 8.8).
     """
     if isinstance(value, Decimal):
         if not value.is_finite() or value < 0:
@@ -190,18 +190,18 @@ def _token(value, name: str) -> str:
 
 def _client_oid(value) -> str:
     if not isinstance(value, str) or not _CLIENT_OID_RE.fullmatch(value):
-        raise ValueError("clientOid must be 1-40 chars of [A-Za-z0-9_-] (kucoin-api.md 5.2)")
+        raise ValueError("clientOid must be 1-40 chars of [A-Za-z0-9_-] (docs/kucoin.md 5.2)")
     return value
 
 
 def order_body(symbol: str, side: str, clientOid: str, size=None, funds=None,
                type: str = "market", price=None) -> bytes:
-    """Compact JSON body of an HF order (kucoin-api.md 5.2), built once as the exact bytes
-    that are signed and sent (kucoin-api.md 8.6: a body re-serialized differently from the
+    """Compact JSON body of an HF order (docs/kucoin.md 5.2), built once as the exact bytes
+    that are signed and sent (docs/kucoin.md 8.6: a body re-serialized differently from the
     signed one fails with 400005).
 
     Market: exactly one of `size` (base, multiple of baseIncrement) or `funds` (quote,
-    multiple of quoteIncrement). Limit: `price` and `size`. Key order matches kucoin-api.md
+    multiple of quoteIncrement). Limit: `price` and `size`. Key order matches docs/kucoin.md
     1.5's vector. All values are validated to need no JSON escaping.
     """
     if side not in ORDER_SIDES:
@@ -232,7 +232,7 @@ def order_body(symbol: str, side: str, clientOid: str, size=None, funds=None,
 def build_query(params) -> tuple[str, str]:
     """(sent, signed) query strings for ordered (key, value) pairs, None values dropped.
 
-    kucoin-api.md 1.2: the signature covers the un-encoded query. Values are
+    docs/kucoin.md 1.2: the signature covers the un-encoded query. Values are
     percent-encoded for sending except ',' (legal in a query, and what KuCoin's own docs
     and ccxt send raw), so for symbols, currencies and ids sent == signed.
     """
@@ -277,7 +277,7 @@ class KucoinClient:
         self.timeout = urllib3.Timeout(
             connect=connect_timeout_s if connect_timeout_s is not None else timeout_s,
             read=timeout_s)
-        # kucoin-api.md 1.4 / 8.5: server time minus local time, added to every signed
+        # docs/kucoin.md 1.4 / 8.5: server time minus local time, added to every signed
         # KC-API-TIMESTAMP. Written by sync_clock(), read by every thread (int: atomic).
         self.clock_offset_ms = 0
         self.clock_rtt_ms = None
@@ -306,7 +306,7 @@ class KucoinClient:
 
     @property
     def rate_limit(self) -> dict:
-        """Calling thread's last gw-ratelimit-* values (kucoin-api.md 7.1): keys `limit`,
+        """Calling thread's last gw-ratelimit-* values (docs/kucoin.md 7.1): keys `limit`,
         `remaining`, `reset_ms` (ms until the pool's window resets), `path`; {} if none."""
         return self._state().rate_limit
 
@@ -403,7 +403,7 @@ class KucoinClient:
 
     @staticmethod
     def _classify(code, msg, status, url, kind, headers):
-        """Error envelope -> typed error (kucoin-api.md 1.6, 5.8, 5.9, 7.1)."""
+        """Error envelope -> typed error (docs/kucoin.md 1.6, 5.8, 5.9, 7.1)."""
         if status == 429 or code == "429000":
             err = RateLimited(code, msg, status, url)
             reset = headers.get("gw-ratelimit-reset")
@@ -426,11 +426,11 @@ class KucoinClient:
     # ---- time -----------------------------------------------------------------------
 
     def server_time_ms(self) -> int:
-        """GET /api/v1/timestamp (kucoin-api.md 1.4): server time in ms."""
+        """GET /api/v1/timestamp (docs/kucoin.md 1.4): server time in ms."""
         return int(self._request("GET", "/api/v1/timestamp"))
 
     def sync_clock(self, samples: int = 3) -> int:
-        """Measure and store clock_offset_ms = server time - local time (kucoin-api.md 1.4).
+        """Measure and store clock_offset_ms = server time - local time (docs/kucoin.md 1.4).
 
         The server stamped its time somewhere inside the round trip; the midpoint of the
         request is the best local estimate of that instant. Of `samples` requests the one
@@ -451,12 +451,12 @@ class KucoinClient:
     # ---- reference data -------------------------------------------------------------
 
     def symbols(self, market: str | None = None) -> list:
-        """GET /api/v2/symbols (kucoin-api.md 6.1): list of symbol dicts, decimals as Decimal."""
+        """GET /api/v2/symbols (docs/kucoin.md 6.1): list of symbol dicts, decimals as Decimal."""
         q = [("market", _token(market, "market"))] if market is not None else ()
         return self._request("GET", "/api/v2/symbols", q) or []
 
     def trade_fees(self, symbols) -> dict:
-        """GET /api/v1/trade-fees in batches of 10 (kucoin-api.md 6.2), merged into
+        """GET /api/v1/trade-fees in batches of 10 (docs/kucoin.md 6.2), merged into
         {symbol: {"symbol", "takerFeeRate", "makerFeeRate", ...}} with Decimal rates."""
         syms = [_token(s, "symbol") for s in symbols]
         out = {}
@@ -469,34 +469,34 @@ class KucoinClient:
         return out
 
     def base_fee(self, currency_type: int | None = None) -> dict:
-        """GET /api/v1/base-fee (kucoin-api.md 6.3): {"takerFeeRate", "makerFeeRate"}."""
+        """GET /api/v1/base-fee (docs/kucoin.md 6.3): {"takerFeeRate", "makerFeeRate"}."""
         q = [("currencyType", int(currency_type))] if currency_type is not None else ()
         return self._request("GET", "/api/v1/base-fee", q, signed=True)
 
     def accounts(self, currency: str | None = None, type: str | None = None) -> list:
-        """GET /api/v1/accounts (kucoin-api.md 6.4): [{id, currency, type, balance,
+        """GET /api/v1/accounts (docs/kucoin.md 6.4): [{id, currency, type, balance,
         available, holds}] with Decimal amounts. Orders draw only on type "trade"."""
         q = [("currency", None if currency is None else _token(currency, "currency")),
              ("type", None if type is None else _token(type, "type"))]
         return self._request("GET", "/api/v1/accounts", q, signed=True) or []
 
     def bullet_public(self) -> dict:
-        """POST /api/v1/bullet-public (kucoin-api.md 2.1): {token, instanceServers}."""
+        """POST /api/v1/bullet-public (docs/kucoin.md 2.1): {token, instanceServers}."""
         return self._request("POST", "/api/v1/bullet-public")
 
     def bullet_private(self) -> dict:
-        """POST /api/v1/bullet-private, signed over an empty body (kucoin-api.md 1.2, 2.1)."""
+        """POST /api/v1/bullet-private, signed over an empty body (docs/kucoin.md 1.2, 2.1)."""
         return self._request("POST", "/api/v1/bullet-private", signed=True)
 
     def level2_snapshot(self, symbol: str, depth: int = 100) -> dict:
-        """GET level2_20 / level2_100 (kucoin-api.md 3.7).
+        """GET level2_20 / level2_100 (docs/kucoin.md 3.7).
 
         Returns {"sequence": int, "time": int (ms), "bids": [[px, sz], ...],
         "asks": [...]} with prices/sizes left as the exchange's strings (books.py converts
         them); bids high->low, asks low->high. Only `depth` levels per side (8.4).
         """
         if depth not in SNAPSHOT_DEPTHS:
-            raise ValueError("depth must be 20 or 100 (kucoin-api.md 3.7)")
+            raise ValueError("depth must be 20 or 100 (docs/kucoin.md 3.7)")
         data = self._request("GET", f"/api/v1/market/orderbook/level2_{depth}",
                              [("symbol", _token(symbol, "symbol"))], decimals=False)
         return {"sequence": int(data["sequence"]),  # a string on the wire (3.7)
@@ -513,7 +513,7 @@ class KucoinClient:
 
     def place_order(self, symbol, side, clientOid, size=None, funds=None, type="market",
                     price=None) -> dict:
-        """POST /api/v1/hf/orders (kucoin-api.md 5.1/5.2) -> {"orderId", "clientOid"}.
+        """POST /api/v1/hf/orders (docs/kucoin.md 5.1/5.2) -> {"orderId", "clientOid"}.
         Never retried. On ServerError/TransportError the order may exist: query it by
         clientOid (get_order_by_client_oid) before doing anything else."""
         return self._post_order("/api/v1/hf/orders", symbol, side, clientOid, size, funds,
@@ -521,30 +521,30 @@ class KucoinClient:
 
     def test_order(self, symbol, side, clientOid, size=None, funds=None, type="market",
                    price=None) -> dict:
-        """POST /api/v1/hf/orders/test (kucoin-api.md 5.3): validated, never matched."""
+        """POST /api/v1/hf/orders/test (docs/kucoin.md 5.3): validated, never matched."""
         return self._post_order("/api/v1/hf/orders/test", symbol, side, clientOid, size,
                                 funds, type, price)
 
     def place_order_sync(self, symbol, side, clientOid, size=None, funds=None,
                          type="market", price=None) -> dict:
-        """POST /api/v1/hf/orders/sync (kucoin-api.md 5.4): order state after matching."""
+        """POST /api/v1/hf/orders/sync (docs/kucoin.md 5.4): order state after matching."""
         return self._post_order("/api/v1/hf/orders/sync", symbol, side, clientOid, size,
                                 funds, type, price)
 
     def get_order(self, order_id: str, symbol: str) -> dict:
-        """GET /api/v1/hf/orders/{orderId}?symbol= (kucoin-api.md 5.6). NotFound if unknown."""
+        """GET /api/v1/hf/orders/{orderId}?symbol= (docs/kucoin.md 5.6). NotFound if unknown."""
         return self._request(
             "GET", f"/api/v1/hf/orders/{_token(order_id, 'order_id')}",
             [("symbol", _token(symbol, "symbol"))], signed=True, kind=_KIND_LOOKUP)
 
     def get_order_by_client_oid(self, client_oid: str, symbol: str) -> dict:
-        """GET /api/v1/hf/orders/client-order/{clientOid}?symbol= (kucoin-api.md 5.1)."""
+        """GET /api/v1/hf/orders/client-order/{clientOid}?symbol= (docs/kucoin.md 5.1)."""
         return self._request(
             "GET", f"/api/v1/hf/orders/client-order/{_client_oid(client_oid)}",
             [("symbol", _token(symbol, "symbol"))], signed=True, kind=_KIND_LOOKUP)
 
     def cancel_order(self, order_id: str, symbol: str) -> dict:
-        """DELETE /api/v1/hf/orders/{orderId}?symbol= -> {"orderId"} (kucoin-api.md 5.1).
+        """DELETE /api/v1/hf/orders/{orderId}?symbol= -> {"orderId"} (docs/kucoin.md 5.1).
         Only requests the cancel; an order already filled/canceled raises NotFound (5.8)."""
         return self._request(
             "DELETE", f"/api/v1/hf/orders/{_token(order_id, 'order_id')}",

@@ -4,10 +4,10 @@ Owns: CHANGE_DTYPE (one price-level change), L2HDR_DTYPE (one frame's sequence r
 time), the side codes SIDE_BID/SIDE_ASK (re-exported by books.py), the parse_l2 kernel and
 the exact decimal-string -> float64 conversion it uses.
 Called by: the hot thread, once per level2 frame (directly or through books.book_on_frame);
-nothing here allocates per call or builds a Python object per price level (DESIGN.md 9).
-Test: `cd /work/main && /work/venv/bin/python -m pytest -q tests/test_l2wire.py`.
+nothing here allocates per call or builds a Python object per price level (docs/design.md 9).
+Test: `python -m pytest -q tests/test_l2wire.py`.
 
-Frame (kucoin-api.md 3.6; field order differs between the 2021 stream and the 2024 docs, so
+Frame (docs/kucoin.md 3.6; field order differs between the 2021 stream and the 2024 docs, so
 no order is assumed and any JSON whitespace is accepted):
   {"type":"message","topic":"/market/level2:BTC-USDT","subject":"trade.l2update",
    "data":{"changes":{"asks":[["67993.3","1.21427407","14701689783"]],"bids":[]},

@@ -1,7 +1,7 @@
 """The maintenance thread: every blocking network call the hot thread must not make.
 
 Owner: the maintenance thread (started by run.py; `MaintLoop.run` is its loop). It does:
-- open WebSocket links: bullet token (a fresh one on every connect, kucoin-api.md 8.1),
+- open WebSocket links: bullet token (a fresh one on every connect, docs/kucoin.md 8.1),
   WebSocket handshake, welcome check (2.3), subscribe requests in batches of <= 100 topics
   (2.7), then hands the connected link to the hot thread, which owns it from then on
   (it reads the acks, data, pongs);
@@ -31,9 +31,9 @@ from kucoin import KucoinError
 
 LEVEL2_TOPIC = "/market/level2:"
 PRIVATE_TOPICS = ("/spotMarket/tradeOrdersV2", "/account/balance")
-TOPICS_PER_REQUEST = 100  # kucoin-api.md 2.7: topics per subscribe request
-TOPICS_PER_LINK = 300     # kucoin-api.md 2.7: topics per connection
-CONNECTS_PER_MINUTE = 30  # kucoin-api.md 2.7: new connections per minute
+TOPICS_PER_REQUEST = 100  # docs/kucoin.md 2.7: topics per subscribe request
+TOPICS_PER_LINK = 300     # docs/kucoin.md 2.7: topics per connection
+CONNECTS_PER_MINUTE = 30  # docs/kucoin.md 2.7: new connections per minute
 
 SNAP_REQ_DTYPE = np.dtype([("sym", "i4"), ("req_ns", "i8")])
 
@@ -52,7 +52,7 @@ SNAP_FAILED = 1
 
 
 def plan_links(symbols: list[str]) -> list[list[str]]:
-    """Split the public level2 symbols into links of <= 300 topics (kucoin-api.md 2.7)."""
+    """Split the public level2 symbols into links of <= 300 topics (docs/kucoin.md 2.7)."""
     return [symbols[i:i + TOPICS_PER_LINK] for i in range(0, len(symbols), TOPICS_PER_LINK)]
 
 
@@ -87,7 +87,7 @@ def open_link(client, kind: str, symbols: list[str], ids, timeout_s: float = 10.
     bullet = client.bullet_private() if kind == "private" else client.bullet_public()
     srv = bullet["instanceServers"][0]
     connect_id = f"c{next(ids)}{time.time_ns() % 10**9}"
-    # kucoin-api.md 2.2: <endpoint>?token=<token>&connectId=<id>. The token contains '=',
+    # docs/kucoin.md 2.2: <endpoint>?token=<token>&connectId=<id>. The token contains '=',
     # which KuCoin accepts raw (hummingbot, kucoin-python-sdk send it unencoded).
     url = f"{srv['endpoint']}?token={bullet['token']}&connectId={connect_id}"
     try:
@@ -101,7 +101,7 @@ def open_link(client, kind: str, symbols: list[str], ids, timeout_s: float = 10.
     except (websocket.WebSocketException, OSError, ValueError) as e:
         ws.close()
         raise LinkError(f"{kind} link: no welcome: {e.__class__.__name__}: {e}") from None
-    # kucoin-api.md 2.3: the link is usable only after welcome; 2.6: 401 token invalid/expired.
+    # docs/kucoin.md 2.3: the link is usable only after welcome; 2.6: 401 token invalid/expired.
     if first.get("type") != "welcome":
         ws.close()
         raise LinkError(f"{kind} link: expected welcome, got {first.get('type')} "

@@ -3,7 +3,7 @@
 Owner: one executor slot each (the slot's executor thread, or the hot thread when it fires
 leg 0 itself; never both at once: the slot's acquire/release sequence orders them).
 
-Why not urllib3 here: DESIGN.md section 9 measured urllib3's request path at ~100 us from
+Why not urllib3 here: docs/design.md 9 measured urllib3's request path at ~100 us from
 "decide" to bytes sent, against ~20-30 us for writing a prebuilt, signed request on a
 kept-alive socket. Everything that is not on the order critical path (symbols, fees,
 snapshots, order queries) goes through kucoin.py and urllib3.
@@ -15,7 +15,7 @@ What this module guarantees:
   (an idle keep-alive socket that polls readable has been closed or broken) and reopened.
 - If the connection breaks after the request was written, `read_response()` raises
   ResponseLost: the order may or may not exist. The caller must then ask REST by clientOid
-  (kucoin-api.md 5.1 GET /api/v1/hf/orders/client-order/{clientOid}) - never resend blind,
+  (docs/kucoin.md 5.1 GET /api/v1/hf/orders/client-order/{clientOid}) - never resend blind,
   which could double the order.
 - Responses with Content-Length or chunked transfer encoding are read completely, so the
   next request on the socket starts clean.
@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 # libc send() called through ctypes.PyDLL keeps the GIL for the ~5-10 us of the syscall.
 # socket.sendall releases it, and on the order critical path a release is a chance for any
 # other runnable thread to take the GIL and hold it for a switch interval or more (the GIL
-# convoy, DESIGN.md section 9; measured in profiles/bench_latency.py). A small request
+# convoy, docs/design.md 9; measured in profiles/bench_latency.py). A small request
 # fits the socket buffer, so a non-blocking send never waits; anything unusual (EAGAIN, a
 # partial write, TLS) falls back to sendall.
 try:

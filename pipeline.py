@@ -2,8 +2,8 @@
 
 Owner: the hot thread (hot.py calls `on_level2` once per /market/level2 frame and
 `on_snapshot` once per REST snapshot that comes back from the maintenance thread).
-One Numba call per frame, so the Python -> Numba boundary is paid once (DESIGN.md 9):
-  parse (l2wire) -> apply under KuCoin's sequence rules (books, kucoin-api.md 3.8)
+One Numba call per frame, so the Python -> Numba boundary is paid once (docs/design.md 9):
+  parse (l2wire) -> apply under KuCoin's sequence rules (books, docs/kucoin.md 3.8)
   -> evaluate every triangle through the symbol (triangles) -> best candidate whose
   triangle, symbols and primary are free (slots isolation) -> acquire the slot and write
   the signal into the one-row staging array `sig_stage`.
@@ -103,7 +103,7 @@ def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed
     is skipped: in paper mode our fills do not consume the book, and in live mode the
     books may not yet show our own fills, so the same opportunity would fire again."""
     for k in range(len(backoff_ns)):
-        # an executor saw 429000 (kucoin-api.md 7.1): no order until the pool's window resets
+        # an executor saw 429000 (docs/kucoin.md 7.1): no order until the pool's window resets
         if backoff_ns[k] > eval_ns:
             counters[C_RATE_BACKOFF] += 1
             return NO_SIGNAL
@@ -329,7 +329,7 @@ def on_snapshot(snap, state, px, sz, pend, pctl, snap_limit, counters):
 # few microseconds on the hot thread that is a loss: any runnable thread (an executor
 # parsing a response, the log thread formatting a report) takes the GIL, and the hot thread
 # then waits for it for at least the switch interval, often far longer (the GIL convoy of
-# DESIGN.md section 9). Inner calls between jitted functions never touch the GIL, so only
+# docs/design.md 9). Inner calls between jitted functions never touch the GIL, so only
 # entry points differ; the level2 and re-evaluation entries are in hotctx.py.
 
 @njit(cache=True)

@@ -1,7 +1,7 @@
 """Byte-level parser of private orderChange frames into FILL records (hot thread).
 
 Owner: the hot thread (hotctx.process_chunk calls `parse_order_change` for every frame
-whose subject is orderChange, kucoin-api.md 4.1, inside the chunk kernel). It reads
+whose subject is orderChange, docs/kucoin.md 4.1, inside the chunk kernel). It reads
 the frame bytes, decodes the clientOid route (rings.client_oid: ta<corr hex>s<slot>l<leg>)
 and writes the FILL record, instead of simdjson object access, a regex and a dozen numpy
 field writes from Python: measured ~40 us per private frame on the hot thread in a live

@@ -1,9 +1,9 @@
 """Triangle reports: the one-line report, the JSONL journal record, the session summary.
 
 Owns: `TriangleReport` / `LegReport` (plain records of one triangle attempt), `format_line`
-(the seed's report line, executor_migration.md phase 7 and DESIGN.md section 6),
+(the seed's report line, docs/design.md 6),
 `journal_line` (one JSON object per line, every field), and `SessionSummary` (counts, PnL per
-primary quote, latency percentiles of DESIGN.md section 9).
+primary quote, latency percentiles of docs/design.md 9).
 
 Thread: the slot's executor builds a record while it runs the legs and hands it to the log
 thread, which calls `format_line` / `journal_line` and `SessionSummary.add`; run.py renders
@@ -27,7 +27,7 @@ bps have 2 decimals. Missing profit/bps render as `n/a`.
 Secrets: records have fixed fields (slots, no **extra), none of which is a credential, and
 the formatters render only those fields; error text is flattened to one line.
 
-Run the tests: `cd /work/main && /work/venv/bin/python -m pytest -q tests/test_report.py`.
+Run the tests: `python -m pytest -q tests/test_report.py`.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class LegReport:
     filled_sz: float = 0.0     # base filled = sum(match_sz)
     filled_funds: float = 0.0  # quote notional = sum(match_px * match_sz)
     n_matches: int = 0
-    fee: float = 0.0           # in fee_ccy (the symbol's quote, kucoin-api.md 6.6)
+    fee: float = 0.0           # in fee_ccy (the symbol's quote, docs/kucoin.md 6.6)
     fee_ccy: str = ""
     spent: float = 0.0         # in from_ccy
     received: float = 0.0      # in to_ccy
@@ -294,7 +294,7 @@ def percentile(sorted_vals: list, p: float) -> float:
 @dataclass(slots=True)
 class SessionSummary:
     """Accumulates records: counts, PnL per primary quote, amounts left held by failures,
-    error/reason counts, and latencies in us (DESIGN.md section 9):
+    error/reason counts, and latencies in us (docs/design.md 9):
     tick_to_fire = leg 0 bytes written - frame receipt; signal_to_fire = leg 0 bytes
     written - the evaluation that made the signal (the decision; with fire_from = executor
     it includes the ring push and the thread hand-off, the seed's "pipeline gap");

@@ -38,7 +38,7 @@ an acquire load. They are real LLVM atomics, emitted by two `numba.extending.int
 - On x86-64 (TSO) acquire loads and release stores compile to ordinary `mov`s, so they
   cost nothing at run time; on a weaker CPU (ARM) LLVM emits the needed barriers.
 - LLVM does not hoist an acquire load out of a loop, so a cursor read cannot go stale
-  (DESIGN.md 9; tests/test_rings.py spins on one to show it). Even so, no kernel here spins: consumers poll from Python or block on
+  (docs/design.md 9; tests/test_rings.py spins on one to show it). Even so, no kernel here spins: consumers poll from Python or block on
   the eventfd (`wait`), producers retry from Python.
 Under NUMBA_DISABLE_JIT=1 the same functions run as plain numpy indexing; the GIL then
 orders everything.
@@ -49,7 +49,7 @@ a ctypes pointer would be baked in as an address and disable Numba's cache). It 
 same clock as time.monotonic_ns(). `thread_id()` is pthread_self(), which equals
 threading.get_ident() on Linux. Linux x86-64 is assumed (eventfd, timespec layout).
 
-Test: `/work/venv/bin/python -m pytest -q tests/test_rings.py`.
+Test: `python -m pytest -q tests/test_rings.py`.
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ CTRL_LEN = 9 * CACHE_LINE_I8
 RING_FULL = -1    # ring_claim: no room (counted in CTRL_FULL)
 RING_EMPTY = -1   # ring_peek: nothing to read (counted in CTRL_EMPTY)
 
-# Private orderChange event kinds (kucoin-api.md 4.1, field `type`).
+# Private orderChange event kinds (docs/kucoin.md 4.1, field `type`).
 FILL_RECEIVED = 0
 FILL_MATCH = 1
 FILL_FILLED = 2
@@ -111,7 +111,7 @@ SIGNAL_DTYPE = np.dtype([
     ("bid0", "f8"), ("ask0", "f8"),   # best bid/ask of each leg's book at signal time
     ("bid1", "f8"), ("ask1", "f8"),
     ("bid2", "f8"), ("ask2", "f8"),
-    ("bid_sz0", "f8"), ("ask_sz0", "f8"),  # sizes at those prices (DESIGN.md 5), base units
+    ("bid_sz0", "f8"), ("ask_sz0", "f8"),  # sizes at those prices (docs/design.md 5), base units
     ("bid_sz1", "f8"), ("ask_sz1", "f8"),
     ("bid_sz2", "f8"), ("ask_sz2", "f8"),
     ("book_ts_ms", "i8"),    # oldest exchange time among the three books (kucoin ms)
@@ -156,7 +156,7 @@ def record_bytes(arr: np.ndarray) -> memoryview:
 
 
 # Hot thread -> executor k, one per private orderChange event of that slot's orders
-# (kucoin-api.md 4.1). Fields absent from the event are NaN (not 0: remainFunds "0" is data).
+# (docs/kucoin.md 4.1). Fields absent from the event are NaN (not 0: remainFunds "0" is data).
 FILL_DTYPE = np.dtype([
     ("corr", "u8"),          # correlation id parsed from the clientOid (parse_client_oid)
     ("leg", "i1"),           # 0..2, parsed from the clientOid
@@ -513,7 +513,7 @@ def _num(data, key) -> float:
 
 def _order_change_fields(data) -> tuple:
     """(kind, match_px, match_sz, filled_sz, remain_sz, remain_funds, ts_ns, order_id,
-    trade_id) of an orderChange `data` object (kucoin-api.md 4.1); absent numbers -> NaN."""
+    trade_id) of an orderChange `data` object (docs/kucoin.md 4.1); absent numbers -> NaN."""
     as_dict = getattr(data, "as_dict", None)
     if as_dict is not None:   # simdjson Object: .get of an absent key raises inside, ~0.5 us
         data = as_dict()      # each; one conversion (~1.6 us) is cheaper for ~10 lookups
@@ -541,13 +541,13 @@ def push_order_change(buf, ctrl, data, corr: int, leg: int, recv_ns: int) -> int
                      ts, recv_ns, oid, tid)
 
 
-# clientOid = f"ta{corr:x}s{slot}l{leg}" (CONTRACT.md): the hot thread routes an orderChange
+# clientOid = f"ta{corr:x}s{slot}l{leg}" (docs/design.md 6): the hot thread routes an orderChange
 # event to slot `slot`'s fill ring from the id alone, with no lookup table.
 _OID_RE = re.compile(r"ta([0-9a-f]{1,16})s([0-9]{1,4})l([0-2])")
 
 
 def client_oid(corr: int, slot: int, leg: int) -> str:
-    """clientOid of leg `leg` of signal `corr` run by `slot` (kucoin-api.md: <= 40 chars of
+    """clientOid of leg `leg` of signal `corr` run by `slot` (docs/kucoin.md: <= 40 chars of
     [A-Za-z0-9_-]; this is at most 2 + 16 + 1 + 4 + 1 + 1 = 25)."""
     return f"ta{corr:x}s{slot}l{leg}"
 
@@ -569,7 +569,7 @@ try:
     # write() through ctypes.PyDLL keeps the GIL: os.eventfd_write releases it, and on the
     # hot thread (which wakes an executor per signal and per fill event) each release is a
     # chance for the woken thread to take the GIL first and hold it for a switch interval
-    # or more (DESIGN.md section 9; measured in profiles/results/line_profile_hot.txt).
+    # or more (docs/design.md 9; measured in profiles/results/line_profile_hot.txt).
     _libc = ctypes.PyDLL(None, use_errno=True)
     _c_write = _libc.write
     _c_write.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
@@ -624,7 +624,7 @@ def drain(fd: int) -> int:
 # The kernels above are nogil: a call from Python releases the GIL and takes it back. The
 # hot thread calls these instead, for the same reason as hotctx.hot_chunk: a release on
 # the hot thread lets a waiting executor or the log thread take the GIL, and getting it
-# back costs a switch interval or more (DESIGN.md section 9, the GIL convoy).
+# back costs a switch interval or more (docs/design.md 9, the GIL convoy).
 
 @njit(cache=True)
 def ring_push_held(buf, ctrl, src, i):

@@ -2,11 +2,11 @@
 
 Start-up, in order: load and validate the config (config.py; one line per problem, exit 2);
 start the simulator when venue = sim; sync the clock; load symbols, taker fees and
-balances over REST; build the universe (triangles.py); allocate every shared array once;
+balances over REST; build the universe (universe.py); allocate every shared array once;
 warm every Numba kernel with the production types on scratch copies (and log how long);
 open the executors' kept-alive order connections; start the threads; ask for the links.
 
-Threads (created here and nowhere else; STYLE.md 4):
+Threads (created here and nowhere else; docs/design.md 11):
 
 | thread      | loop                 | writes                                              | reads |
 |-------------|----------------------|-----------------------------------------------------|-------|
@@ -48,7 +48,7 @@ def _log_line(text: str) -> str:
 
 
 class LogWriter:
-    """The only thread that touches disk (DESIGN.md 2). Others call log()/emit(), which
+    """The only thread that touches disk (docs/design.md 2). Others call log()/emit(), which
     only put on a SimpleQueue and never block."""
 
     def __init__(self, run_dir: Path, echo=True):
@@ -94,12 +94,12 @@ class LogWriter:
 
 
 def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str]:
-    """Start sim.py on loopback with freshly generated credentials (nothing to leak: they
+    """Start the simulator (`python -m sim`) on loopback with freshly generated credentials (nothing to leak: they
     exist only in this process and the child's environment). Returns (process, base_url)."""
     s = cfg.sim
     env = dict(os.environ, SIM_API_KEY=creds["key"], SIM_API_SECRET=creds["secret"],
                SIM_API_PASSPHRASE=creds["passphrase"])
-    args = [sys.executable, str(HERE / "sim.py"), "--port", str(s["port"]), "--seed", str(s["seed"]),
+    args = [sys.executable, "-m", "sim", "--port", str(s["port"]), "--seed", str(s["seed"]),
             "--symbols", s["symbols"],
             "--balances", ",".join(f"{k}={v}" for k, v in s["balances"].items()),
             "--taker-fee", repr(s["taker_fee"]), "--update-rate", repr(s["update_rate"]),
@@ -107,7 +107,8 @@ def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str]:
             "--take-delay-ms", str(s["take_delay_ms"])] + s["extra_args"].split()
     if s["cpus"]:
         args += ["--cpus", ",".join(map(str, s["cpus"]))]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(args, cwd=str(HERE), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -162,7 +163,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.exec_state = executor.alloc_exec(cfg.slots)
     sh.sig_rings = [rings.alloc_ring(rings.SIGNAL_DTYPE, 8) for _ in range(cfg.slots)]
     sh.fill_rings = [rings.alloc_ring(rings.FILL_DTYPE, 1024) for _ in range(cfg.slots)]
-    sh.snap_levels = 100   # level2_100 (kucoin-api.md 3.7)
+    sh.snap_levels = 100   # level2_100 (docs/kucoin.md 3.7)
     sh.snap_ring = rings.alloc_ring(maint.snapshot_dtype(sh.snap_levels), 64)
     sh.snap_req = rings.alloc_ring(maint.SNAP_REQ_DTYPE, 1 << max(6, (2 * n - 1).bit_length()))
     sh.counters = pipeline.alloc_counters()
@@ -200,7 +201,7 @@ def pipe_args(sh) -> tuple:
 
 def warm_up(sh) -> float:
     """Compile (or load from cache) every kernel with the exact production argument types,
-    on scratch copies, before any link opens (DESIGN.md 9: a compile on the hot thread
+    on scratch copies, before any link opens (docs/design.md 9: a compile on the hot thread
     stalls it for milliseconds). Returns seconds taken."""
     import copy
 
@@ -294,7 +295,7 @@ class Engine:
         import kucoin
         import maint
         import report
-        import triangles
+        import universe
         from signer import Signer
 
         cfg = self.cfg
@@ -328,8 +329,8 @@ class Engine:
                 cfg.engine["default_taker_fee"] = float(client.base_fee()["takerFeeRate"])
             except kucoin.KucoinError as e2:
                 self.log(f"run: base-fee failed too ({e2}); default_taker_fee = {cfg.default_taker_fee}")
-        uni = triangles.Universe(enabled, cfg.primary_quotes, fees, cfg.default_taker_fee,
-                                 only_symbols=only)
+        uni = universe.Universe(enabled, cfg.primary_quotes, fees, cfg.default_taker_fee,
+                                only_symbols=only)
         summ = uni.summary()
         balances = {}
         for a in client.accounts(type="trade"):

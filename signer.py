@@ -1,4 +1,4 @@
-"""KuCoin REST request signing for API key versions 2 and 3 (kucoin-api.md 1.1-1.5).
+"""KuCoin REST request signing for API key versions 2 and 3 (docs/kucoin.md 1.1-1.5).
 
 Owns: the HMAC-SHA256 signature of a request's prehash string and the authentication
 headers KC-API-KEY / KC-API-SIGN / KC-API-TIMESTAMP / KC-API-PASSPHRASE / KC-API-KEY-VERSION.
@@ -19,19 +19,19 @@ Secrets: the API secret and passphrase are never stored as text on the object an
 appear in repr/str or in exception messages. The headers this module returns DO contain
 the signed passphrase and signature; callers must not log them.
 
-Test: /work/venv/bin/python -m pytest -q tests/test_signer.py (known-answer vectors of
-kucoin-api.md 1.5).
+Test: python -m pytest -q tests/test_signer.py (known-answer vectors of
+docs/kucoin.md 1.5).
 """
 from __future__ import annotations
 
 import hashlib
 from binascii import b2a_base64
 
-# kucoin-api.md 1.3: v1 keys (plaintext passphrase) are not supported by current endpoints
+# docs/kucoin.md 1.3: v1 keys (plaintext passphrase) are not supported by current endpoints
 # (400008); v2 and v3 sign the passphrase identically and differ only in the version header.
 SUPPORTED_KEY_VERSIONS = (2, 3)
 
-# kucoin-api.md 0: all bodies are JSON; 415000 otherwise.
+# docs/kucoin.md 0: all bodies are JSON; 415000 otherwise.
 CONTENT_TYPE = "application/json"
 
 _BLOCK = 64                                            # SHA-256's block size (RFC 2104: B)
@@ -45,7 +45,7 @@ def _b64(digest: bytes) -> str:
 
 
 def _as_bytes(value: bytes | bytearray | memoryview | str) -> bytes:
-    """UTF-8 bytes of a prehash part (kucoin-api.md 1.1: the message is UTF-8)."""
+    """UTF-8 bytes of a prehash part (docs/kucoin.md 1.1: the message is UTF-8)."""
     if isinstance(value, str):
         return value.encode("utf-8")
     return bytes(value)
@@ -55,14 +55,14 @@ class Signer:
     """Signs KuCoin REST requests for one API key (version 2 or 3).
 
     `Signer(api_key, api_secret, api_passphrase, key_version=3)`:
-    - `sign(prehash)` -> base64 HMAC-SHA256 of the prehash with the secret (kucoin-api.md 1.1).
+    - `sign(prehash)` -> base64 HMAC-SHA256 of the prehash with the secret (docs/kucoin.md 1.1).
     - `headers(ts_ms, method, path_with_query, body=b"")` -> dict of the six headers.
     - `header_block(ts_ms, method, path_with_query, body=b"")` -> bytes of the same headers
       (`post_headers(ts, path, body)`: the same for a POST, all bytes, for the order path)
       as ready HTTP/1.1 lines, each ending in CRLF (no request line, Host, Content-Length or
       the blank line that ends the head: those belong to whoever frames the request).
 
-    `path_with_query` is signed exactly as given (kucoin-api.md 1.2: path + "?" + query, no
+    `path_with_query` is signed exactly as given (docs/kucoin.md 1.2: path + "?" + query, no
     trailing "?" without a query); the caller decides encoding, see kucoin.py.
     """
 
@@ -74,7 +74,7 @@ class Signer:
         # The messages below never echo the argument values: a caller that swapped
         # positional arguments would otherwise print a secret.
         if type(key_version) is not int or key_version not in SUPPORTED_KEY_VERSIONS:
-            raise ValueError("key_version must be the int 2 or 3 (kucoin-api.md 1.3; "
+            raise ValueError("key_version must be the int 2 or 3 (docs/kucoin.md 1.3; "
                              "v1 plaintext-passphrase keys are not supported)")
         for name, value in (("api_key", api_key), ("api_secret", api_secret),
                             ("api_passphrase", api_passphrase)):
@@ -94,7 +94,7 @@ class Signer:
         self._inner = hashlib.sha256(key.translate(_IPAD))
         self._outer = hashlib.sha256(key.translate(_OPAD))
         del key
-        # kucoin-api.md 1.1/1.3: v2/v3 send base64(HMAC-SHA256(secret, passphrase)).
+        # docs/kucoin.md 1.1/1.3: v2/v3 send base64(HMAC-SHA256(secret, passphrase)).
         self._passphrase_sig = self.sign(api_passphrase.encode("utf-8"))
         self._static_headers = {
             "KC-API-KEY": api_key,
@@ -121,7 +121,7 @@ class Signer:
 
     @property
     def passphrase_header(self) -> str:
-        """The KC-API-PASSPHRASE value (signed passphrase, kucoin-api.md 1.1). Sensitive."""
+        """The KC-API-PASSPHRASE value (signed passphrase, docs/kucoin.md 1.1). Sensitive."""
         return self._passphrase_sig
 
     def sign_bytes(self, prehash: bytes) -> bytes:
@@ -133,14 +133,14 @@ class Signer:
         return outer.digest()
 
     def sign(self, prehash: bytes | str) -> str:
-        """KC-API-SIGN value: base64(HMAC-SHA256(secret, prehash)) (kucoin-api.md 1.1)."""
+        """KC-API-SIGN value: base64(HMAC-SHA256(secret, prehash)) (docs/kucoin.md 1.1)."""
         return b2a_base64(self.sign_bytes(prehash if type(prehash) is bytes else _as_bytes(prehash)),
                           newline=False).decode("ascii")
 
     @staticmethod
     def prehash(ts_ms: int, method: str, path_with_query: str,
                 body: bytes | str = b"") -> bytes:
-        """timestamp + METHOD + path[?query] + body (kucoin-api.md 1.2), as UTF-8 bytes."""
+        """timestamp + METHOD + path[?query] + body (docs/kucoin.md 1.2), as UTF-8 bytes."""
         head = f"{int(ts_ms)}{method.upper()}{path_with_query}".encode("utf-8")
         if not body:
             return head
@@ -148,9 +148,9 @@ class Signer:
 
     def headers(self, ts_ms: int, method: str, path_with_query: str,
                 body: bytes | str = b"") -> dict:
-        """The six authentication headers for one request (kucoin-api.md 1.1).
+        """The six authentication headers for one request (docs/kucoin.md 1.1).
 
-        `ts_ms` must already include any server clock offset (kucoin-api.md 1.4: more
+        `ts_ms` must already include any server clock offset (docs/kucoin.md 1.4: more
         than 5 s of skew is rejected with 400002).
         """
         ts = str(int(ts_ms))

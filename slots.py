@@ -36,7 +36,7 @@ threading.get_ident() values turns on a check in every writing kernel (0 = off, 
 default; one load and a compare when off). A write from another thread raises
 AssertionError: a broken single-writer rule is a bug, not a trading outcome.
 
-Test: `/work/venv/bin/python -m pytest -q tests/test_slots.py`.
+Test: `python -m pytest -q tests/test_slots.py`.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Owner: built once by run.allocate (main thread, start-up); read by the hot thread's chunk
 kernel (hotctx.process_chunk), which finds a level2 frame's symbol in its topic
-("/market/level2:BTC-USDT", kucoin-api.md 3.6) without making a Python bytes object or a
+("/market/level2:BTC-USDT", docs/kucoin.md 3.6) without making a Python bytes object or a
 dict lookup per frame.
 
 Layout (`SymbolTable`): `slots` int32[cap] (cap a power of two >= 4 x symbols; 0 = empty,
@@ -20,7 +20,7 @@ from numba import njit
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
-# The level2 topic prefix and subject (kucoin-api.md 3.6): found by a byte search, since each
+# The level2 topic prefix and subject (docs/kucoin.md 3.6): found by a byte search, since each
 # string occurs only in its field in KuCoin's frames.
 L2_TOPIC = np.frombuffer(b'"/market/level2:', np.uint8)
 L2_SUBJECT = np.frombuffer(b'"subject":"trade.l2update"', np.uint8)

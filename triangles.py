@@ -1,15 +1,14 @@
-"""Triangles: the trading universe and the evaluate kernel (depth-aware sizing).
+"""Triangles: the evaluate kernel (depth-aware sizing of every triangle through a symbol).
 
-Owns: `Universe` (currencies, symbols = book rows, directed triangles, the symbol ->
-triangles CSR index, exact increment strings), the record layouts SYMBOL_DTYPE,
-TRIANGLE_DTYPE, PARAMS_DTYPE, CANDIDATE_DTYPE with their `alloc_*` functions, the EVC_*
-outcome codes / counter cells, and the kernels `evaluate_symbol` / `evaluate_triangle`.
+Owns: the record layouts PARAMS_DTYPE and CANDIDATE_DTYPE with their `alloc_*` functions,
+the EVC_* outcome codes / counter cells, and the kernels `screen_triangle`,
+`evaluate_triangle` and `evaluate_symbol`. The universe they evaluate (symbols, triangles,
+SYMBOL_DTYPE, TRIANGLE_DTYPE, LEG_BUY / LEG_SELL) is built at start-up by universe.py.
 
-Threads: run.py's main thread builds the Universe once at start-up (plain Python). The hot
-thread calls `evaluate_symbol` after each book update of a symbol (Numba, nogil, no
-allocation). Reads: book state/px/sz (written by the hot thread itself), `balances`
-(written by the hot thread from the private balance feed), `max_start`, params. Writes:
-the caller-owned `out` rows and `counters` cells (one writer: the hot thread).
+Thread: the hot thread calls `evaluate_symbol` after each book update of a symbol (Numba,
+nogil, no allocation). Reads: book state/px/sz (written by the hot thread itself),
+`balances` (written by the hot thread from the private balance feed), `max_start`, params.
+Writes: the caller-owned `out` rows and `counters` cells (one writer: the hot thread).
 
 A triangle starts and ends in a primary quote P: P -> X -> Y -> P, three distinct
 symbols; leg k converts ccy_k -> ccy_{k+1} and is LEG_BUY (ccy_k is the symbol's quote:
@@ -18,12 +17,12 @@ market buy by `funds`, consumes asks) or LEG_SELL (ccy_k is the base: market sel
 
 Execution model (what `_forward` computes; the executor does the same, cascade.py):
 - buy leg holding Q quote: funds = floor_to(quote_inc, Q / (1+fee)) (the taker fee is
-  charged on top, CONTRACT "Fees", kucoin-api.md 6.6); walk the asks: whole levels, then
+  charged on top, docs/kucoin.md 6.6); walk the asks: whole levels, then
   the partial match floored to base_inc (leftover funds cannot buy one more increment);
   receives that base. Needs quote_min <= funds <= quote_max and funds >= min_funds.
 - sell leg holding B base: size = floor_to(base_inc, B); walk the bids; receives
   notional * (1 - fee) quote. Needs base_min <= size <= base_max and
-  size * best_bid >= min_funds (kucoin-api.md 5.9: KuCoin checks lastPrice; best bid is our
+  size * best_bid >= min_funds (docs/kucoin.md 5.9: KuCoin checks lastPrice; best bid is our
   estimate of it).
 - an order must be filled inside the walked depth (min(levels held, max_levels)); what we
   cannot see we do not predict.
@@ -67,24 +66,19 @@ Kernels are @njit(nogil=True, cache=True, _nrt=False) as in books.py: nothing he
 allocates, and without reference counting the helper calls that take arrays cost no atomic
 operations (5x faster on the screen path, profiles/bench_evaluate.py).
 
-Run tests: `cd /work/main && /work/venv/bin/python -m pytest -q tests/test_triangles.py`.
-Benchmark: `/work/venv/bin/python profiles/bench_evaluate.py` (line profile: run it with
+Run tests: `python -m pytest -q tests/test_triangles.py`.
+Benchmark: `python profiles/bench_evaluate.py` (line profile: run it with
 NUMBA_DISABLE_JIT=1 under kernprof).
 """
 from __future__ import annotations
 
-from decimal import Decimal
-
 import numpy as np
 from numba import njit
 
-import cascade
 from books import BOOK_SYNCED, SIDE_ASK, SIDE_BID   # book codes are owned by books.py
+from universe import LEG_BUY, LEG_SELL, SYMBOL_DTYPE, TRIANGLE_DTYPE   # noqa: F401 (layouts
+# of the start-up universe, owned by universe.py; re-exported for the kernels' callers)
 
-LEG_BUY = 0         # spend quote, receive base; market order by `funds`; consumes asks
-LEG_SELL = 1        # spend base, receive quote; market order by `size`; consumes bids
-
-# Outcome of one triangle evaluation = index of its counter cell (EVC_TRIANGLES counts all).
 EVC_TRIANGLES = 0   # triangles looked at
 EVC_NOT_SYNCED = 1  # a book is EMPTY or RESYNCING
 EVC_STALE = 2       # a book's last frame is older than max_book_age_ms
@@ -105,24 +99,6 @@ EVAL_IGNORE_AGE = 2   # do not check book age (replays whose recv_ns are from an
 
 REL_TOL = 1e-12       # float tolerance of floors/ceilings, as cascade.REL_TOL
 UNIT_TOL = 1e-3       # ... never more than this fraction of an increment (cascade.UNIT_TOL)
-
-# Per-symbol trading rules, one row per symbol id (= book row). Written once at start-up.
-SYMBOL_DTYPE = np.dtype([
-    ("base", "i4"), ("quote", "i4"),          # currency ids
-    ("base_inc", "f8"), ("quote_inc", "f8"), ("price_inc", "f8"),
-    ("base_min", "f8"), ("base_max", "f8"),   # size bounds, base units
-    ("quote_min", "f8"), ("quote_max", "f8"),  # funds bounds of market orders, quote units
-    ("min_funds", "f8"),                       # minimum notional, quote units (0 = none)
-    ("taker_fee", "f8"),                       # account taker rate * takerFeeCoefficient
-], align=True)
-
-# Directed triangles, written once at start-up.
-TRIANGLE_DTYPE = np.dtype([
-    ("sym0", "i4"), ("sym1", "i4"), ("sym2", "i4"),
-    ("side0", "i1"), ("side1", "i1"), ("side2", "i1"),   # LEG_BUY / LEG_SELL
-    ("ccy0", "i4"), ("ccy1", "i4"), ("ccy2", "i4"),      # leg k: ccy_k -> ccy_{k+1 mod 3}
-    ("primary", "i4"),                                   # = ccy0
-], align=True)
 
 # Evaluation parameters, one row; written by run.py at start-up (or a config reload).
 PARAMS_DTYPE = np.dtype([
@@ -175,163 +151,6 @@ def alloc_eval_counters():
 
 
 # --------------------------------------------------------------------------------------
-# Universe (plain Python, start-up only)
-
-def _dec(x):
-    return None if x is None else (x if isinstance(x, Decimal) else Decimal(str(x)))
-
-
-def _dec_str(x):
-    """Exact decimal text as KuCoin sent it (a Decimal is printed without exponent)."""
-    return None if x is None else (x if isinstance(x, str) else format(_dec(x), "f"))
-
-
-class Universe:
-    """Currencies, symbols and directed triangles of the configured primaries.
-
-    symbols: the v2 symbol list (kucoin-api.md 6.1), dicts with decimals as str or Decimal.
-    primaries: e.g. ["USDT", "USDC", "BTC", "ETH"]. fee_rates: {symbol: account taker rate}
-    (kucoin-api.md 6.2); symbols missing from it get default_taker_fee. The effective fee is
-    rate * takerFeeCoefficient (6.6; missing coefficient = 1). only_symbols: restrict to
-    these names (the simulator's subset). Only symbols that belong to a triangle are kept;
-    their ids (sorted by name) are the book rows. Currency ids: primaries first, in order.
-    """
-
-    def __init__(self, symbols, primaries, fee_rates=None, default_taker_fee=0.001,
-                 only_symbols=None):
-        fee_rates = fee_rates or {}
-        only = set(only_symbols) if only_symbols is not None else None
-        entries = {}
-        for d in symbols:
-            if d.get("enableTrading") is not True:
-                continue   # kucoin-api.md 6.1: enableTrading false -> orders rejected
-            if only is not None and d["symbol"] not in only:
-                continue
-            entries[d["symbol"]] = d
-        self.primaries = list(primaries)
-        by_ccy, by_pair = {}, {}
-        for name, d in entries.items():
-            b, q = d["baseCurrency"], d["quoteCurrency"]
-            by_ccy.setdefault(b, []).append(name)
-            by_ccy.setdefault(q, []).append(name)
-            by_pair.setdefault(frozenset((b, q)), []).append(name)
-
-        def other(name, ccy):
-            d = entries[name]
-            return d["quoteCurrency"] if d["baseCurrency"] == ccy else d["baseCurrency"]
-
-        found = []   # (primary, s0, s1, s2) by name; every path is distinct -> no duplicates
-        for p in self.primaries:
-            for s0 in sorted(by_ccy.get(p, ())):
-                x = other(s0, p)
-                for s1 in sorted(by_ccy.get(x, ())):
-                    y = other(s1, x)
-                    if s1 == s0 or y == p:
-                        continue
-                    for s2 in sorted(by_pair.get(frozenset((y, p)), ())):
-                        if s2 != s0 and s2 != s1:
-                            found.append((p, s0, s1, s2))
-
-        used = sorted({s for t in found for s in t[1:]})
-        others = sorted({c for s in used for c in (entries[s]["baseCurrency"],
-                                                   entries[s]["quoteCurrency"])}
-                        - set(self.primaries))
-        self.currencies = self.primaries + others
-        self.ccy_index = {c: i for i, c in enumerate(self.currencies)}
-        self.symbols = used
-        self.sym_index = {s: i for i, s in enumerate(used)}
-        self.entries = [entries[s] for s in used]
-
-        n = len(used)
-        self.symtab = np.zeros(n, SYMBOL_DTYPE)
-        self.taker_fee_dec = []
-        for i, d in enumerate(self.entries):
-            coef = _dec(d.get("takerFeeCoefficient")) if d.get("takerFeeCoefficient") is not None \
-                else Decimal(1)
-            fee = _dec(fee_rates.get(d["symbol"], default_taker_fee)) * coef
-            self.taker_fee_dec.append(fee)
-            r = self.symtab[i]
-            r["base"] = self.ccy_index[d["baseCurrency"]]
-            r["quote"] = self.ccy_index[d["quoteCurrency"]]
-            for field, key in (("base_inc", "baseIncrement"), ("quote_inc", "quoteIncrement"),
-                               ("price_inc", "priceIncrement"), ("base_min", "baseMinSize"),
-                               ("base_max", "baseMaxSize"), ("quote_min", "quoteMinSize"),
-                               ("quote_max", "quoteMaxSize"), ("min_funds", "minFunds")):
-                v = _dec(d.get(key))
-                r[field] = float(v) if v is not None else (np.inf if "max" in field else 0.0)
-            r["taker_fee"] = float(fee)
-        # Exact decimal strings, for order bodies and Decimal checks (kucoin-api.md 5.2).
-        self.base_inc_str = [_dec_str(d["baseIncrement"]) for d in self.entries]
-        self.quote_inc_str = [_dec_str(d["quoteIncrement"]) for d in self.entries]
-        self.price_inc_str = [_dec_str(d["priceIncrement"]) for d in self.entries]
-        self.base_min_str = [_dec_str(d["baseMinSize"]) for d in self.entries]
-        self.base_max_str = [_dec_str(d["baseMaxSize"]) for d in self.entries]
-        self.quote_min_str = [_dec_str(d["quoteMinSize"]) for d in self.entries]
-        self.quote_max_str = [_dec_str(d["quoteMaxSize"]) for d in self.entries]
-        self.min_funds_str = [_dec_str(d.get("minFunds")) for d in self.entries]
-        # The executor's per-symbol rules (cascade.py), sharing our float fee exactly.
-        self.rules = [cascade.SymbolRules.from_kucoin(
-            {k: _dec_str(v) if isinstance(v, Decimal) else v for k, v in d.items()},
-            float(self.symtab[i]["taker_fee"])) for i, d in enumerate(self.entries)]
-
-        self.tris = np.zeros(len(found), TRIANGLE_DTYPE)
-        for t, (p, *names) in enumerate(found):
-            row = self.tris[t]
-            ccy = p
-            for k, name in enumerate(names):
-                d = entries[name]
-                row[f"sym{k}"] = self.sym_index[name]
-                row[f"ccy{k}"] = self.ccy_index[ccy]
-                row[f"side{k}"] = LEG_BUY if d["quoteCurrency"] == ccy else LEG_SELL
-                ccy = other(name, ccy)
-            assert ccy == p
-            row["primary"] = self.ccy_index[p]
-
-        # CSR: triangles through symbol s are sym_tri_list[sym_tri_start[s]:sym_tri_start[s+1]]
-        counts = np.zeros(n + 1, np.int64)
-        for k in range(3):
-            np.add.at(counts, self.tris[f"sym{k}"].astype(np.int64) + 1, 1)
-        self.sym_tri_start = np.cumsum(counts).astype(np.int32)
-        self.sym_tri_list = np.zeros(3 * len(found), np.int32)
-        fill = self.sym_tri_start[:-1].copy()
-        for t in range(len(found)):      # t ascending -> each symbol's list is sorted
-            for k in range(3):
-                s = int(self.tris[t][f"sym{k}"])
-                self.sym_tri_list[fill[s]] = t
-                fill[s] += 1
-
-    @property
-    def ntri(self):
-        return len(self.tris)
-
-    def ccy_array(self, values=None, default=0.0):
-        """f8[nccy] from {currency: amount}, e.g. balances or max_start."""
-        a = np.full(len(self.currencies), default, np.float64)
-        for c, v in (values or {}).items():
-            if c in self.ccy_index:
-                a[self.ccy_index[c]] = float(v)
-        return a
-
-    def tri_currencies(self, t):
-        """['USDT', 'FLUX', 'USDC'] (the report's `triangle=` field)."""
-        r = self.tris[t]
-        return [self.currencies[int(r[f"ccy{k}"])] for k in range(3)]
-
-    def tri_label(self, t):
-        """'USDT->FLUX->USDC (buy FLUX-USDT, sell FLUX-USDC, sell USDC-USDT)'."""
-        r = self.tris[t]
-        legs = ", ".join(("buy " if int(r[f"side{k}"]) == LEG_BUY else "sell ")
-                         + self.symbols[int(r[f"sym{k}"])] for k in range(3))
-        return "->".join(self.tri_currencies(t)) + f" ({legs})"
-
-    def summary(self):
-        per_primary = {p: int(np.sum(self.tris["primary"] == self.ccy_index[p]))
-                       for p in self.primaries}
-        return {"currencies": len(self.currencies), "symbols": len(self.symbols),
-                "triangles": self.ntri, "per_primary": per_primary}
-
-
-# --------------------------------------------------------------------------------------
 # Kernel helpers. A "lattice" value is n * inc with n an integer-valued float.
 
 @njit(nogil=True, cache=True, _nrt=False)
@@ -365,7 +184,7 @@ def _book_side(leg_side):
 @njit(nogil=True, cache=True, _nrt=False)
 def _order_amount(hold, leg_side, fee, inc):
     """Order amount (funds for a buy, size for a sell) from `hold` of the spent currency;
-    a buy keeps fee*funds aside: the fee is charged on top (kucoin-api.md 6.6)."""
+    a buy keeps fee*funds aside: the fee is charged on top (docs/kucoin.md 6.6)."""
     if leg_side == LEG_BUY:
         x = hold / (1.0 + fee)
         return _floor_n(x, inc, x) * inc
@@ -618,7 +437,7 @@ def _continuous_best(lg, px, sz, vcap):
 
 @njit(nogil=True, cache=True, _nrt=False)
 def _book_check(book_state, px, sym, leg_side, now_ns, max_age_ns, check_age):
-    """0 if the book can be traded for this leg, else the EVC_* reason (DESIGN.md 4)."""
+    """0 if the book can be traded for this leg, else the EVC_* reason (docs/design.md 4)."""
     st = book_state[sym]
     if st["status"] != BOOK_SYNCED:
         return EVC_NOT_SYNCED
@@ -636,7 +455,7 @@ def _book_check(book_state, px, sym, leg_side, now_ns, max_age_ns, check_age):
 @njit(nogil=True, cache=True, _nrt=False)
 def _leg_limits(symtab, book_state, px, sz, sym, leg_side, max_levels):
     """(order inc, levels walked, min amount, max amount) of one leg; the bounds are on the
-    order lattice and max includes the walked depth (kucoin-api.md 5.2, 5.9)."""
+    order lattice and max includes the walked depth (docs/kucoin.md 5.2, 5.9)."""
     r = symtab[sym]
     st = book_state[sym]
     side = _book_side(leg_side)

@@ -8,7 +8,7 @@ Why (measured, profiles/results/line_profile_hot.txt and README): websocket-clie
 recv_data issues three recv() syscalls per frame (2-byte header, length, payload), and
 each one releases the GIL. On a hot thread that shares the GIL with executors and a log
 thread, every release hands the GIL away and costs a switch interval or more to get back
-(DESIGN.md section 9, GIL convoy). Here one non-blocking recv() through ctypes.PyDLL
+(docs/design.md 9, GIL convoy). Here one non-blocking recv() through ctypes.PyDLL
 (which keeps the GIL) drains whatever the kernel holds, up to 256 KiB, into a numpy
 buffer, and `next_frame` (a kernel) cuts frames out of it: the public link's level2 frames
 never become Python objects at all (hotctx.process_chunk walks the same buffer).

@@ -1,6 +1,6 @@
 """Benchmark: per-message cost of level2 parse + book apply on the recorded 2021 stream.
 
-Not a test. Run: `cd /work/main && /work/venv/bin/python profiles/bench_books.py [--reps 5]
+Not a test. Run: `python profiles/bench_books.py [--reps 5]
 [--depth 64] [--refill-min 24] [--out profiles/results/bench_books.txt]`.
 Each repetition starts from fresh books and replays tests/data/ws-public-2021-04-25.jsonl
 (3853 level2 frames, 9 symbols) with the REST snapshots delivered at their recorded receive

@@ -1,11 +1,11 @@
 """Hot-thread capacity end to end: raise the simulator's level2 rate until the engine falls behind.
 
 Run:  python profiles/bench_capacity.py [--rates 300,3000,10000,20000,40000] [--seconds 25]
-For each rate it runs profiles/bench_latency.py (engine live against sim.py, engine pinned
+For each rate it runs profiles/bench_latency.py (engine live against the simulator, engine pinned
 to CPU 0 and the simulator to CPU 1, 10 mispricings/s) and collects tick-to-fire p50/p99,
 the messages the engine actually received per second, gaps and resyncs (books falling
 behind show up as gaps: the simulator drops frames to a client more than 50,000 frames
-behind, as KuCoin does to slow consumers, kucoin-api.md 8.3). Reports the first rate at
+behind, as KuCoin does to slow consumers, docs/kucoin.md 8.3). Reports the first rate at
 which p99 tick-to-fire is at least twice the lowest rate's. Writes
 profiles/results/capacity.json. On a 2-core machine the simulator's own ceiling (one
 Python process generating and sending the frames) may be reached before the engine's:

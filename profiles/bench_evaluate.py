@@ -1,9 +1,9 @@
 """Benchmark: triangles.evaluate_symbol on the full real universe with random, consistent books.
 
-Not a test. Run: `cd /work/main && /work/venv/bin/python profiles/bench_evaluate.py
+Not a test. Run: `python profiles/bench_evaluate.py
 [--calls 20000] [--seed 1] [--out profiles/results/bench_evaluate.json]`.
 Line profile (JIT off, so line_profiler sees inside the kernels; use few calls):
-`NUMBA_DISABLE_JIT=1 /work/venv/bin/kernprof -l -v profiles/bench_evaluate.py --calls 200`
+`NUMBA_DISABLE_JIT=1 kernprof -l -v profiles/bench_evaluate.py --calls 200`
 after decorating the function of interest with @profile.
 
 Set-up: Universe from data/symbols-2024-09.json with primaries USDT, USDC, BTC, ETH, KCS
@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import triangles as T  # noqa: E402
+import universe as U  # noqa: E402
 from books import alloc_books  # noqa: E402
 from rings import monotonic_ns  # noqa: E402
 
@@ -68,7 +69,7 @@ def build(seed, planted=0.03):
     rng = np.random.default_rng(seed)
     symbols = json.loads((ROOT / "data" / "symbols-2024-09.json").read_text())
     t0 = time.perf_counter()
-    u = T.Universe(symbols, PRIMARIES, default_taker_fee=0.001)
+    u = U.Universe(symbols, PRIMARIES, default_taker_fee=0.001)
     build_s = time.perf_counter() - t0
     price = currency_prices(u, rng)
     state, px, sz = alloc_books(len(u.symbols), 64)

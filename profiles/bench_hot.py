@@ -1,7 +1,7 @@
 """Benchmark: the hot path per level2 message (parse + book + evaluate + pick/push) over the
 full real universe. Not a test; run by hand, figures quoted in the README.
 
-Run:  cd /work/main && /work/venv/bin/python profiles/bench_hot.py [--messages 200000]
+Run:  python profiles/bench_hot.py [--messages 200000]
       [--seed 1] [--plant-every 1000] [--retrigger-ms 0] [--out profiles/results/bench_hot.json]
 
 Set-up (one thread, no sockets): the universe of data/symbols-2024-09.json (every enabled
@@ -14,7 +14,7 @@ few it lacks), so cross rates are consistent. Every book starts from a level2_10
 snapshot (100 levels a side, ~0.03 % apart, 50-3000 USDT a level, on the symbol's real
 increments) loaded through pipeline.on_snapshot, which keeps 64 and sets the horizon.
 
-The stream: frames exactly as KuCoin sends them (JSON text bytes, kucoin-api.md 3.6:
+The stream: frames exactly as KuCoin sends them (JSON text bytes, docs/kucoin.md 3.6:
 topic, subject, data.changes.asks/bids as [price, size, sequence] strings,
 sequenceStart/End consecutive per symbol, time). Symbols are drawn with a skew toward the
 majors (weight = sqrt of the 2022 USDT turnover from the tickers file; see
@@ -77,6 +77,7 @@ import run  # noqa: E402
 import slots  # noqa: E402
 import wsread  # noqa: E402
 import triangles  # noqa: E402
+import universe  # noqa: E402
 from config import parse_config  # noqa: E402
 from hostinfo import machine  # noqa: E402  (profiles/ is the script's folder)
 
@@ -121,7 +122,7 @@ def build_shared(retrigger_ms: float, seed: int):
     rng = random.Random(seed)
     symbols = json.loads((ROOT / "data" / "symbols-2024-09.json").read_text())
     enabled = [d for d in symbols if d.get("enableTrading")]
-    probe = triangles.Universe(enabled, list(PRIMARIES), {}, 0.001)
+    probe = universe.Universe(enabled, list(PRIMARIES), {}, 0.001)
     price = currency_prices(probe, rng)
     max_start = ",".join(f"{c}={dec_amount(100.0 / price[c])}" for c in PRIMARIES)
     ini = (f"[engine]\nprimary_quotes = {','.join(PRIMARIES)}\nmax_start = {max_start}\n"
@@ -129,7 +130,7 @@ def build_shared(retrigger_ms: float, seed: int):
            f"retrigger_ms = {retrigger_ms}\nfire_from = executor\nbook_depth = 64\n")
     cfg = parse_config(ini, "bench_hot.ini", environ={})
     t0 = time.perf_counter()
-    uni = triangles.Universe(enabled, cfg.primary_quotes, {}, cfg.default_taker_fee)
+    uni = universe.Universe(enabled, cfg.primary_quotes, {}, cfg.default_taker_fee)
     build_s = time.perf_counter() - t0
     balances = {c: Decimal(dec_amount(1000.0 / price[c])) for c in PRIMARIES}
     sh = run.allocate(cfg, uni, balances, 1, "http://127.0.0.1:1")
@@ -212,7 +213,7 @@ class VenueBook:
 
     # -- messages
     def change(self, out, side, tick, lots):
-        """Set a level and give the change the next sequence (kucoin-api.md 3.6)."""
+        """Set a level and give the change the next sequence (docs/kucoin.md 3.6)."""
         self._put(side, tick, lots)
         self.seq += 1
         out[side].append(f'["{self.px(tick)}","{self.sz(max(lots, 0))}","{self.seq}"]')
@@ -319,7 +320,7 @@ class VenueBook:
                 f'"time":{t_ms}}}}}').encode()
 
     def snapshot(self, r):
-        """A level2_100 REST snapshot of this book now (kucoin-api.md 3.7) into record r;
+        """A level2_100 REST snapshot of this book now (docs/kucoin.md 3.7) into record r;
         floats are exactly float(str) of the venue's decimal strings, as maint.py makes."""
         r["seq"] = self.seq
         r["ts_ms"] = T0_MS

@@ -3,7 +3,7 @@
 Run:  python profiles/bench_latency.py [--seconds 70] [--rate 20] [--update-rate 300]
                                        [--fire-from hot|executor] [--tag NAME] [--extra k=v ...]
                                        [--halt-poll-ns N]
-It writes a temporary ini, runs `python run.py` in a subprocess (which starts sim.py in
+It writes a temporary ini, runs `python run.py` in a subprocess (which starts the simulator, `python -m sim`, in
 its own process) with mispricings planted at a steady rate, then reads the engine's own
 journal (ns timestamps taken on the engine's threads, report.py) and prints, over every
 triangle, p50/p90/p99/p99.9/max of:
@@ -94,7 +94,7 @@ def main() -> int:
     ap.add_argument("--sim-cpus", default="1", help="pin the simulator ('' = no pinning)")
     ap.add_argument("--sim-nice", type=int, default=0, help="run the simulator at this nice level")
     ap.add_argument("--sim-busy-poll", action="store_true",
-                    help="the simulator polls without sleeping (sim.py --busy-poll): the engine's "
+                    help="the simulator polls without sleeping (python -m sim --busy-poll): the engine's "
                          "send() then no longer wakes a sleeping simulator thread on a halted vCPU")
     ap.add_argument("--extra", nargs="*", default=[], help="more [engine] key=value")
     ap.add_argument("--halt-poll-ns", type=int, default=None,

@@ -3,7 +3,7 @@
 Run:  python profiles/bench_startup.py [--runs 3] [--run-seconds 4] [--timeout 300]
                                        [--out profiles/results/startup.json]
 For each of --runs rounds it starts the engine twice as a subprocess (which starts its own
-sim.py) on a temporary copy of sim.ini (same values; run_seconds, status_interval_s 1 and
+the simulator) on a temporary copy of sim.ini (same values; run_seconds, status_interval_s 1 and
 log_dir in a temp dir overridden; no pinning):
   cold  NUMBA_CACHE_DIR = a new empty directory: every kernel compiles;
   warm  the same NUMBA_CACHE_DIR again: every kernel loads from the cache the cold run wrote.

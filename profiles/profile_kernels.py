@@ -16,7 +16,7 @@ Inputs, identical in both views:
   pipeline.evaluate_best, then pipeline.pick_and_stage when it found candidates (the slot is
   released right after, as an executor would). min_profit_bps 5, max_levels 10, book age
   ignored (EVAL_IGNORE_AGE).
-View 1, JIT off (NUMBA_DISABLE_JIT=1, set before numba is imported; STYLE.md 7: every kernel
+View 1, JIT off (NUMBA_DISABLE_JIT=1, set before numba is imported; docs/design.md 11: every kernel
 runs as plain Python): line_profiler on parse_l2, book_apply_l2, book_set_level,
 screen_triangle, evaluate_triangle, _best_volume, evaluate_best, pick_and_stage and the
 helpers that carry their time (l2wire._parse_data/_parse_levels/_read_num/parse_decimal/

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: a running simulator (sim.py) in a subprocess on a free port.
+"""Shared pytest fixtures: a running simulator (`python -m sim`) in a subprocess on a free port.
 
 Fixtures (all yield a `SimProcess`):
   sim          module-scoped: one simulator per test module, default market (60 symbols,
@@ -16,14 +16,14 @@ SimProcess` and build your own fixture (tests/test_sim.py does).
 
 SimProcess(**cli) attributes and helpers:
   base_url ("http://127.0.0.1:PORT"), port, api_key, api_secret, api_passphrase,
-  control(**kw) -> dict     POST /sim/control (see sim.py's docstring for the keys);
+  control(**kw) -> dict     POST /sim/control (see sim/server.py's docstring for the keys);
                             raises AssertionError when the sim answers ok=false
   get(path) -> JSON         GET base_url + path (unsigned: public and /sim/ endpoints)
   post(path, body) -> JSON  POST JSON, unsigned (bullet-public)
   stop()                    SIGTERM, then kill after 5 s
 Credentials are generated per process; sign private requests with your own signer
-(kucoin-api.md 1.2: base64 HMAC-SHA256 of ts+METHOD+path?query+body; v3 passphrase HMAC).
-Only loopback is used; the simulator never reads /work/shared.
+(docs/kucoin.md 1.2: base64 HMAC-SHA256 of ts+METHOD+path?query+body; v3 passphrase HMAC).
+Only loopback is used; the simulator reads nothing outside the repository.
 """
 from __future__ import annotations
 
@@ -43,7 +43,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SIM = ROOT / "sim.py"
 LINE_RE = re.compile(r"http://127\.0\.0\.1:(\d+)")
 
 
@@ -52,7 +51,7 @@ class SimProcess:
         self.api_key = "k" + secrets.token_hex(8)
         self.api_secret = secrets.token_hex(16)
         self.api_passphrase = "p" + secrets.token_hex(6)
-        args = [sys.executable, str(SIM), "--port", "0", "--api-key", self.api_key,
+        args = [sys.executable, "-m", "sim", "--port", "0", "--api-key", self.api_key,
                 "--api-secret", self.api_secret, "--api-passphrase", self.api_passphrase]
         cli.setdefault("seed", 1)
         for k, v in cli.items():

@@ -1,7 +1,7 @@
 """Start the whole engine in-process against its own simulator, for end-to-end tests.
 
 `EngineRun(**engine_overrides, sim=dict(...))` writes an ini, starts run.Engine (which
-starts sim.py on a free port), and exposes: `records` (report records emitted so far),
+starts the simulator, python -m sim, on a free port), and exposes: `records` (report records emitted so far),
 `counters()`, `sim_get(path)`, `sim_control(**kw)`, `wait_for(pred, timeout)`, `stop()`
 (clean shutdown, returns the exit code). Used by tests/test_hot.py and tests/test_executor.py.
 """

@@ -1,7 +1,7 @@
 """Tests for books.py: snapshot load, level2 sequence rules, buffering/resync, cap/horizon/refill,
 BBO, walks; the real 2021 stream against a pure-Python reference book.
 
-Run: cd /work/main && /work/venv/bin/python -m pytest -q tests/test_books.py
+Run: python -m pytest -q tests/test_books.py
 Data: tests/data/ws-public-2021-04-25.jsonl (level2 stream of 9 symbols) and
 tests/data/orderbook-level2-snapshots-2021-04-25.jsonl (full /api/v3 books taken during it).
 """
@@ -149,7 +149,7 @@ def test_set_level_when_at_or_beyond_horizon_then_ignored_and_counted():
 
 
 def test_apply_when_docs_worked_example_then_only_newer_entries_applied():
-    # kucoin-api.md 3.8: snapshot 16; entries 16, 19, 15, 18 -> only 18 and 19 apply.
+    # docs/kucoin.md 3.8: snapshot 16; entries 16, 19, 15, 18 -> only 18 and 19 apply.
     r = Rig(depth=8)
     r.snap(0, 16, [(3988.50, 10.0), (3988.40, 1.0)],
            [(3988.59, 1.0), (3988.61, 2.0), (3988.62, 4.0)])
@@ -475,7 +475,7 @@ def test_walk_kernels_when_random_books_then_equal_py_func():
 # ---- the real 2021 stream against a reference book ---------------------------------------
 
 class RefBook:
-    """Independent pure-Python book over Decimal strings (kucoin-api.md 3.8 rules, no cap)."""
+    """Independent pure-Python book over Decimal strings (docs/kucoin.md 3.8 rules, no cap)."""
 
     def __init__(self, data):
         self.seq = int(data["sequence"])

@@ -1,7 +1,7 @@
 """Tests of cascade.py: exact increments, float traps, limits, fee hold, leg sizing, PnL.
 
 Real increments come from data/symbols-2024-09.json (KuCoin v2 symbols, Sept 2024).
-Run: cd /work/main && /work/venv/bin/python -m pytest -q tests/test_cascade.py -s
+Run: python -m pytest -q tests/test_cascade.py -s
 (-s shows the size_leg cost printed by the benchmark-style test; it asserts nothing on time).
 """
 import json
@@ -155,7 +155,7 @@ def test_fee_hold_when_buy_by_funds_then_funds_plus_fee_fits_available():
 
 
 def test_size_leg_when_buy_with_12_012_available_at_fee_0_001_then_funds_12(symbols):
-    # The real capture (CONTRACT "Fees"): funds 12 holds 12 * 1.001 = 12.012 USDT.
+    # The real capture (docs/kucoin.md 6.6): funds 12 holds 12 * 1.001 = 12.012 USDT.
     r = rules(symbols, "BTC-USDT")
     assert size_leg(r, LEG_BUY, 12.012) == ("funds", "12", 12.0)
 

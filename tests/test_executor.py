@@ -1,12 +1,12 @@
 """End-to-end acceptance tests of the executor (executor.py) with report.py and run.py.
 
 Each test starts the whole engine in-process against its own simulator
-(tests/engine_harness.EngineRun: hot, maint, executor and log threads; sim.py in a child
+(tests/engine_harness.EngineRun: hot, maint, executor and log threads; the simulator in a child
 process) and judges the engine by the simulator's own books: GET /sim/orders (every order
 with clientOid, dealSize, dealFunds, fee as exact decimal strings), /sim/balances and
-/sim/state. Faults come from POST /sim/control (sim.py's docstring).
+/sim/state. Faults come from POST /sim/control (sim/server.py's docstring).
 
-What is asserted (the lead's acceptance criteria, DESIGN.md sections 6 and 8):
+What is asserted (the acceptance criteria, docs/design.md 6 and 8):
 - live and paper mode trade the simulator's mispricings within 30 s of start; paper orders
   go to /api/v1/hf/orders/test and leave the balances alone;
 - every FILLED profit equals the primary's balance change made by its three orders, and
@@ -21,7 +21,7 @@ What is asserted (the lead's acceptance criteria, DESIGN.md sections 6 and 8):
 
 Timing: only generous timeouts (the machine has 2 cores shared with other tests); no
 latency is asserted. ~30 s in all on an idle 2-core machine (seven engine runs).
-Run: cd /work/main && /work/venv/bin/python -m pytest -q tests/test_executor.py
+Run: python -m pytest -q tests/test_executor.py
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def orders_by_coid(orders: list[dict]) -> dict:
 
 
 def order_received(o: dict, side: int) -> Decimal:
-    """What one simulator order credited: base bought, or quote less the fee (kucoin-api.md 6.6)."""
+    """What one simulator order credited: base bought, or quote less the fee (docs/kucoin.md 6.6)."""
     return Decimal(o["dealSize"]) if side == LEG_BUY else Decimal(o["dealFunds"]) - Decimal(o["fee"])
 
 
@@ -498,7 +498,7 @@ def test_secrets_when_run_with_rejections_5xx_and_auth_errors_then_never_written
         # 5xx on whatever REST call comes next (orders, snapshots)
         er.sim_control(rest_5xx={"count": 3, "status": 503})
         assert er.wait_for(lambda: er.sim_get("/sim/state")["faults"]["counters"]["rest_5xx_sent"] == 3, 20)
-        # auth errors: a clock 60 s off makes every signed request 400002 (kucoin-api.md 1.4),
+        # auth errors: a clock 60 s off makes every signed request 400002 (docs/kucoin.md 1.4),
         # orders and the private link's new bullet alike
         er.engine.client.clock_offset_ms += 60_000
         try:

@@ -27,7 +27,7 @@
    one mispricing may not signal for the next one planted on it within a second, which is
    the documented retrigger rule, not a miss of the hot path under test.
 
-Run: `cd /work/main && /work/venv/bin/python -m pytest -q tests/test_hot.py` (~50 s).
+Run: `python -m pytest -q tests/test_hot.py` (~50 s).
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def test_books_when_public_frames_dropped_then_gaps_found_and_equal_to_sim(eng):
 
 def test_books_when_frames_delayed_and_gaps_then_stale_frames_skipped_and_equal_to_sim(eng):
     """The REST snapshot (not delayed) is newer than frames still in flight: those must be
-    skipped as stale (kucoin-api.md 3.8), not applied twice or taken for a gap."""
+    skipped as stale (docs/kucoin.md 3.8), not applied twice or taken for a gap."""
     names = eng.sh.universe.symbols[1::6][:6]
     c0 = eng.counters()
     eng.sim_control(delay_frames_ms=250)
@@ -259,7 +259,7 @@ def test_books_when_links_disconnected_then_reconnected_resynced_and_equal_to_si
 
 
 def test_books_when_tokens_expired_and_links_dropped_then_fresh_tokens_used_and_equal_to_sim(eng):
-    """kucoin-api.md 8.1: every reconnect fetches a new bullet token. The simulator refuses
+    """docs/kucoin.md 8.1: every reconnect fetches a new bullet token. The simulator refuses
     an expired token with error 401 (a rejected connect, and a link error in maint)."""
     ws0 = sim_state(eng)["ws"]
     old = {c["connectId"] for c in ws0["connections"]}

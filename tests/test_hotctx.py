@@ -5,7 +5,7 @@ rejected frames. Also: the arrays rebuilt from the address table are the arrays 
 and the table refuses an array of the wrong layout.
 
 Set-up: tests/test_pipeline.py's three-symbol universe (run.allocate's arrays).
-Run: `cd /work/main && /work/venv/bin/python -m pytest -q tests/test_hotctx.py`.
+Run: `python -m pytest -q tests/test_hotctx.py`.
 """
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ def test_table_when_array_has_wrong_dtype_then_refused():
 
 
 def _order_events():
-    """The real orderChange captures (kucoin-api.md 4.1: match, filled, canceled) and one
+    """The real orderChange captures (docs/kucoin.md 4.1: match, filled, canceled) and one
     account.balance, as the private link delivers them."""
     import json
     from pathlib import Path

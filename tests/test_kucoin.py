@@ -5,10 +5,10 @@ with chosen envelopes, statuses, headers, delays and dropped connections; it rec
 request so the tests check signing, bodies, retries and keep-alive. Payloads of the
 decimal tests are KuCoin's documented examples from tests/data/docs-examples-2024-2025.json.
 
-Part 2 (simulator): every client call against sim.py through the `sim` fixture of
+Part 2 (simulator): every client call against the simulator through the `sim` fixture of
 tests/conftest.py, down to balances after a market buy and sell.
 
-Run: /work/venv/bin/python -m pytest -q tests/test_kucoin.py
+Run: python -m pytest -q tests/test_kucoin.py
 """
 import json
 import socket
@@ -148,7 +148,7 @@ def assert_no_secrets(err):
 
 
 def verify_signature(req):
-    """What KuCoin does (kucoin-api.md 1.2): HMAC over ts + METHOD + un-encoded path + body."""
+    """What KuCoin does (docs/kucoin.md 1.2): HMAC over ts + METHOD + un-encoded path + body."""
     h = req["headers"]
     prehash = (h["KC-API-TIMESTAMP"] + req["method"] + unquote(req["raw_path"])).encode() \
         + req["body"]
@@ -200,7 +200,7 @@ def test_trade_fees_when_23_symbols_then_3_signed_batches_of_at_most_10_merged(s
     assert fees["C7-USDT"]["takerFeeRate"] == Decimal("0.001")
     reqs = [r for r in stub.requests if r["raw_path"].startswith("/api/v1/trade-fees")]
     assert [len(unquote(r["raw_path"]).split("=")[1].split(",")) for r in reqs] == [10, 10, 3]
-    # kucoin-api.md 1.2: comma sent raw, so what is signed is what is sent.
+    # docs/kucoin.md 1.2: comma sent raw, so what is signed is what is sent.
     assert "," in reqs[0]["raw_path"] and "%2C" not in reqs[0]["raw_path"]
     assert all(verify_signature(r) for r in reqs)
 
@@ -215,7 +215,7 @@ def test_place_order_when_funds_str_then_compact_body_signed_over_sent_bytes(stu
     out = client.place_order("BTC-USDT", "buy", "a1b2c3", funds="10")
     assert out == {"orderId": ORDER_ID, "clientOid": "a1b2c3"}
     req = stub.requests[-1]
-    # kucoin-api.md 1.5 vector body, byte for byte.
+    # docs/kucoin.md 1.5 vector body, byte for byte.
     assert req["body"] == (b'{"clientOid":"a1b2c3","side":"buy","symbol":"BTC-USDT",'
                            b'"type":"market","funds":"10"}')
     assert verify_signature(req)
@@ -642,7 +642,7 @@ def test_sim_sync_clock_when_measured_then_small_offset_and_rtt(sim):
 
 def test_sim_signed_call_when_offset_wrong_by_60s_then_400002_until_sync_clock(sim):
     c = sim_client(sim)
-    c.clock_offset_ms = -60_000  # kucoin-api.md 1.4: more than 5 s of skew is refused
+    c.clock_offset_ms = -60_000  # docs/kucoin.md 1.4: more than 5 s of skew is refused
     with pytest.raises(AuthError) as ei:
         c.accounts()
     assert (ei.value.code, ei.value.http_status) == ("400002", 400)
@@ -722,7 +722,7 @@ def test_sim_test_order_when_valid_then_ids_and_nothing_matched(simc):
     out = simc.test_order(SYM, "buy", "t-test-1", funds="5")
     assert out["orderId"] and out["clientOid"] == "t-test-1"
     assert balances(simc) == before
-    with pytest.raises(NotFound):  # kucoin-api.md 5.3: a test order cannot be queried
+    with pytest.raises(NotFound):  # docs/kucoin.md 5.3: a test order cannot be queried
         simc.get_order_by_client_oid("t-test-1", SYM)
 
 
@@ -735,7 +735,7 @@ def test_sim_place_get_cancel_when_market_buy_then_done_and_cancel_not_found(sim
     assert o["active"] is False and o["side"] == "buy" and o["funds"] == Decimal("5")
     assert 0 < o["dealFunds"] <= Decimal("5")
     assert o["fee"] == o["dealFunds"] * Decimal("0.001")
-    # kucoin-api.md 5.8: the order is done, so cancel answers 400100 "not exist".
+    # docs/kucoin.md 5.8: the order is done, so cancel answers 400100 "not exist".
     with pytest.raises(NotFound) as ei:
         simc.cancel_order(out["orderId"], SYM)
     assert ei.value.code == "400100" and ei.value.http_status == 200
@@ -827,7 +827,7 @@ def test_sim_request_when_429_fault_then_rate_limited_then_recovers(sim, simc):
 
 def test_sim_request_when_pool_quota_exhausted_then_rate_limited_with_headers(sim_fn):
     c = sim_client(sim_fn)
-    sim_fn.control(rate_limits={"management": 10})  # accounts weigh 5 (kucoin-api.md 7.1)
+    sim_fn.control(rate_limits={"management": 10})  # accounts weigh 5 (docs/kucoin.md 7.1)
     c.accounts()
     c.accounts()
     assert c.rate_limit["limit"] == 10 and c.rate_limit["remaining"] == 0
@@ -879,7 +879,7 @@ def test_sim_market_buy_then_sell_when_done_then_balances_match_hand_computation
     start = balances(c)
     assert start["USDT"][0] == Decimal("1000") and start["BTC"][0] == Decimal("0.02")
 
-    # Market buy by funds 10 (CONTRACT "Fees", kucoin-api.md 6.6): 0.0001 @ 60000 = 6, then
+    # Market buy by funds 10 (docs/kucoin.md 6.6): 0.0001 @ 60000 = 6, then
     # floor(4 / 60010 to 0.00000001) = 0.00006665 @ 60010 = 3.9996665; the 0.0003335 left
     # cannot buy one more increment (0.0006001), so the order ends canceled.
     buy = c.place_order(SYM, "buy", "done-buy-1", funds="10")

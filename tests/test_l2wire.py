@@ -1,6 +1,6 @@
 """Tests for l2wire.py: the level2 frame parser and its exact decimal conversion.
 
-Run: cd /work/main && /work/venv/bin/python -m pytest -q tests/test_l2wire.py
+Run: python -m pytest -q tests/test_l2wire.py
 Data: tests/data/ws-public-2021-04-25.jsonl (real 2021 stream, `data` first, no `time`) and
 tests/data/ws-samples-2025-12_2026-01.jsonl (2025 frames with `time`, docs field order).
 """

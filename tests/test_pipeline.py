@@ -10,7 +10,7 @@ sh.pipe_args / sh.snap_args). Books are loaded through pipeline.on_snapshot at f
 (no triangle has an edge); a level2 frame that puts an ETH-BTC ask at 0.049 (fair 0.05)
 makes A worth about 200 bps after the 0.1 % fees, which is what the signal tests use.
 
-Run: `cd /work/main && /work/venv/bin/python -m pytest -q tests/test_pipeline.py`.
+Run: `python -m pytest -q tests/test_pipeline.py`.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ import rings  # noqa: E402
 import run  # noqa: E402
 import slots  # noqa: E402
 import triangles  # noqa: E402
+import universe  # noqa: E402
 from config import parse_config  # noqa: E402
 
 C = pipeline.C
@@ -66,7 +67,7 @@ def make_shared(nslots=2, balance="1000"):
     syms = [d for d in json.loads((ROOT / "data" / "symbols-2024-09.json").read_text())
             if d["symbol"] in NAMES]
     cfg = parse_config(INI.format(slots=nslots), "test.ini", environ={})
-    uni = triangles.Universe(syms, cfg.primary_quotes, {}, 0.001)
+    uni = universe.Universe(syms, cfg.primary_quotes, {}, 0.001)
     assert uni.symbols == sorted(NAMES) and uni.ntri == 2
     sh = run.allocate(cfg, uni, {"USDT": balance}, 7, "http://127.0.0.1:1")
     return sh
@@ -111,7 +112,7 @@ def load_fair(sh):
 
 
 def frame(name, start, end, asks=(), bids=(), t_ms=1_700_000_000_500):
-    """A /market/level2 frame as KuCoin sends it (kucoin-api.md 3.6), as the uint8 array
+    """A /market/level2 frame as KuCoin sends it (docs/kucoin.md 3.6), as the uint8 array
     hot.py hands to the kernel. asks/bids: [price, size, sequence] strings."""
     text = json.dumps({"type": "message", "topic": f"/market/level2:{name}",
                        "subject": "trade.l2update",
@@ -554,7 +555,7 @@ def hub_universe():
     hubs = {"USDT", "USDC", "BTC", "ETH", "KCS", "TRX", "XRP", "LTC", "EOS", "ADA"}
     syms = [d for d in _json.load(open(_P(__file__).parent.parent / "data" / "symbols-2024-09.json"))
             if d["baseCurrency"] in hubs and d["quoteCurrency"] in hubs]
-    return triangles.Universe(syms, ["USDT", "USDC", "BTC", "ETH"])
+    return universe.Universe(syms, ["USDT", "USDC", "BTC", "ETH"])
 
 
 def random_books(uni, rng, state, px, sz, mispricings):

@@ -1,7 +1,7 @@
 """Tests of report.py: the report line per status, an exact golden line, the JSONL journal,
 the session summary, and that records cannot carry secrets.
 
-Run: cd /work/main && /work/venv/bin/python -m pytest -q tests/test_report.py
+Run: python -m pytest -q tests/test_report.py
 """
 import dataclasses
 import json

@@ -2,7 +2,7 @@
 the eventfd wake path, the jitted clocks, FILL records from real orderChange events, and the
 NUMBA_DISABLE_JIT=1 mode.
 
-Run: /work/venv/bin/python -m pytest -q tests/test_rings.py
+Run: python -m pytest -q tests/test_rings.py
 """
 import json
 import os
@@ -217,7 +217,7 @@ def _spin_until_set(flag, limit):
 
 
 def test_load_acquire_when_kernel_spins_then_sees_other_threads_store():
-    # DESIGN.md 9: a loop over a plain load can be hoisted and never see the store. With the
+    # docs/design.md 9: a loop over a plain load can be hoisted and never see the store. With the
     # atomic load the kernel sees it; a hoisted load would run out the (~seconds) limit.
     flag = np.zeros(8, np.int64)
     _spin_until_set(flag, 1)
@@ -464,7 +464,7 @@ def _order_changes():
 
 def test_push_order_change_when_real_market_buy_events_then_fill_fields_exact():
     # tests/data capture: market buy funds 12 DASH-USDT, one match then `canceled`
-    # (leftover funds below one baseIncrement; CONTRACT.md fees note).
+    # (leftover funds below one baseIncrement; docs/kucoin.md 6.6).
     (_p1, match), (_p2, canceled) = _order_changes()[:2]
     buf, ctrl = alloc_ring(FILL_DTYPE, 4)
     assert rings.push_order_change(buf, ctrl, match, 0xABC, 0, 111) == 1

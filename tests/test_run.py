@@ -12,7 +12,7 @@
   KuCoin config, holds no secret, and every option in it has its own comment.
 
 ~30 s (two short engine runs with their simulators). No network beyond 127.0.0.1.
-Run: cd /work/main && /work/venv/bin/python -m pytest -q tests/test_run.py
+Run: python -m pytest -q tests/test_run.py
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Known-answer tests for signer.py: every vector of kucoin-api.md 1.5, the v2/v3 headers,
+"""Known-answer tests for signer.py: every vector of docs/kucoin.md 1.5, the v2/v3 headers,
 the header block, and that secrets never show in repr/str/errors.
 
-Run: /work/venv/bin/python -m pytest -q tests/test_signer.py
+Run: python -m pytest -q tests/test_signer.py
 """
 import base64
 import hashlib
@@ -12,13 +12,13 @@ import pytest
 
 from signer import Signer
 
-# kucoin-api.md 1.5: the secret of the official vector, reused by the [computed] vectors.
+# docs/kucoin.md 1.5: the secret of the official vector, reused by the [computed] vectors.
 DOC_SECRET = "f03a5284-5c39-4aaa-9b20-dea10bdcf8e3"
 DOC_PASSPHRASE = "my-passphrase"
 DOC_PASSPHRASE_SIG = "sVNmif2caUE5SCRJCgYlwsc6lQaT8d/P6TZ8yPqSYoU="
 SECRET_SENTINELS = (DOC_SECRET, DOC_PASSPHRASE)
 
-# (prehash, KC-API-SIGN), kucoin-api.md 1.5.
+# (prehash, KC-API-SIGN), docs/kucoin.md 1.5.
 DOC_VECTORS = [
     # Official vector [LEG].
     ('1547015186532POST/api/v1/deposit-addresses{"currency":"BTC"}',
@@ -53,7 +53,7 @@ def test_sign_when_doc_vector_bytes_then_matches_kucoin_api_md(prehash, expected
 
 
 def test_sign_when_encoded_and_raw_query_then_signatures_differ():
-    # kucoin-api.md 1.2: encoding the comma changes the signature, so the client must
+    # docs/kucoin.md 1.2: encoding the comma changes the signature, so the client must
     # sign what KuCoin reconstructs; the two 1.5 vectors pin both variants.
     s = doc_signer()
     assert (s.sign("1700000000000GET/api/v1/trade-fees?symbols=BTC-USDT,ETH-USDT")
@@ -65,7 +65,7 @@ def test_passphrase_header_when_doc_passphrase_then_matches_vector():
 
 
 def test_sign_when_universal_sdk_vector_then_matches():
-    # kucoin-api.md 1.5: universal-SDK unit test vector.
+    # docs/kucoin.md 1.5: universal-SDK unit test vector.
     s = Signer("k", "test_api_secret", "p")
     assert s.sign("test_plain") == "jie/gxS38wLFFaBwl/cAzFbAzlI8MIny96jSXrB+iP4="
 

@@ -1,9 +1,9 @@
-"""Tests of sim.py's wire protocol, driven directly with urllib3 and websocket-client.
+"""Tests of the simulator's wire protocol, driven directly with urllib3 and websocket-client.
 
-Signatures are computed here with hmac/base64 (kucoin-api.md 1.2, 1.3), independently of
+Signatures are computed here with hmac/base64 (docs/kucoin.md 1.2, 1.3), independently of
 the engine's signer. Two module simulators: `busy` (moving market, mispricings) for the
 stream tests and `quiet` (no random walk, no mispricings) for exact order arithmetic.
-Run: cd /work/main && /work/venv/bin/python -m pytest -q tests/test_sim.py
+Run: python -m pytest -q tests/test_sim.py
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def bullet(s, private=False):
 def open_ws(s, private=False, cid="c1", token=None):
     b = bullet(s, private)
     tok = b["token"] if token is None else token
-    # Raw token with '=' (hummingbot style, kucoin-api.md 2.2).
+    # Raw token with '=' (hummingbot style, docs/kucoin.md 2.2).
     return websocket.create_connection(f"{b['instanceServers'][0]['endpoint']}?token={tok}&connectId={cid}",
                                        timeout=5)
 
@@ -124,7 +124,7 @@ def balances(s):
 
 
 def apply_l2(book, seq, data):
-    """kucoin-api.md 3.8 step 4-5 on a {"bids": {px: sz}, "asks": {...}} book; returns seq."""
+    """docs/kucoin.md 3.8 step 4-5 on a {"bids": {px: sz}, "asks": {...}} book; returns seq."""
     if data["sequenceEnd"] <= seq:
         return seq
     assert data["sequenceStart"] <= seq + 1, (data["symbol"], seq, data["sequenceStart"])
@@ -250,7 +250,7 @@ def test_accounts_when_signed_v3_then_trade_accounts_match_sim_balances(quiet):
 
 def test_sign_when_query_encoded_then_decoded_and_raw_forms_accepted(quiet):
     path = "/api/v1/trade-fees?symbols=BTC-USDT%2CETH-USDT"
-    for sp in ("/api/v1/trade-fees?symbols=BTC-USDT,ETH-USDT", path):     # kucoin-api.md 1.2
+    for sp in ("/api/v1/trade-fees?symbols=BTC-USDT,ETH-USDT", path):     # docs/kucoin.md 1.2
         st, body, _ = call(quiet, "GET", path, sign_path=sp)
         assert st == 200 and [x["symbol"] for x in body["data"]] == ["BTC-USDT", "ETH-USDT"]
         assert body["data"][0]["takerFeeRate"] == "0.001"
@@ -302,7 +302,7 @@ def test_post_when_content_type_not_json_then_415000(quiet):
 def test_ratelimit_when_public_pool_exhausted_then_429000_until_reset(busy):
     busy.control(rate_limits={"public": 30}, reset_rate_limits=True)
     try:
-        for i in range(10):                         # timestamp weighs 3 (kucoin-api.md 7.1)
+        for i in range(10):                         # timestamp weighs 3 (docs/kucoin.md 7.1)
             st, _, h = call(busy, "GET", "/api/v1/timestamp", signed=False)
             assert st == 200 and h["gw-ratelimit-remaining"] == str(27 - 3 * i)
         st, body, h = call(busy, "GET", "/api/v1/timestamp", signed=False)
@@ -520,7 +520,7 @@ def test_level2_when_streamed_then_per_symbol_sequences_strictly_consecutive(bus
         if d["symbol"] in last:
             assert d["sequenceStart"] == last[d["symbol"]] + 1
         last[d["symbol"]] = d["sequenceEnd"]
-    assert len(last) > 10 and seq_only >= 1      # ["0","0",seq] entries occur (kucoin-api.md 3.6)
+    assert len(last) > 10 and seq_only >= 1      # ["0","0",seq] entries occur (docs/kucoin.md 3.6)
 
 
 def test_level2_when_replayed_on_snapshots_then_equals_sim_book(busy):
@@ -936,7 +936,7 @@ def test_spin_selector_when_data_or_timeout_then_returns_like_epoll():
     import selectors
     import socket as socketmod
     import time as timemod
-    from sim import SpinSelector
+    from sim.server import SpinSelector
     a, b = socketmod.socketpair()
     sel = SpinSelector()
     try:

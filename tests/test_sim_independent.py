@@ -1,9 +1,9 @@
 """The simulator driven by KuCoin's official kucoin-universal-sdk (Python), pointed at the
 simulator's base URL with ClientOptionBuilder.set_spot_endpoint. The SDK signs, encodes
-queries, parses envelopes and drives the WebSocket in its own way (kucoin-api.md 1.2, 2.2:
+queries, parses envelopes and drives the WebSocket in its own way (docs/kucoin.md 1.2, 2.2:
 it signs the raw query but sends it urlencoded, and urlencodes the token), so these tests
 show the simulator speaks KuCoin's protocol, not only our own client's dialect.
-Run: cd /work/main && /work/venv/bin/python -m pytest -q tests/test_sim_independent.py
+Run: python -m pytest -q tests/test_sim_independent.py
 """
 from __future__ import annotations
 

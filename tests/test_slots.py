@@ -2,7 +2,7 @@
 kill-switch cancel flag, the single-writer check, clientOid routing, kernels vs .py_func,
 and a hot thread handing signals to executor threads through rings.
 
-Run: /work/venv/bin/python -m pytest -q tests/test_slots.py
+Run: python -m pytest -q tests/test_slots.py
 """
 import os
 import pathlib

@@ -1,7 +1,7 @@
 """Tests for triangles.py: the universe from the real symbol list, hand-computed evaluate
 cases, and the evaluate kernel against an exhaustive, exact Decimal reference on random books.
 
-Run: `cd /work/main && /work/venv/bin/python -m pytest -q tests/test_triangles.py`
+Run: `python -m pytest -q tests/test_triangles.py`
 (~11 s with a cold Numba cache, ~6 s warm, on the 2-core machine; most of it is the
 exhaustive reference).
 """
@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import triangles as T
+import universe as U
 
-try:   # the book layout is owned by books.py (CONTRACT.md); a tiny stand-in if it is absent
+try:   # the book layout is owned by books.py (docs/design.md 11); a tiny stand-in if it is absent
     from books import alloc_books
 except ImportError:  # pragma: no cover
     _BOOK = np.dtype([("seq", "i8"), ("status", "i4"), ("n_bid", "i4"), ("n_ask", "i4"),
@@ -58,7 +59,7 @@ def find_tri(u, names, sides):
 
 
 def test_universe_when_real_symbols_then_triangle_counts_match_an_independent_count(real_symbols):
-    u = T.Universe(real_symbols, ["USDT", "BTC"])
+    u = U.Universe(real_symbols, ["USDT", "BTC"])
     # independent count: choose the first and the last leg at P, then any symbol joining them
     syms = [d for d in real_symbols if d["enableTrading"] is True]
     pair = {}
@@ -74,7 +75,7 @@ def test_universe_when_real_symbols_then_triangle_counts_match_an_independent_co
 
 
 def test_universe_when_real_symbols_then_usdt_btc_eth_exists_in_both_directions(real_symbols):
-    u = T.Universe(real_symbols, ["USDT", "USDC", "BTC", "ETH"])
+    u = U.Universe(real_symbols, ["USDT", "USDC", "BTC", "ETH"])
     fwd = find_tri(u, ["BTC-USDT", "ETH-BTC", "ETH-USDT"], [T.LEG_BUY, T.LEG_BUY, T.LEG_SELL])
     rev = find_tri(u, ["ETH-USDT", "ETH-BTC", "BTC-USDT"], [T.LEG_BUY, T.LEG_SELL, T.LEG_SELL])
     assert fwd is not None and rev is not None
@@ -86,7 +87,7 @@ def test_universe_when_real_symbols_then_usdt_btc_eth_exists_in_both_directions(
 
 
 def test_universe_when_built_then_legs_chain_and_no_duplicates(real_symbols):
-    u = T.Universe(real_symbols, ["USDT", "USDC", "BTC", "ETH", "KCS"])
+    u = U.Universe(real_symbols, ["USDT", "USDC", "BTC", "ETH", "KCS"])
     keys = set()
     for r in u.tris:
         assert r["primary"] == r["ccy0"]
@@ -104,10 +105,10 @@ def test_universe_when_built_then_legs_chain_and_no_duplicates(real_symbols):
 
 
 def test_universe_when_symbol_disabled_then_excluded(real_symbols):
-    full = T.Universe(real_symbols, ["USDT", "BTC"])
+    full = U.Universe(real_symbols, ["USDT", "BTC"])
     syms = copy.deepcopy(real_symbols)
     next(d for d in syms if d["symbol"] == "ETH-BTC")["enableTrading"] = False
-    u = T.Universe(syms, ["USDT", "BTC"])
+    u = U.Universe(syms, ["USDT", "BTC"])
     assert "ETH-BTC" not in u.sym_index and "ETH-BTC" in full.sym_index
     assert "ETH-USDT" in u.sym_index                        # still in other triangles
     through = full.sym_tri_start[full.sym_index["ETH-BTC"] + 1] - \
@@ -120,7 +121,7 @@ def test_universe_when_fee_coefficient_given_then_fee_scaled(real_symbols):
     by = {d["symbol"]: d for d in syms}
     by["BTC-USDT"]["takerFeeCoefficient"] = "0.5"
     by["ETH-USDT"]["takerFeeCoefficient"] = "0"
-    u = T.Universe(syms, ["USDT"], fee_rates={"BTC-USDT": "0.002", "ETH-USDT": "0.001"},
+    u = U.Universe(syms, ["USDT"], fee_rates={"BTC-USDT": "0.002", "ETH-USDT": "0.001"},
                    default_taker_fee="0.0015")
     fee = lambda s: u.symtab[u.sym_index[s]]["taker_fee"]
     assert fee("BTC-USDT") == 0.001
@@ -131,7 +132,7 @@ def test_universe_when_fee_coefficient_given_then_fee_scaled(real_symbols):
 
 
 def test_universe_when_built_then_csr_lists_each_triangle_under_its_three_symbols(real_symbols):
-    u = T.Universe(real_symbols, ["USDT", "BTC"])
+    u = U.Universe(real_symbols, ["USDT", "BTC"])
     start, lst = u.sym_tri_start, u.sym_tri_list
     assert len(start) == len(u.symbols) + 1 and start[0] == 0 and start[-1] == 3 * u.ntri
     seen = np.zeros(u.ntri, np.int64)
@@ -147,13 +148,13 @@ def test_universe_when_built_then_csr_lists_each_triangle_under_its_three_symbol
 def test_universe_when_decimals_or_subset_given_then_same_rows_and_exact_strings(real_symbols):
     as_dec = [{k: Decimal(v) if k.endswith(("Increment", "Size", "Funds", "Rate")) and v else v
                for k, v in d.items()} for d in real_symbols]
-    a = T.Universe(real_symbols, ["USDT"])
-    b = T.Universe(as_dec, ["USDT"])
+    a = U.Universe(real_symbols, ["USDT"])
+    b = U.Universe(as_dec, ["USDT"])
     assert a.symbols == b.symbols and np.array_equal(a.symtab, b.symtab)
     i = a.sym_index["BTC-USDT"]
     assert a.base_inc_str[i] == b.base_inc_str[i] == "0.00000001"
     assert a.quote_inc_str[i] == "0.000001" and a.min_funds_str[i] == "0.1"
-    sub = T.Universe(real_symbols, ["USDT"], only_symbols={"BTC-USDT", "ETH-BTC", "ETH-USDT",
+    sub = U.Universe(real_symbols, ["USDT"], only_symbols={"BTC-USDT", "ETH-BTC", "ETH-USDT",
                                                            "XRP-USDT"})
     assert sub.symbols == ["BTC-USDT", "ETH-BTC", "ETH-USDT"] and sub.ntri == 2
 
@@ -167,7 +168,7 @@ class Market:
         specs = {"BTC-USDT": ("0.0001", "0.01"), "ETH-BTC": ("0.001", "0.00001"),
                  "ETH-USDT": ("0.001", "0.01")}
         syms = [sym(*n.split("-"), bi, qi, **overrides.get(n, {})) for n, (bi, qi) in specs.items()]
-        self.u = T.Universe(syms, ["USDT"], default_taker_fee=fee)
+        self.u = U.Universe(syms, ["USDT"], default_taker_fee=fee)
         self.state, self.px, self.sz = alloc_books(len(self.u.symbols), 20)
         self.balances = self.u.ccy_array({"USDT": 1000})
         self.max_start = self.u.ccy_array({"USDT": 500})
@@ -451,7 +452,7 @@ def random_market(rng, names, max_count=800):
 class RandomBench:
     def __init__(self):
         syms = [sym("X", "U", "1", "1"), sym("Y", "U", "1", "1"), sym("Y", "X", "1", "1")]
-        self.u = T.Universe(syms, ["U", "X"])
+        self.u = U.Universe(syms, ["U", "X"])
         self.state, self.px, self.sz = alloc_books(len(self.u.symbols), 8)
 
     def load(self, specs, caps, max_levels, min_bps, flags, **search):

@@ -1,4 +1,4 @@
-"""sim_ws.py: the simulator's WebSocket side (kucoin-api.md 2.x, 3.x, 4.1, 4.2).
+"""sim/ws.py: the simulator's WebSocket side (docs/kucoin.md 2.x, 3.x, 4.1, 4.2).
 
 Owns: bullet tokens, connections at /endpoint, subscriptions and their limits, the fan-out
 of public topics (level2 in real time; level1 10 ms; ticker, ticker:all, level2Depth5/50
@@ -7,8 +7,8 @@ every 100 ms on change; match on trades) and of the private topics
 Thread: the simulator's single asyncio thread. Each connection has its own outgoing
 queue and writer task, so a slow client never stalls the market loop; a client whose
 backlog exceeds `max_backlog` frames loses frames (KuCoin drops to slow consumers,
-kucoin-api.md 8.3), which shows as a level2 sequence gap.
-Run/test: through sim.py; tests/test_sim.py drives it with websocket-client.
+docs/kucoin.md 8.3), which shows as a level2 sequence gap.
+Run/test: through sim/server.py; tests/test_sim.py drives it with websocket-client.
 """
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ import time
 
 from aiohttp import web, WSMsgType
 
-from sim_book import SIDE_ASK, SIDE_BID, dec_str
-from sim_market import Market
+from .book import SIDE_ASK, SIDE_BID, dec_str
+from .market import Market
 
 SYM_RE = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+$")
-PUBLIC_TOPICS = {  # prefix -> subject (kucoin-api.md 3.1)
+PUBLIC_TOPICS = {  # prefix -> subject (docs/kucoin.md 3.1)
     "/market/level2": "trade.l2update", "/market/ticker": "trade.ticker",
     "/spotMarket/level1": "level1", "/spotMarket/level2Depth5": "level2",
     "/spotMarket/level2Depth50": "level2", "/market/match": "trade.l3match",
@@ -34,7 +34,7 @@ PUBLIC_TOPICS = {  # prefix -> subject (kucoin-api.md 3.1)
 PRIVATE_TOPICS = ("/spotMarket/tradeOrdersV2", "/spotMarket/tradeOrders", "/account/balance",
                   "/spotMarket/advancedOrders")
 SLOW_TOPICS = ("/market/ticker", "/spotMarket/level2Depth5", "/spotMarket/level2Depth50")
-MAX_TOPICS_PER_REQUEST = 100      # kucoin-api.md 2.7
+MAX_TOPICS_PER_REQUEST = 100      # docs/kucoin.md 2.7
 MAX_TOPICS_PER_SESSION = 300
 MAX_CLIENT_MSGS_PER_10S = 100
 MAX_SESSIONS = 50
@@ -84,7 +84,7 @@ class WsHub:
 
     # ---- tokens --------------------------------------------------------------------------
     def issue_token(self, private: bool) -> dict:
-        """Bullet response data (kucoin-api.md 2.1). The token contains '=' like KuCoin's,
+        """Bullet response data (docs/kucoin.md 2.1). The token contains '=' like KuCoin's,
         so clients that do not URL-encode it are exercised too."""
         raw = base64.urlsafe_b64encode(os.urandom(40)).decode() + "." + base64.urlsafe_b64encode(os.urandom(16)).decode()
         self.tokens[raw] = [private, time.time() + self.token_ttl_s, False]
@@ -108,7 +108,7 @@ class WsHub:
         if tok is None:
             err = (401, "token is invalid")
         elif tok[2] or time.time() > tok[1]:
-            err = (401, "token is expired")          # kucoin-api.md 2.1 / 8.1
+            err = (401, "token is expired")          # docs/kucoin.md 2.1 / 8.1
         elif len(self.conns) >= MAX_SESSIONS:
             err = (509, f"exceed max session count limitation of {MAX_SESSIONS}")
         else:
@@ -116,12 +116,12 @@ class WsHub:
             while self.connect_times and now - self.connect_times[0] > 60.0:
                 self.connect_times.popleft()
             if self.connects_per_min and len(self.connect_times) >= self.connects_per_min:
-                err = (509, "service busy, please retry later")     # kucoin-api.md 2.6/2.7
+                err = (509, "service busy, please retry later")     # docs/kucoin.md 2.6/2.7
             else:
                 self.connect_times.append(now)
         if err is not None:
             self.counters["rejected_connects"] += 1
-            # kucoin-api.md 2.6 literal: {"type":"error","code":401,"data":"token is expired"}
+            # docs/kucoin.md 2.6 literal: {"type":"error","code":401,"data":"token is expired"}
             await ws.send_str(_dumps({"type": "error", "code": err[0], "data": err[1]}))
             await ws.close()
             return ws
@@ -129,12 +129,12 @@ class WsHub:
             cid += "_"
         idle_s = (self.ping_interval_ms + self.ping_timeout_ms) / 1000.0
         c = WsConn(ws, cid, tok[0], idle_s, request.transport)
-        # kucoin-api.md 2.1: a connection is dropped when its token's 24 h lifetime ends.
+        # docs/kucoin.md 2.1: a connection is dropped when its token's 24 h lifetime ends.
         c.expires_at = time.monotonic() + max(0.0, tok[1] - time.time())
         self.conns[cid] = c
         self.counters["connects"] += 1
         c.task = asyncio.ensure_future(self._writer(c))
-        self._send(c, {"id": cid, "type": "welcome"})              # kucoin-api.md 2.3
+        self._send(c, {"id": cid, "type": "welcome"})              # docs/kucoin.md 2.3
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -193,7 +193,7 @@ class WsHub:
         self._enqueue(c, _dumps(obj), False)
 
     def _error(self, c: WsConn, rid, code: int, text: str) -> None:
-        # kucoin-api.md 2.6: {"id":<request id>,"type":"error","code":<int>,"data":"<text>"}
+        # docs/kucoin.md 2.6: {"id":<request id>,"type":"error","code":<int>,"data":"<text>"}
         self._send(c, {"id": str(rid) if rid is not None else c.cid, "type": "error", "code": code, "data": text})
 
     async def close_conns(self, which="all", abrupt: bool = False) -> int:
@@ -214,7 +214,7 @@ class WsHub:
 
     async def idle_loop(self) -> None:
         """Close connections that sent nothing for pingInterval + pingTimeout ms
-        (kucoin-api.md 2.4: error 400 "ping timeout") and those whose token lifetime
+        (docs/kucoin.md 2.4: error 400 "ping timeout") and those whose token lifetime
         ended (closed without a frame, like KuCoin's 24 h drop)."""
         while True:
             await asyncio.sleep(0.1)
@@ -245,7 +245,7 @@ class WsHub:
         while c.msg_times and now - c.msg_times[0] > 10.0:
             c.msg_times.popleft()
         if len(c.msg_times) > MAX_CLIENT_MSGS_PER_10S:
-            # kucoin-api.md 2.7: 100 client messages per 10 s; the message is not processed.
+            # docs/kucoin.md 2.7: 100 client messages per 10 s; the message is not processed.
             self._error(c, rid, 509, "exceed max permits per 10 seconds")
             return
         if not isinstance(msg, dict):
@@ -253,12 +253,12 @@ class WsHub:
             return
         typ = msg.get("type")
         if typ == "ping":
-            # kucoin-api.md 2.4: pong echoes the id; the real capture also carries a us timestamp.
+            # docs/kucoin.md 2.4: pong echoes the id; the real capture also carries a us timestamp.
             self._send(c, {"id": str(rid), "type": "pong", "timestamp": time.time_ns() // 1000})
         elif typ in ("subscribe", "unsubscribe"):
             self._on_sub(c, msg, rid, typ == "subscribe")
         else:
-            self._error(c, rid, 415, "type is not supported")        # kucoin-api.md 2.6
+            self._error(c, rid, 415, "type is not supported")        # docs/kucoin.md 2.6
 
     def _parse_topic(self, c: WsConn, msg: dict, rid, subscribe: bool):
         topic = msg.get("topic")
@@ -268,7 +268,7 @@ class WsHub:
         if prefix in PRIVATE_TOPICS:
             if arg:
                 return self._error(c, rid, 400, f"topic {topic} is invalid")
-            # A private topic needs a private token and privateChannel=true (kucoin-api.md 4.1).
+            # A private topic needs a private token and privateChannel=true (docs/kucoin.md 4.1).
             if subscribe and (not c.private or msg.get("privateChannel") is not True):
                 return self._error(c, rid, 403, "login is required")
             return [(prefix, "")]
@@ -277,7 +277,7 @@ class WsHub:
                 return self._error(c, rid, 400, f"topic {topic} is invalid")
             return self._error(c, rid, 404, f"topic {topic} is not found")
         syms = arg.split(",")
-        if len(syms) > MAX_TOPICS_PER_REQUEST:          # each symbol counts (kucoin-api.md 2.5)
+        if len(syms) > MAX_TOPICS_PER_REQUEST:          # each symbol counts (docs/kucoin.md 2.5)
             return self._error(c, rid, 509, "exceed max subscription count limitation of 100 per time")
         for s in syms:
             if prefix == "/market/ticker" and s == "all":
@@ -306,7 +306,7 @@ class WsHub:
                 c.topics.discard(k)
                 self.subs[k].discard(c)
         if msg.get("response") is True:
-            self._send(c, {"id": str(rid), "type": "ack"})           # kucoin-api.md 2.5
+            self._send(c, {"id": str(rid), "type": "ack"})           # docs/kucoin.md 2.5
 
     # ---- public fan-out ------------------------------------------------------------------
     def _fanout(self, key: tuple[str, str], obj: dict, private: bool = False) -> None:
@@ -327,7 +327,7 @@ class WsHub:
         self.market.dirty.add(sym)
         key = ("/market/match", sym)
         if self.subs.get(key):
-            # kucoin-api.md 3.9: side is the taker's side; time is ns as a string.
+            # docs/kucoin.md 3.9: side is the taker's side; time is ns as a string.
             self._fanout(key, {"topic": f"/market/match:{sym}", "type": "message", "subject": "trade.l3match",
                                "data": {"makerOrderId": "0" * 24, "price": dec_str(px), "sequence": trade_id,
                                         "side": side, "size": dec_str(sz), "symbol": sym,
@@ -348,7 +348,7 @@ class WsHub:
 
     async def flush_loop(self) -> None:
         """Snapshot-style topics: level1 every 10 ms on change, ticker / ticker:all /
-        depth5 / depth50 at most every 100 ms on change (kucoin-api.md 3.1)."""
+        depth5 / depth50 at most every 100 ms on change (docs/kucoin.md 3.1)."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(0.01)
@@ -377,7 +377,7 @@ class WsHub:
                     if p == "/market/ticker":
                         self._fanout((p, sym), {"topic": f"{p}:{sym}", "type": "message",
                                                 "subject": "trade.ticker", "data": self._ticker(sym, ms)})
-                    elif p == "all":     # kucoin-api.md 3.3: the symbol is in `subject`
+                    elif p == "all":     # docs/kucoin.md 3.3: the symbol is in `subject`
                         self._fanout(("/market/ticker", "all"), {"topic": "/market/ticker:all", "type": "message",
                                                                  "subject": sym, "data": self._ticker(sym, ms)})
                     else:

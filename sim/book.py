@@ -1,10 +1,10 @@
-"""sim_book.py: one symbol's order book in integer units for the simulator, and the exact
+"""sim/book.py: one symbol's order book in integer units for the simulator, and the exact
 book walk a taker's order fills against.
 
 Owns: the `Book` class (levels as integer ticks -> integer lots, so every price/size the
 simulator sends is an exact multiple of priceIncrement/baseIncrement) and `dec_str`.
-Thread: the simulator's single asyncio thread (sim.py); plain data, nothing blocks.
-Run/test: through sim.py; tests/test_sim.py compares streamed books with GET /sim/book.
+Thread: the simulator's single asyncio thread (sim/server.py); plain data, nothing blocks.
+Run/test: through sim/server.py; tests/test_sim.py compares streamed books with GET /sim/book.
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ class Book:
         return dec_str(self.binc * lots)
 
     def snapshot(self, n: int | None) -> dict:
-        """Level2 REST snapshot body (kucoin-api.md 3.7): sequence is a string."""
+        """Level2 REST snapshot body (docs/kucoin.md 3.7): sequence is a string."""
         return {
             "time": int(time.time() * 1000),
             "sequence": str(self.seq),
@@ -119,7 +119,7 @@ class Book:
 
         Bounded by a base size (`max_lots`), by quote funds (`max_funds`, each fill floored
         to whole lots so notional <= funds), by a limit price, and by price protection
-        (kucoin-api.md 5.9: market orders fill only within priceLimitRate of the best
+        (docs/kucoin.md 5.9: market orders fill only within priceLimitRate of the best
         price, the rest is canceled). Exact: funds arithmetic is Decimal.
         """
         b = self

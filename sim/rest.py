@@ -1,15 +1,15 @@
-"""sim_rest.py: the simulator's KuCoin REST API: routing, signature/passphrase/timestamp
+"""sim/rest.py: the simulator's KuCoin REST API: routing, signature/passphrase/timestamp
 checks, per-pool rate limits, the envelope, and the market/account/HF-order handlers.
 
 Owns: the route table (path, pool, weight, signed?) and the rate-limit windows.
 Thread: the simulator's single asyncio thread (aiohttp handlers).
-Run/test: through sim.py; tests/test_sim.py signs requests itself with hmac/base64 and
+Run/test: through sim/server.py; tests/test_sim.py signs requests itself with hmac/base64 and
 checks every error code and HTTP status; tests/test_sim_independent.py drives it with
 KuCoin's own universal SDK.
 
-Envelope (kucoin-api.md 0): {"code":"200000","data":...}; errors {"code","msg"} with HTTP
-200 for business errors and the gateway statuses of kucoin-api.md 1.6. Every response
-carries gw-ratelimit-limit/remaining/reset for the endpoint's pool (kucoin-api.md 7.1).
+Envelope (docs/kucoin.md 0): {"code":"200000","data":...}; errors {"code","msg"} with HTTP
+200 for business errors and the gateway statuses of docs/kucoin.md 1.6. Every response
+carries gw-ratelimit-limit/remaining/reset for the endpoint's pool (docs/kucoin.md 7.1).
 """
 from __future__ import annotations
 
@@ -24,16 +24,16 @@ from urllib.parse import unquote, unquote_plus
 
 from aiohttp import web
 
-from sim_exchange import OrderError
-from sim_book import dec_str
+from .exchange import OrderError
+from .book import dec_str
 
-WINDOW_MS = 30_000                     # kucoin-api.md 7.1: 30 s windows
-VIP_QUOTAS = {                         # (spot, management, public) per 30 s, kucoin-api.md 7.1
+WINDOW_MS = 30_000                     # docs/kucoin.md 7.1: 30 s windows
+VIP_QUOTAS = {                         # (spot, management, public) per 30 s, docs/kucoin.md 7.1
     0: (4000, 2000, 2000), 1: (6000, 2000, 2000), 2: (8000, 4000, 2000), 3: (10000, 5000, 2000),
     4: (13000, 6000, 2000), 5: (16000, 7000, 2000), 6: (20000, 8000, 2000), 7: (23000, 10000, 2000),
     8: (26000, 12000, 2000), 9: (30000, 14000, 2000), 10: (33000, 16000, 2000),
     11: (36000, 18000, 2000), 12: (40000, 20000, 2000)}
-TS_SKEW_MS = 5000                      # kucoin-api.md 1.4
+TS_SKEW_MS = 5000                      # docs/kucoin.md 1.4
 
 
 def err_body(code: str, msg: str) -> dict:
@@ -76,7 +76,7 @@ class Rest:
         self.sim = sim                  # sim.Sim: market, exchange, hub, faults, credentials
         self.limiter = RateLimiter(sim.vip)
         p = r"(?P<id>[^/]+)"
-        # (method, regex, handler, pool, weight, signed) — pools/weights of kucoin-api.md 3.7, 5.1, 7.1
+        # (method, regex, handler, pool, weight, signed) — pools/weights of docs/kucoin.md 3.7, 5.1, 7.1
         self.routes = [(m, re.compile("^" + rx + "$"), h, pool, w, signed) for m, rx, h, pool, w, signed in [
             ("GET", r"/api/v1/timestamp", self.timestamp, "public", 3, False),
             ("GET", r"/api/v1/status", self.status, "public", 3, False),
@@ -137,10 +137,10 @@ class Rest:
         if request.method == "POST" and body:
             ctype = request.headers.get("Content-Type", "")
             if not ctype.split(";")[0].strip().lower() == "application/json":
-                return self._json(415, err_body("415000", "Unsupported Media Type"), pool, now)   # kucoin-api.md 0
+                return self._json(415, err_body("415000", "Unsupported Media Type"), pool, now)   # docs/kucoin.md 0
         try:
             result = await handler(request, body, mm, pool, now)
-        except OrderError as e:          # business errors: HTTP 200 (kucoin-api.md 0, 5.9)
+        except OrderError as e:          # business errors: HTTP 200 (docs/kucoin.md 0, 5.9)
             return self._json(200, err_body(e.code, e.msg), pool, now)
         if isinstance(result, web.StreamResponse):
             return result
@@ -166,16 +166,16 @@ class Rest:
         except ValueError:
             skew = TS_SKEW_MS + 1
         if skew > TS_SKEW_MS:
-            return 400, "400002", "Invalid KC-API-TIMESTAMP"             # kucoin-api.md 1.4
+            return 400, "400002", "Invalid KC-API-TIMESTAMP"             # docs/kucoin.md 1.4
         secret = sim.api_secret.encode()
-        # kucoin-api.md 1.3: v2/v3 send base64(HMAC(secret, passphrase)); v1 sends it plain.
+        # docs/kucoin.md 1.3: v2/v3 send base64(HMAC(secret, passphrase)); v1 sends it plain.
         if version == "1":
             pp_ok = hmac.compare_digest(pp, sim.api_passphrase)
         else:
             pp_ok = hmac.compare_digest(pp, sim.passphrase_hmac)
         if not pp_ok:
             return 401, "400004", "Invalid KC-API-PASSPHRASE"
-        # kucoin-api.md 1.2: docs-new signs the percent-decoded path+query, clients differ:
+        # docs/kucoin.md 1.2: docs-new signs the percent-decoded path+query, clients differ:
         # accept the raw-as-sent form and the decoded forms.
         raw = request.raw_path
         cands = {raw, unquote(raw)}
@@ -197,7 +197,7 @@ class Rest:
         return {"status": "open", "msg": ""}
 
     def _symbol_view(self, s: dict) -> dict:
-        """v2 symbol (kucoin-api.md 6.1); fields the 2024 file lacks take the documented defaults."""
+        """v2 symbol (docs/kucoin.md 6.1); fields the 2024 file lacks take the documented defaults."""
         d = dict(s)
         d["enableTrading"] = self.sim.market.enabled.get(s["symbol"], True)
         d.setdefault("feeCategory", 1)
@@ -248,7 +248,7 @@ class Rest:
                 "bestAskSize": t["bestAskSize"]}
 
     async def all_tickers(self, request, body, mm, pool, now):
-        """kucoin-api.md 3.10: buy = best bid, sell = best ask; fee fields are base rates."""
+        """docs/kucoin.md 3.10: buy = best bid, sell = best ask; fee fields are base rates."""
         out = []
         for sym in self.sim.market.symbols:
             t = self.sim.hub._ticker(sym, now)
@@ -270,7 +270,7 @@ class Rest:
         syms = [s for s in request.query.get("symbols", "").split(",") if s]
         if not syms:
             raise OrderError("400100", "Parameter Error: symbols is required")
-        if len(syms) > 10:               # kucoin-api.md 6.2: up to 10 symbols per call
+        if len(syms) > 10:               # docs/kucoin.md 6.2: up to 10 symbols per call
             raise OrderError("400100", "Parameter Error: at most 10 symbols per request")
         ex = self.sim.exchange
         out = []
@@ -331,7 +331,7 @@ class Rest:
         return await self._place(request, body, pool, now, self.sim.exchange.sync_view)
 
     async def order_test(self, request, body, mm, pool, now):
-        # kucoin-api.md 5.3: validated, never matched, not queryable. The simulator also
+        # docs/kucoin.md 5.3: validated, never matched, not queryable. The simulator also
         # checks the balance (undocumented on KuCoin) so that paper mode sees 200004.
         rej = self.sim.faults.take_reject()
         if rej is not None:
@@ -350,13 +350,13 @@ class Rest:
     async def order_get(self, request, body, mm, pool, now):
         od = self._lookup(request, mm)
         if od is None:
-            # kucoin-api.md 5.8: texts seen "order not exist."; HTTP status not documented.
+            # docs/kucoin.md 5.8: texts seen "order not exist."; HTTP status not documented.
             raise OrderError("400100", "order not exist.")
         return self.sim.exchange.order_view(od)
 
     async def order_cancel(self, request, body, mm, pool, now):
         # Every simulated order is done at arrival (market / IOC / FOK), so a cancel always
-        # meets a done or unknown order: kucoin-api.md 5.8.
+        # meets a done or unknown order: docs/kucoin.md 5.8.
         self._lookup(request, mm)
         raise OrderError("400100", "order_not_exist_or_not_allow_to_cancel")
 

@@ -1,16 +1,16 @@
-"""sim.py: a KuCoin-compatible spot exchange simulator on 127.0.0.1 (DESIGN.md section 7).
+"""sim/server.py: a KuCoin-compatible spot exchange simulator on 127.0.0.1 (docs/design.md 7).
 
-One asyncio process, one port: KuCoin's REST API (sim_rest.py) and its WebSocket at
-/endpoint (sim_ws.py) over a moving market with planted triangular mispricings
-(sim_market.py, sim_book.py, sim_mispricing.py) and one account that trades by market
-orders (sim_exchange.py), with faults on demand (sim_faults.py).
+One asyncio process, one port: KuCoin's REST API (sim/rest.py) and its WebSocket at
+/endpoint (sim/ws.py) over a moving market with planted triangular mispricings
+(sim/market.py, sim/book.py, sim/mispricing.py) and one account that trades by market
+orders (sim/exchange.py), with faults on demand (sim/faults.py).
 
-Run:   /work/venv/bin/python sim.py --port 0 --seed 1 --symbols 60 --balances USDT=1000
+Run:   python -m sim --port 0 --seed 1 --symbols 60 --balances USDT=1000
        prints one line "sim: serving http://127.0.0.1:PORT ws=... symbols=N ..." and
        exits cleanly on SIGTERM/SIGINT. Credentials: --api-key/--api-secret/--api-passphrase
        or SIM_API_KEY/SIM_API_SECRET/SIM_API_PASSPHRASE (the secret and passphrase are
        never printed).
-Test:  cd /work/main && /work/venv/bin/python -m pytest -q tests/test_sim.py
+Test:  python -m pytest -q tests/test_sim.py
        (tests/conftest.py has the fixtures that start this process).
 
 Control/inspection API (not KuCoin; unsigned; loopback only):
@@ -45,18 +45,17 @@ import os
 import selectors
 import signal
 import socket
-import sys
 import time
 from decimal import Decimal
 
 from aiohttp import web
 
-from sim_exchange import Exchange
-from sim_faults import Faults
-from sim_book import dec_str
-from sim_market import DEFAULT_DATA, Market, load_symbols, select_symbols
-from sim_rest import Rest, VIP_QUOTAS
-from sim_ws import WsHub
+from .exchange import Exchange
+from .faults import Faults
+from .book import dec_str
+from .market import DEFAULT_DATA, Market, load_symbols, select_symbols
+from .rest import Rest, VIP_QUOTAS
+from .ws import WsHub
 
 DEFAULT_BALANCES = "USDT=1000,USDC=1000,BTC=0.02,ETH=0.4,KCS=100"
 
@@ -362,6 +361,3 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

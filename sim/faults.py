@@ -1,8 +1,8 @@
-"""sim_faults.py: the simulator's fault switches, set by POST /sim/control or CLI flags.
+"""sim/faults.py: the simulator's fault switches, set by POST /sim/control or CLI flags.
 
 Owns: what goes wrong next (dropped/delayed WS frames, REST 5xx/429, rejected orders,
 late fill events, private-event ordering) and the counters that tests assert on.
-Thread: the simulator's single asyncio thread (read by sim_ws.py and sim_rest.py).
+Thread: the simulator's single asyncio thread (read by sim/ws.py and sim/rest.py).
 Run/test: tests/test_sim.py drives every switch through `control(...)`.
 
 Faults use their own RNG (seeded from --seed) so that switching them on does not change

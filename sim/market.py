@@ -1,18 +1,18 @@
-"""sim_market.py: the simulator's market: the symbol subset, consistent fair prices, the
-books (sim_book.py) and their random walk, level2 sequencing, and the virtual-time loop
-that also plants and takes mispricings (sim_mispricing.py).
+"""sim/market.py: the simulator's market: the symbol subset, consistent fair prices, the
+books (sim/book.py) and their random walk, level2 sequencing, and the virtual-time loop
+that also plants and takes mispricings (sim/mispricing.py).
 
 Owns: the symbol subset served by the simulator, one `Book` per symbol, the per-symbol
 level2 sequence and pending changes, fair prices, and the mispricing records list.
-Thread: the simulator's single asyncio thread (sim.py); nothing here blocks or awaits.
-Run/test: through sim.py (`python sim.py --help`); tests/test_sim.py checks the level2
+Thread: the simulator's single asyncio thread (sim/server.py); nothing here blocks or awaits.
+Run/test: through sim/server.py (`python -m sim --help`); tests/test_sim.py checks the level2
 stream and books this module produces.
 
-Why dicts and ints rather than numpy arrays (STYLE.md): the simulator is not on the
+Why dicts and ints rather than numpy arrays (docs/design.md 11): the simulator is not on the
 engine's hot path; what matters here is exactness (a level is `ticks * priceIncrement`,
 `lots * baseIncrement`, formatted from Decimal) and determinism for a seed. Model maths
 (fair prices, spreads, mispricing targets) is float and only decides which integer tick
-a level sits on; balances and fills are exact (sim_exchange.py).
+a level sits on; balances and fills are exact (sim/exchange.py).
 """
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import sim_mispricing
-from sim_book import SIDE_ASK, SIDE_BID, Book
-from sim_mispricing import HUBS
+from . import mispricing
+from .book import SIDE_ASK, SIDE_BID, Book
+from .mispricing import HUBS
 
 STEP_MS = 10              # virtual-time step of the market loop
 FAIR_STEP_MS = 100        # fair prices drift every 100 virtual ms
-DEFAULT_DATA = Path(__file__).parent / "data" / "symbols-2024-09.json"
+DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "symbols-2024-09.json"
 
 # Rough USD prices of September 2024 for currencies whose tick size does not tell the
 # price (quotes and majors). Every other currency gets priceIncrement * 1e4 (KuCoin sets
@@ -125,7 +125,7 @@ def find_triangles(symbols: list[dict]) -> list[tuple[tuple[str, str, str], dict
 class Market:
     """Books that move, with consistent cross prices and planted triangle mispricings.
 
-    Listeners (set by sim.py): on_l2(symbol, data) for each level2 message, on_trade(symbol,
+    Listeners (set by the simulator (python -m sim)): on_l2(symbol, data) for each level2 message, on_trade(symbol,
     taker_side, px, sz, trade_id) for trades by "other traders" and by the user.
     """
 
@@ -214,7 +214,7 @@ class Market:
 
     # ---- level2 changes ------------------------------------------------------------------
     def change(self, b: Book, side: int, tick: int, lots: int) -> None:
-        """Set a level's absolute size and give the change the next sequence (kucoin-api.md
+        """Set a level's absolute size and give the change the next sequence (docs/kucoin.md
         3.6: each change carries the sequence that last touched that price)."""
         b.set(side, tick, lots)
         b.seq += 1
@@ -225,7 +225,7 @@ class Market:
         self.dirty.add(b.symbol)
 
     def seq_only(self, b: Book, side: int) -> None:
-        # kucoin-api.md 3.6 / 8.3: ["0","0",seq] entries only advance the sequence.
+        # docs/kucoin.md 3.6 / 8.3: ["0","0",seq] entries only advance the sequence.
         b.seq += 1
         p = self.pending.setdefault(b.symbol, {})
         if not p:
@@ -237,7 +237,7 @@ class Market:
 
         A price appears once per message with its latest size and sequence; entries are
         ordered by sequence; sequenceStart is the first sequence consumed since the last
-        message, so consecutive messages are strictly consecutive (kucoin-api.md 3.6, 3.8).
+        message, so consecutive messages are strictly consecutive (docs/kucoin.md 3.6, 3.8).
         """
         p = self.pending.pop(sym, None)
         if not p:
@@ -370,15 +370,15 @@ class Market:
         self.mispricing_rate = rate
         self._next_plant_vt = self._draw_plant_gap()
 
-    # ---- mispricings (sim_mispricing.py) ------------------------------------------------------
+    # ---- mispricings (sim/mispricing.py) ------------------------------------------------------
     def plant(self, bps: float | None = None, primary: str | None = None) -> dict | None:
-        return sim_mispricing.plant(self, bps, primary)
+        return mispricing.plant(self, bps, primary)
 
     def take(self, rec: dict) -> None:
-        sim_mispricing.take(self, rec)
+        mispricing.take(self, rec)
 
     def public_records(self) -> list[dict]:
-        return sim_mispricing.public_records(self)
+        return mispricing.public_records(self)
 
     # ---- matching support ----------------------------------------------------------------
     def walk(self, sym: str, take_side: int, **kw) -> list[tuple[int, int]]:

@@ -1,12 +1,12 @@
-"""sim_exchange.py: the simulator's account and HF orders: validation, holds, matching
+"""sim/exchange.py: the simulator's account and HF orders: validation, holds, matching
 against the market's books, exact settlement, and the private events KuCoin pushes.
 
 Owns: balances (Decimal, exact), orders by orderId and clientOid, order/trade ids.
 Thread: the simulator's single asyncio thread; `place()` is synchronous, so an order's
 matching is atomic with respect to the public stream (like KuCoin's matching engine).
-Run/test: through sim.py; tests/test_sim.py checks events and balances by hand.
+Run/test: through sim/server.py; tests/test_sim.py checks events and balances by hand.
 
-Fees (CONTRACT "Fees", kucoin-api.md 6.6): charged in the quote currency on both sides.
+Fees (docs/kucoin.md 6.6): charged in the quote currency on both sides.
 A market buy by funds F buys notional <= F (each fill floored to baseIncrement), pays
 notional * fee on top, and holds F * (1 + fee) while matching; when funds are left that
 cannot buy one more increment the order ends `canceled` (real capture in
@@ -21,18 +21,18 @@ import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext, Context, Inexact, DivisionByZero, Overflow
 
-from sim_book import SIDE_ASK, SIDE_BID, dec_str
-from sim_market import Market
+from .book import SIDE_ASK, SIDE_BID, dec_str
+from .market import Market
 
 # Exact arithmetic: 60 digits is far more than any balance needs, and Inexact traps so a
 # rounding anywhere in settlement is a loud bug rather than a silent cent.
 EXACT = Context(prec=60, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
-CLIENT_OID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")        # kucoin-api.md 5.2
+CLIENT_OID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")        # docs/kucoin.md 5.2
 ZERO = Decimal(0)
 
 
 class OrderError(Exception):
-    """A business rejection: HTTP 200 with this code/msg (kucoin-api.md 5.9)."""
+    """A business rejection: HTTP 200 with this code/msg (docs/kucoin.md 5.9)."""
 
     def __init__(self, code: str, msg: str):
         super().__init__(msg)
@@ -73,7 +73,7 @@ def _dec(v, what: str) -> Decimal:
 
 class Exchange:
     """One account on the simulated exchange. Private events are returned as lists of
-    ("order", data) / ("balance", data) for sim_ws.py to wrap and push."""
+    ("order", data) / ("balance", data) for sim/ws.py to wrap and push."""
 
     def __init__(self, market: Market, *, taker_fee: Decimal, maker_fee: Decimal,
                  balances: dict[str, Decimal], seed: int):
@@ -117,7 +117,7 @@ class Exchange:
             self.bal[c] = [Decimal(str(v)), ZERO]
 
     def _bal_event(self, ccy: str, d_avail: Decimal, d_hold: Decimal, event: str, ctx: dict, now_ms: int):
-        """Apply a change and describe it as /account/balance data (kucoin-api.md 4.2)."""
+        """Apply a change and describe it as /account/balance data (docs/kucoin.md 4.2)."""
         b = self.balance(ccy)
         b[0] += d_avail
         b[1] += d_hold
@@ -131,7 +131,7 @@ class Exchange:
 
     # ---- validation ------------------------------------------------------------------------
     def validate(self, body) -> dict:
-        """Order checks in a fixed order; raises OrderError with kucoin-api.md 5.9 texts."""
+        """Order checks in a fixed order; raises OrderError with docs/kucoin.md 5.9 texts."""
         if not isinstance(body, dict):
             raise OrderError("400100", "Parameter Error")
         coid = body.get("clientOid")
@@ -192,7 +192,7 @@ class Exchange:
                     raise OrderError("600100", "Funds below the minimum requirement.")
                 if funds > Decimal(info["quoteMaxSize"]):
                     raise OrderError("400100", "Funds above the maximum requirement.")
-            # minFunds (kucoin-api.md 5.9): market buy funds >= minFunds; market sell
+            # minFunds (docs/kucoin.md 5.9): market buy funds >= minFunds; market sell
             # size * lastPrice >= minFunds (best bid used as last price); limit price*size.
             min_funds = Decimal(info["minFunds"])
             book = self.market.books[sym]
@@ -244,14 +244,14 @@ class Exchange:
             o = self.validate(body)
             coid = o["clientOid"]
             if coid is not None and coid in self.by_coid and not test:
-                # KuCoin documents no spot-HF reaction to a reused clientOid (kucoin-api.md
+                # KuCoin documents no spot-HF reaction to a reused clientOid (docs/kucoin.md
                 # 5.2); rejecting it keeps fill routing by clientOid unambiguous.
                 raise OrderError("400100", "clientOid duplicate")
             fee = self.fee_rate(o["symbol"])
             hold_ccy, hold, fills, take_side = self._plan(o, fee)
             if o["tif"] == "FOK" and sum(l for _, l in fills) * self.market.books[o["symbol"]].binc < o["size"]:
                 fills = []
-            # kucoin-api.md 5.3: the test endpoint validates signature and parameters; whether
+            # docs/kucoin.md 5.3: the test endpoint validates signature and parameters; whether
             # it checks balance is undocumented. We decided it does not: paper mode validates
             # legs 1 and 2 in currencies the account never received, and a balance check would
             # reject every one of them.
@@ -297,7 +297,7 @@ class Exchange:
         ctx = {"symbol": od.symbol, "orderId": od.order_id}
         ts_ns = time.time_ns()
         base, quote = b.base, b.quote
-        # kucoin-api.md 4.1: V2 `received` (status new) when the order enters matching.
+        # docs/kucoin.md 4.1: V2 `received` (status new) when the order enters matching.
         rec = dict(self._fields(od), status="new", type="received", ts=ts_ns)
         if od.funds is not None:
             rec["originFunds"] = dec_str(od.funds)
@@ -365,7 +365,7 @@ class Exchange:
         return od
 
     def order_view(self, od: Order) -> dict:
-        """REST order object (kucoin-api.md 5.6). A market order ended by its remainder
+        """REST order object (docs/kucoin.md 5.6). A market order ended by its remainder
         being canceled shows cancelExist=true and the unused funds/size as cancelled*."""
         canceled = od.end_type == "canceled"
         with localcontext(EXACT):
@@ -391,7 +391,7 @@ class Exchange:
                 "tax": "0", "createdAt": od.created_ms, "lastUpdatedAt": od.last_ms}
 
     def sync_view(self, od: Order) -> dict:
-        """POST /api/v1/hf/orders/sync response (kucoin-api.md 5.4, with the legacy HF
+        """POST /api/v1/hf/orders/sync response (docs/kucoin.md 5.4, with the legacy HF
         market-order funds fields)."""
         canceled = od.end_type == "canceled"
         with localcontext(EXACT):
@@ -405,7 +405,7 @@ class Exchange:
                 "status": "done", "matchTime": od.last_ms}
 
     def fills_view(self, od: Order) -> list[dict]:
-        """GET /api/v1/hf/fills items (kucoin-api.md 5.7): ids are integers there."""
+        """GET /api/v1/hf/fills items (docs/kucoin.md 5.7): ids are integers there."""
         q = self.market.info[od.symbol]["quoteCurrency"]
         return [{"id": int(f["tradeId"]) + 1, "orderId": od.order_id, "counterOrderId": "0" * 24,
                  "tradeId": int(f["tradeId"]), "symbol": od.symbol, "side": od.side, "liquidity": "taker",
@@ -415,7 +415,7 @@ class Exchange:
                  "createdAt": f["ts_ms"]} for f in od.fills]
 
     def accounts_view(self, currency: str | None, acct_type: str | None) -> list[dict]:
-        """GET /api/v1/accounts (kucoin-api.md 6.4): one `trade` account per currency held.
+        """GET /api/v1/accounts (docs/kucoin.md 6.4): one `trade` account per currency held.
         REST spells it `holds`; `balance` = available + holds."""
         if acct_type not in (None, "", "trade"):
             return []

@@ -1,4 +1,4 @@
-"""sim_mispricing.py: planted triangular mispricings and their taking by "other traders".
+"""sim/mispricing.py: planted triangular mispricings and their taking by "other traders".
 
 Owns: the planting rule (move one book of a hub triangle so the cycle yields about N bps
 after taker fees at the top of book, for a real size), the record of each planted
@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from sim_book import SIDE_ASK, SIDE_BID
+from .book import SIDE_ASK, SIDE_BID
 
-if TYPE_CHECKING:
-    from sim_market import Market
+
+class Market(Protocol):
+    """What this module uses of sim.market.Market. Declared here, not imported, so that
+    market.py (which calls plant/take) and this module do not import each other."""
+    books: dict
+    rng: object
+    taker_fee: float
+    mispricings: list
+    counters: dict
+
 
 HUBS = ("USDT", "USDC", "BTC", "ETH", "KCS")
 
