@@ -34,6 +34,8 @@ import simdjson
 
 import books
 import cascade
+import holdings
+import kucoin
 import report
 import rings
 import slots as slotmod
@@ -48,8 +50,9 @@ PATH_SYNC = "/api/v1/hf/orders/sync"    # docs/kucoin.md 5.4: answers after matc
 PH_IDLE = 0
 PH_SENT = 1       # bytes written, response not read yet
 PH_OPEN = 2       # accepted, waiting for fills
-PH_DONE = 3       # terminal event seen (or REST said done)
-PH_FAILED = 4
+PH_DONE = 3       # its outcome is known: terminal event checked, or the order looked up
+PH_FAILED = 4     # not placed: rejected, not sent, or not sized
+PH_UNKNOWN = 5    # the outcome could not be learned in order_lookup_ms (docs/design.md 6)
 
 EXEC_DTYPE = np.dtype([
     # written by whoever fires leg 0 (hot thread or executor), before the signal is pushed
@@ -67,6 +70,8 @@ EXEC_DTYPE = np.dtype([
     ("filled_funds", "f8", (3,)),    # sum of match px * sz (quote notional)
     ("n_match", "i4", (3,)),
     ("terminal", "i1", (3,)),        # 0 or rings.FILL_FILLED / FILL_CANCELED
+    ("term_filled_sz", "f8", (3,)),  # the terminal event's cumulative filledSize (NaN: absent)
+    ("source", "i1", (3,)),          # SRC_*: whose figures filled_sz/filled_funds are
     ("woke_ns", "i8"),
     ("coid", "S40", (3,)), ("order_id", "S24", (3,)), ("order_text", "S40", (3,)),
     ("order_field", "S8", (3,)), ("fail", "S200", (3,)),
@@ -75,12 +80,28 @@ EXEC_DTYPE = np.dtype([
 
 
 
+SRC_NONE = 0
+SRC_FEED = 1      # summed private match events, checked against the terminal event
+SRC_REST = 2      # the order looked up by clientOid (the exchange's own totals)
+SRC_PAPER = 3     # a paper fill walked on the local book
+SOURCE_NAMES = ("", "feed", "rest", "paper")
+
 # The fire path reads and writes these records with struct (rings.record_struct): one small
 # C call, where each numpy field access costs ~2 us cold between two orders.
 SIG_FIRE = rings.record_struct(rings.SIGNAL_DTYPE, ("corr", "tri", "start_vol", "bid0"))
 ROW_CORR_TRI = rings.record_struct(EXEC_DTYPE, ("corr", "tri"))
 ROW_PHASES = rings.record_struct(EXEC_DTYPE, ("phase",))
 SLOT_CANCEL = rings.record_struct(slotmod.INFLIGHT_DTYPE, ("cancel",))
+
+
+class _Watch:
+    """An UNKNOWN leg followed up after its triangle's line (Executor._follow_up)."""
+    __slots__ = ("lg", "triangle", "corr", "until", "next_at", "events")
+
+    def __init__(self, lg, triangle, corr: int, until: float):
+        self.lg, self.triangle, self.corr, self.until = lg, triangle, corr, until
+        self.next_at = 0.0
+        self.events = 0
 
 
 def alloc_exec(n_slots: int) -> np.ndarray:
@@ -135,6 +156,10 @@ class Executor:
         self.conns = [OrderConn(sh.rest_url, timeout_s=cfg.fill_timeout_ms / 1000.0) for _ in range(3)]
         self.parser = simdjson.Parser()
         self.fill_timeout_s = cfg.fill_timeout_ms / 1000.0
+        self.lookup_s = getattr(cfg, "order_lookup_ms", 15000) / 1000.0
+        self.followup_s = float(getattr(cfg, "unknown_followup_s", 900))
+        self.unknown: dict[str, _Watch] = {}      # clientOid -> UNKNOWN leg being followed up
+        self.valuer = holdings.Valuer(sh.universe, sh.book_px, sh.book_sz)
         self.await_balance = cfg.await_balance
         self.stray = 0
         # Field views of this slot's EXEC row: per-leg fields are length-3 views, scalar
@@ -170,7 +195,9 @@ class Executor:
             if sh.stop.is_set() and not slotmod.is_busy(sh.slots, self.slot):
                 return
             rings.wait(fd, 0.25)
-            self._drain_fills()   # events between triangles are strays: account for them
+            self._drain_fills()   # events between triangles: follow-ups or strays
+            if self.unknown:
+                self._follow_up()
 
     # -- firing -----------------------------------------------------------------------------
     def fire_leg0(self) -> None:
@@ -294,9 +321,18 @@ class Executor:
                 return self._finish(rec, report.STATUS_FAILED, error=r["fail"][0, k].decode())
             ok = self._complete_leg(k, tri)
             self._fill_report_leg(rec, k, tri)
+            if r["phase"][0, k] == PH_UNKNOWN:
+                # Never guess: no later leg is sized from an amount nobody knows. The clientOid
+                # is followed up in the background (_follow_up) and a FOLLOWUP line written.
+                self._watch_unknown(rec, k)
+                return self._finish(rec, report.STATUS_UNKNOWN, error=r["fail"][0, k].decode())
             if not ok:
                 return self._finish(rec, report.STATUS_FAILED, error=r["fail"][0, k].decode())
             amount = rec.legs[k].received
+        short = [lg for lg in rec.legs if lg.unfilled > 0.0]
+        if short:
+            return self._finish(rec, report.STATUS_PARTIAL, error="; ".join(
+                f"L{lg.leg} filled {lg.spent:.12g} of {lg.order_text} {lg.from_ccy}" for lg in short))
         self._finish(rec, report.STATUS_FILLED)
 
     # -- legs 1 and 2 fired by the hot thread ----------------------------------------------
@@ -307,14 +343,19 @@ class Executor:
         me = threading.get_ident()
         return self.claims.setdefault((corr, k), me) == me
 
-    def fire_next_from_hot(self, corr: int, k: int, filled_sz: float, filled_funds: float) -> bool:
+    def fire_next_from_hot(self, corr: int, k: int, filled_sz: float, filled_funds: float,
+                           term_sz: float) -> bool:
         """Hot thread: leg k's terminal event (filled/canceled, docs/kucoin.md 4.1) was just
         routed; fire leg k+1 from the hot thread's own running totals of leg k's matches,
         without waking this executor first (the GIL hand-off measured at 100-400 us, docs/design.md
         2 and 9). Same sizing as the executor would do (cascade.size_leg on the leg's
         output). Declines (False) when the executor owns the decision: another corr, leg k not
-        open, cancel requested, await_balance (needs the balance feed), nothing received."""
+        open, cancel requested, await_balance (needs the balance feed), nothing received, or
+        the terminal event's cumulative filledSize (term_sz) disagrees with the summed matches
+        (a match event was lost: the executor takes the figures from REST, docs/design.md 6)."""
         if self.hot_fires_legs is False or self.corr != corr or k >= 2 or self.await_balance:
+            return False
+        if not abs(filled_sz - term_sz) <= 1e-9 * filled_sz:   # NaN (absent) disagrees too
             return False
         phase = ROW_PHASES.unpack_from(self.row_mv, 0)
         if (phase[k] != PH_SENT and phase[k] != PH_OPEN) or phase[k + 1] != PH_IDLE:
@@ -346,30 +387,30 @@ class Executor:
         return previous_output
 
     def _complete_leg(self, k: int, tri) -> bool:
-        """Read the order response, then get the fills (live) or simulate them (paper)."""
+        """Read the order's answer, then learn its outcome: the private feed's events (live),
+        a simulated fill (paper), or the exchange's own figures when anything is ambiguous.
+        True: the leg is done with fills. False: PH_FAILED (not placed), PH_DONE with no fill,
+        or PH_UNKNOWN (the outcome could not be learned; docs/design.md 6)."""
         r = self.row
         try:
-            status, _headers, body = self.conns[k].read_response()
+            status, headers, body = self.conns[k].read_response()
         except ResponseLost as e:
-            # The order may exist: never resend; ask REST by clientOid (docs/kucoin.md 5.1).
+            # The request left: the order may exist and may have executed. Never resend
+            # (that could double it); learn its fate by clientOid (docs/kucoin.md 1.6, 5.1).
             r["resp_ns"][0, k] = time.monotonic_ns()
-            self.log(f"executor {self.slot}: L{k} {e}; asking REST for {r['coid'][0, k].decode()}")
-            return self._rest_fallback(k, tri, accepted_unknown=True)
+            return self._settle(k, tri, f"answer lost ({e})", accepted=False)
         r["resp_ns"][0, k] = time.monotonic_ns()
-        try:
-            doc = self.parser.parse(body)
-            code = doc.get("code")
-            msg = doc.get("msg") or ""
-            data = doc.get("data")
-            order_id = data.get("orderId") if code == "200000" and data is not None else None
-        except (ValueError, AttributeError):
-            code, msg, order_id = "", f"unparseable response HTTP {status}: {bytes(body[:80])!r}", None
-        if code != "200000":
+        verdict, code, msg, order_id = kucoin.classify_order_answer(status, body)
+        if verdict == kucoin.ANSWER_REJECTED:
+            self._drain_fills()
+            if r["n_match"][0, k] or r["terminal"][0, k]:
+                # the feed says the order exists: the feed is the faster truth, REST the final
+                return self._settle(k, tri, f"rejected ({code}) but fill events arrived", accepted=False)
             if code == "429000" or status == 429:
                 # docs/kucoin.md 7.1: the pool is exhausted until its window resets; tell the
                 # hot thread to signal nothing until then (this slot's cell; one writer each).
                 try:
-                    reset_ms = float(_headers.get("gw-ratelimit-reset", "") or 1000.0)
+                    reset_ms = float(headers.get("gw-ratelimit-reset", "") or 1000.0)
                 except ValueError:
                     reset_ms = 1000.0
                 self.sh.rate_backoff_ns[self.slot] = time.monotonic_ns() + int(min(reset_ms, 30000.0) * 1e6)
@@ -377,7 +418,9 @@ class Executor:
             r["fail"][0, k] = f"L{k} rejected: {code} {msg} (HTTP {status})"[:200].encode()
             r["phase"][0, k] = PH_FAILED
             return False
-        r["order_id"][0, k] = (order_id or "").encode()[:24]
+        if verdict == kucoin.ANSWER_AMBIGUOUS:
+            return self._settle(k, tri, f"ambiguous answer {code} {msg}".strip(), accepted=False)
+        r["order_id"][0, k] = order_id.encode()[:24]
         r["phase"][0, k] = PH_OPEN
         if self.paper:
             return self._paper_fill(k, tri)
@@ -403,11 +446,19 @@ class Executor:
         r["n_match"][0, k] = 1 if base > 0 else 0
         r["first_fill_ns"][0, k] = r["last_fill_ns"][0, k] = r["last_match_ns"][0, k] = now
         r["terminal"][0, k] = rings.FILL_FILLED
+        r["source"][0, k] = SRC_PAPER
         r["phase"][0, k] = PH_DONE
         if base <= 0.0:
             r["fail"][0, k] = f"L{k} paper fill empty: no depth on {rules.symbol}".encode()
             return False
         return True
+
+    def _feed_agrees(self, k: int) -> bool:
+        """The terminal event's cumulative filledSize equals the summed matches (and a
+        terminal with no matches says filledSize 0 only through REST, never by itself)."""
+        r = self.row
+        n, got, term = int(r["n_match"][0, k]), float(r["filled_sz"][0, k]), float(r["term_filled_sz"][0, k])
+        return n > 0 and abs(got - term) <= 1e-9 * got
 
     def _await_fills(self, k: int, tri) -> bool:
         r = self.row
@@ -416,15 +467,18 @@ class Executor:
         while True:
             self._drain_fills()
             if r["terminal"][0, k]:
-                r["phase"][0, k] = PH_DONE
-                if r["filled_sz"][0, k] <= 0.0:
-                    r["fail"][0, k] = f"L{k} canceled with no fill".encode()
-                    return False
-                return True
+                if self._feed_agrees(k):
+                    r["source"][0, k] = SRC_FEED
+                    r["phase"][0, k] = PH_DONE
+                    return True
+                # A terminal without matches, or whose filledSize is not their sum: events were
+                # lost. The exchange's totals decide (docs/design.md 6).
+                why = (f"terminal event filledSize {r['term_filled_sz'][0, k]:.12g} against "
+                       f"{int(r['n_match'][0, k])} matches summing {r['filled_sz'][0, k]:.12g}")
+                return self._settle(k, tri, why, accepted=True)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self.log(f"executor {self.slot}: L{k} fill timeout after {self.fill_timeout_s:.3f}s; asking REST")
-                return self._rest_fallback(k, tri, accepted_unknown=False)
+                return self._settle(k, tri, f"no terminal event in {self.fill_timeout_s:.3f}s", accepted=True)
             rings.wait(fd, remaining)
 
     def _drain_fills(self) -> None:
@@ -435,14 +489,12 @@ class Executor:
         while rings.ring_pop(buf, ctrl, f, 0):
             e = f[0]
             k = int(e["leg"])
-            # Only a leg still waiting for its fills (sent or open) takes events: a leg that is
-            # done (terminal seen, or figures taken from REST after a timeout) or failed must
-            # not count late events again; they are strays, logged with their figures.
+            # Only a leg whose outcome is still open (sent, accepted, being settled) takes
+            # events: a leg that is done must not count late events again. Others are events
+            # of an earlier triangle: an UNKNOWN leg being followed up (_follow_up takes them)
+            # or a stray, logged with its figures because it means money moved.
             if int(e["corr"]) != int(r["corr"][0]) or not 0 <= k < 3 or r["phase"][0, k] not in (PH_SENT, PH_OPEN):
-                self.stray += 1
-                self.log(f"executor {self.slot}: STRAY fill event corr={int(e['corr']):x} leg={k} "
-                         f"kind={int(e['kind'])} match={e['match_sz']}@{e['match_px']} "
-                         f"order={e['order_id'].decode()} (not part of an open leg)")
+                self._late_event(e)
                 continue
             kind = int(e["kind"])
             if kind == rings.FILL_MATCH:
@@ -456,49 +508,153 @@ class Executor:
                     r["order_id"][0, k] = e["order_id"]
             elif kind in (rings.FILL_FILLED, rings.FILL_CANCELED):
                 r["terminal"][0, k] = kind
+                r["term_filled_sz"][0, k] = e["filled_sz"]
                 r["last_fill_ns"][0, k] = e["recv_ns"]
+                if not r["order_id"][0, k]:
+                    r["order_id"][0, k] = e["order_id"]
 
-    def _rest_fallback(self, k: int, tri, accepted_unknown: bool) -> bool:
-        """Ask REST for the leg's order by clientOid; take its figures if it is done, cancel
-        it if it is still active (docs/kucoin.md 5.1, 5.6, 5.8)."""
+    def _late_event(self, e) -> None:
+        coid = rings.client_oid(int(e["corr"]), self.slot, int(e["leg"]))
+        watch = self.unknown.get(coid)
+        if watch is not None:
+            watch.events += 1            # the follow-up asks REST at once (_follow_up)
+            watch.next_at = 0.0
+            return
+        self.stray += 1
+        self.log(f"executor {self.slot}: STRAY fill event corr={int(e['corr']):x} leg={int(e['leg'])} "
+                 f"kind={int(e['kind'])} match={e['match_sz']}@{e['match_px']} "
+                 f"order={e['order_id'].decode()} {coid} (not part of an open leg)")
+
+    def _settle(self, k: int, tri, why: str, accepted: bool) -> bool:
+        if self.paper:
+            # The order-test endpoint matches nothing and its orders cannot be looked up
+            # (docs/kucoin.md 5.3): no money moved, the leg simply did not happen.
+            self.row["fail"][0, k] = f"L{k} paper order-test: {why}"[:200].encode()
+            self.row["phase"][0, k] = PH_FAILED
+            return False
+        return self._settle_live(k, tri, why, accepted)
+
+    def _settle_live(self, k: int, tri, why: str, accepted: bool) -> bool:
+        """Learn leg k's outcome from the exchange: look the order up by clientOid until it is
+        found done (its dealSize / dealFunds are then the leg's figures) or order_lookup_ms
+        passes, while the private feed keeps being read (a consistent terminal event settles
+        it too). An active order is cancelled and looked up again. "Not exist" is never
+        "not placed" here: KuCoin's lookup can lag the placement (docs/kucoin.md 5.6), and an
+        ambiguous answer may hide an executed order (1.6). At the bound the leg is UNKNOWN."""
         r = self.row
         sym = self.uni.symbols[int(tri[f"sym{k}"])]
         coid = r["coid"][0, k].decode()
-        try:
-            o = self.client.get_order_by_client_oid(coid, sym)
-        except NotFound:
-            r["fail"][0, k] = (f"L{k} {'response lost and ' if accepted_unknown else ''}"
-                               f"order {coid} not found").encode()[:200]
-            r["phase"][0, k] = PH_FAILED
-            return False
-        except KucoinError as e:
-            r["fail"][0, k] = f"L{k} fill timeout; REST lookup failed: {e}".encode()[:200]
-            r["phase"][0, k] = PH_FAILED
-            return False
-        if o.get("active"):
+        self.log(f"executor {self.slot}: L{k} {coid}: {why}; looking it up")
+        t0 = time.monotonic()
+        deadline = t0 + self.lookup_s
+        pause, last_err, asked, cancel_sent = 0.02, "", 0, False
+        fd = self.sh.slot_fds[self.slot]
+        while True:
+            self._drain_fills()
+            if r["terminal"][0, k] and self._feed_agrees(k):
+                r["source"][0, k] = SRC_FEED
+                r["phase"][0, k] = PH_DONE
+                self.log(f"executor {self.slot}: L{k} {coid} settled by the private feed "
+                         f"after {time.monotonic() - t0:.3f}s")
+                return True
             try:
-                self.client.cancel_order_by_client_oid(coid, sym)
+                asked += 1
+                o = self.client.get_order_by_client_oid(coid, sym)
+            except NotFound:
+                last_err = "not exist"
             except KucoinError as e:
-                self.log(f"executor {self.slot}: cancel {coid} failed: {e}")
-            r["fail"][0, k] = f"L{k} fill timeout: order {coid} still active after {self.fill_timeout_s:.3f}s; cancel sent".encode()[:200]
-            r["phase"][0, k] = PH_FAILED
-            return False
-        # Done per REST: its cumulative figures are authoritative (WS events were lost or late).
+                last_err = f"{e.__class__.__name__} {getattr(e, 'code', '')}".strip()
+            else:
+                if o.get("active") or o.get("isActive"):
+                    last_err = "still active"
+                    if not cancel_sent:
+                        cancel_sent = True
+                        try:
+                            self.client.cancel_order_by_client_oid(coid, sym)
+                        except KucoinError as e:
+                            self.log(f"executor {self.slot}: cancel {coid}: {e}")
+                else:
+                    return self._take_rest_figures(k, o, coid, time.monotonic() - t0)
+            if time.monotonic() >= deadline:
+                break
+            rings.wait(fd, min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2.0, 0.5)
+        self._drain_fills()
+        r["phase"][0, k] = PH_UNKNOWN
+        seen = (f"; the feed showed {int(r['n_match'][0, k])} match(es) for {r['filled_sz'][0, k]:.12g}"
+                if r["n_match"][0, k] else "")
+        r["fail"][0, k] = (f"L{k} {coid} outcome unknown after {self.lookup_s:.1f}s ({why}; "
+                           f"{asked} lookups, last: {last_err}{seen})").encode()[:200]
+        return False
+
+    def _take_rest_figures(self, k: int, o: dict, coid: str, waited_s: float) -> bool:
+        """The order is done per REST: its cumulative figures are the exchange's own and
+        replace whatever the feed delivered (events may have been lost or be late)."""
+        r = self.row
         self._drain_fills()
         r["filled_sz"][0, k] = float(o.get("dealSize") or 0)
         r["filled_funds"][0, k] = float(o.get("dealFunds") or 0)
         r["order_id"][0, k] = str(o.get("id") or "").encode()[:24]
-        r["terminal"][0, k] = rings.FILL_FILLED
+        r["terminal"][0, k] = rings.FILL_FILLED if not o.get("cancelExist") else rings.FILL_CANCELED
+        r["source"][0, k] = SRC_REST
         r["phase"][0, k] = PH_DONE
         now = time.monotonic_ns()
         r["last_fill_ns"][0, k] = now
         if not r["first_fill_ns"][0, k]:
             r["first_fill_ns"][0, k] = now
-        self.log(f"executor {self.slot}: L{k} figures taken from REST for {coid}")
+        self.log(f"executor {self.slot}: L{k} figures taken from REST for {coid} after {waited_s:.3f}s: "
+                 f"dealSize {o.get('dealSize')} dealFunds {o.get('dealFunds')}")
         if r["filled_sz"][0, k] <= 0.0:
             r["fail"][0, k] = f"L{k} order {coid} done with no fill".encode()
             return False
         return True
+
+    # -- UNKNOWN legs: followed up after the triangle's line ---------------------------------
+    def _watch_unknown(self, rec, k: int) -> None:
+        if self.followup_s <= 0 or len(self.unknown) >= 1000:
+            return
+        lg = rec.legs[k]
+        self.unknown[lg.client_oid] = _Watch(lg=lg, triangle=rec.triangle, corr=rec.corr,
+                                            until=time.monotonic() + self.followup_s)
+
+    def _follow_up(self) -> None:
+        """Between triangles: ask REST about each UNKNOWN leg (at once after a late event of
+        it, else every few seconds); when the exchange answers done, or the follow-up bound
+        passes, write a FOLLOWUP record with what the leg really did (report.FollowUp)."""
+        now = time.monotonic()
+        for coid, w in list(self.unknown.items()):
+            if now < w.next_at:
+                continue
+            w.next_at = now + 5.0
+            try:
+                o = self.client.get_order_by_client_oid(coid, w.lg.symbol)
+            except NotFound:
+                o = None
+            except KucoinError as e:
+                self.log(f"executor {self.slot}: follow-up of {coid}: {e}")
+                continue
+            if o is not None and not (o.get("active") or o.get("isActive")):
+                self._emit_followup(coid, w, o)
+            elif now >= w.until:
+                self._emit_followup(coid, w, None)
+
+    def _emit_followup(self, coid: str, w, o) -> None:
+        del self.unknown[coid]
+        seen = w.lg
+        lg = report.LegReport(leg=seen.leg, side=seen.side, symbol=seen.symbol, from_ccy=seen.from_ccy,
+                              to_ccy=seen.to_ccy, order_field=seen.order_field, order_text=seen.order_text,
+                              client_oid=coid, fee_ccy=seen.fee_ccy, source="rest")
+        changes = []
+        if o is not None:
+            lg.order_id = str(o.get("id") or "")
+            rules = self.uni.rules[self.uni.sym_index[seen.symbol]]
+            lg.set_fills(float(o.get("dealSize") or 0), float(o.get("dealFunds") or 0), rules.taker_fee)
+            for amount, ccy in ((seen.spent - lg.spent, seen.from_ccy), (lg.received - seen.received, seen.to_ccy)):
+                if amount:
+                    changes.append((amount, ccy))
+        note = "" if o is not None else f"order not found within unknown_followup_s ({self.followup_s:.0f}s)"
+        self.emit(report.FollowUp(ts_ms=time.time_ns() // 1_000_000, corr=w.corr, triangle=w.triangle,
+                                  leg=lg, found=o is not None, note=note, changes=changes))
 
     # -- reporting -------------------------------------------------------------------------
     def _new_report(self, sig) -> report.TriangleReport:
@@ -536,6 +692,10 @@ class Executor:
         )
         lg.n_matches = int(r["n_match"][0, k])
         lg.set_fills(float(r["filled_sz"][0, k]), float(r["filled_funds"][0, k]), rules.taker_fee)
+        lg.source = SOURCE_NAMES[int(r["source"][0, k])]
+        lg.unknown = int(r["phase"][0, k]) == PH_UNKNOWN
+        if int(r["phase"][0, k]) == PH_DONE and lg.filled_sz > 0.0:
+            lg.unfilled = _unfilled(rules, side, float(r["order_amt"][0, k]), lg)
         rec.legs.append(lg)
 
     def _finish(self, rec, status: str, error: str = "", reason: str = "") -> None:
@@ -550,4 +710,20 @@ class Executor:
         rec.woke_ns = int(r["woke_ns"][0])
         rec.ts_ms = time.time_ns() // 1_000_000
         rec.settle()
+        rec.value_open(self.valuer)
         self.emit(rec)
+
+
+def _unfilled(rules, side: int, order_amt: float, lg) -> float:
+    """What a done market order left unexecuted beyond its own rounding, in the order's
+    currency (0.0 when it carried everything it could). A sell by size is short when more
+    than half a base increment is left; a buy by funds when the funds left (notional plus
+    fee held) would have bought at least one more base increment at its average price plus
+    5 % (the last level walked costs more than the average), which is the leftover KuCoin
+    leaves on every full fill (docs/kucoin.md 6.6)."""
+    if side == cascade.LEG_SELL:
+        left = order_amt - lg.filled_sz
+        return left if left > 0.5 * rules.base_inc.value else 0.0
+    left = order_amt - lg.filled_funds
+    one_more = lg.avg_px * rules.base_inc.value
+    return left if left > one_more * 1.05 else 0.0

@@ -46,7 +46,7 @@ L2_TOPIC = b'"/market/level2:'
 BALANCE_MARK = b'"subject":"account.balance"'
 # A routed FILL record and the leg's running totals, read with struct on the way to the next
 # leg (a numpy item read costs ~2 us cold there; rings.record_struct)
-FILL_ROUTE = rings.record_struct(rings.FILL_DTYPE, ("corr", "leg", "kind"))
+FILL_ROUTE = rings.record_struct(rings.FILL_DTYPE, ("corr", "leg", "kind", "filled_sz"))
 ACC = struct.Struct("<2d")
 
 
@@ -306,7 +306,10 @@ class HotLoop:
                 else:
                     self._bad(f"unexpected subject {subject!r}")
             elif kind == "pong":
-                if doc.get("id") == link.ping_id:
+                # docs/kucoin.md 2.4 and 8.15: the pong echoes the ping's id, but KuCoin's real
+                # pongs (tests/data) carry no id: one without an id answers the outstanding ping.
+                pid = doc.get("id")
+                if pid is None or str(pid) == link.ping_id:
                     link.pong_deadline = 0.0
             elif kind == "ack":
                 if link.pending_acks.pop(str(doc.get("id")), None) is not None:
@@ -446,12 +449,12 @@ class HotLoop:
             return
         if routed != hotctx.ROUTED_WAKE:
             return
-        corr, leg, kind = FILL_ROUTE.unpack_from(self._fill_mv, 0)
+        corr, leg, kind, term_sz = FILL_ROUTE.unpack_from(self._fill_mv, 0)
         if self.fire_from_hot and (kind == rings.FILL_FILLED or kind == rings.FILL_CANCELED) and leg < 2:
             # The order goes out without waking the executor first (Executor.
             # fire_next_from_hot sizes it from the kernel's totals of leg `leg`'s matches).
             filled_sz, filled_funds = ACC.unpack_from(self._acc_mv, (slot * 3 + leg) * ACC.size)
-            if self.executors[slot].fire_next_from_hot(corr, leg, filled_sz, filled_funds):
+            if self.executors[slot].fire_next_from_hot(corr, leg, filled_sz, filled_funds, term_sz):
                 self.counters[C["fired_next_leg"]] += 1
         rings.wake(self.sh.slot_fds[slot])
 
@@ -486,4 +489,5 @@ class HotLoop:
                     self._close(link, f"ping send failed: {e.__class__.__name__}")
                     continue
                 link.next_ping_at = now + link.ping_interval_s
-                link.pong_deadline = now + link.ping_timeout_s
+                if not link.pong_deadline:     # a new ping never extends an unanswered one's deadline
+                    link.pong_deadline = now + link.ping_timeout_s

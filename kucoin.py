@@ -194,6 +194,43 @@ def _client_oid(value) -> str:
     return value
 
 
+# What an order placement's answer says about the order (classify_order_answer).
+ANSWER_ACCEPTED = 0    # 200000 with an orderId: the order exists
+ANSWER_REJECTED = 1    # a KuCoin error envelope under HTTP 4xx/200: the order was not placed
+ANSWER_AMBIGUOUS = 2   # anything else: the order may exist and may have executed
+
+_JSON_CODE_RE = re.compile(rb'"code"\s*:\s*"([0-9]{1,9})"')
+_JSON_MSG_RE = re.compile(rb'"msg"\s*:\s*"((?:[^"\\]|\\.){0,200})"')
+_JSON_OID_RE = re.compile(rb'"orderId"\s*:\s*"([0-9A-Za-z]{1,40})"')
+
+
+def classify_order_answer(status: int, body: bytes) -> tuple[int, str, str, str]:
+    """(ANSWER_*, code, msg, orderId) for the HTTP answer to an order POST.
+
+    Only a clear rejection means "not placed": a KuCoin error envelope (a JSON object with a
+    code other than 200000) under an HTTP status below 500, and not a 5xxxxx code. A 5xx,
+    a gateway's HTML page, a body that is not KuCoin's JSON, or a success without an orderId
+    says nothing about the matching engine: the order may have executed (docs/kucoin.md 1.6),
+    so the caller must look it up by clientOid. The body is scanned with three anchored
+    regexes, not parsed, so that no input can raise here."""
+    body = bytes(body[:4096])
+    m = _JSON_CODE_RE.search(body)
+    stripped = body.lstrip()
+    if m is None or not stripped.startswith(b"{"):
+        return ANSWER_AMBIGUOUS, "", f"HTTP {status}, not a KuCoin answer: {stripped[:60]!r}", ""
+    code = m.group(1).decode()
+    mm = _JSON_MSG_RE.search(body)
+    msg = mm.group(1).decode("utf-8", "replace") if mm else ""
+    if code == OK_CODE:
+        mo = _JSON_OID_RE.search(body)
+        if 200 <= status < 300 and mo is not None:
+            return ANSWER_ACCEPTED, code, msg, mo.group(1).decode()
+        return ANSWER_AMBIGUOUS, code, f"HTTP {status} success without an orderId", ""
+    if status >= 500 or code.startswith("5"):
+        return ANSWER_AMBIGUOUS, code, msg, ""
+    return ANSWER_REJECTED, code, msg, ""
+
+
 def order_body(symbol: str, side: str, clientOid: str, size=None, funds=None,
                type: str = "market", price=None) -> bytes:
     """Compact JSON body of an HF order (docs/kucoin.md 5.2), built once as the exact bytes

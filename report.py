@@ -40,10 +40,13 @@ from decimal import Decimal
 
 from cascade import leg_fee, leg_output, leg_spent, triangle_pnl
 
-STATUS_FILLED = "FILLED"
-STATUS_FAILED = "FAILED"
-STATUS_ABORTED = "ABORTED"
-STATUSES = (STATUS_FILLED, STATUS_FAILED, STATUS_ABORTED)
+STATUS_FILLED = "FILLED"      # three legs done, each carried all it was sent (to the increment)
+STATUS_PARTIAL = "PARTIAL"    # three legs done, but a leg filled less than it was sent
+STATUS_FAILED = "FAILED"      # a leg was rejected, not sent, or ended with no fill
+STATUS_ABORTED = "ABORTED"    # the cancel flag stopped it between legs
+STATUS_UNKNOWN = "UNKNOWN"    # a leg's outcome could not be learned from the exchange in time
+STATUSES = (STATUS_FILLED, STATUS_PARTIAL, STATUS_FAILED, STATUS_ABORTED, STATUS_UNKNOWN)
+FOLLOWUP = "FOLLOWUP"         # a later word from the exchange on an UNKNOWN leg (not a triangle)
 
 SIDE_NAMES = ("buy", "sell")   # indexed by cascade.LEG_BUY / LEG_SELL
 
@@ -82,6 +85,11 @@ class LegReport:
     first_fill_ns: int = 0     # first match event received
     last_fill_ns: int = 0      # the event completing the leg (filled/canceled) received
     last_match_ns: int = 0     # last match event received (last_fill_ns - this: the venue's)
+    unfilled: float = 0.0      # of the order amount (from_ccy), what did not execute beyond
+                               # the increment rounding of a market order (0: carried all)
+    source: str = ""           # whose figures: "feed" (private events), "rest" (order
+                               # lookup), "paper"; "" when the leg has no order
+    unknown: bool = False      # the outcome could not be learned: figures are what was seen
 
     @property
     def avg_px(self) -> float:
@@ -136,26 +144,89 @@ class TriangleReport:
     reason: str = ""                        # ABORTED
     origin: str = "frame"                   # what made the signal: a level2 "frame", or a
                                             # "reeval" of refused candidates at a slot release
+    open_values: list = field(default_factory=list)  # [(amount, ccy, value in triangle[0] or
+                                            # None)] of held(), valued when the line is made
 
-    def settle(self) -> None:
-        """profit and effective_bps from the legs of a FILLED triangle (cascade). A FAILED or
-        ABORTED one has no profit: it holds a position instead (`held`, `open=`)."""
-        if self.status == STATUS_FILLED and len(self.legs) == 3 and self.legs[2].received > 0.0:
-            self.profit, self.effective_bps = triangle_pnl(self.legs[0].spent, self.legs[2].received)
-
-    def held(self) -> list:
-        """[(amount, currency)] a FAILED/ABORTED triangle left us holding outside the primary:
-        per currency, received minus spent over the legs that filled (empty for FILLED)."""
-        if self.status == STATUS_FILLED:
-            return []
-        net, gross = {}, {}
+    def net(self) -> dict:
+        """Per currency, received minus spent over every leg with fills: what the triangle's
+        orders changed in the account (the exchange's figures; an UNKNOWN leg counts with
+        what was seen of it)."""
+        net = {}
         for lg in self.legs:
             net[lg.from_ccy] = net.get(lg.from_ccy, 0.0) - lg.spent
             net[lg.to_ccy] = net.get(lg.to_ccy, 0.0) + lg.received
+        return net
+
+    def settle(self) -> None:
+        """profit = the start currency's real change (leg 2 received - leg 0 spent), for every
+        status whose leg 0 filled; effective_bps when all three legs filled (cascade). What
+        was left in other currencies is `held()` (`open=`), not profit."""
+        if not self.legs or self.legs[0].spent <= 0.0:
+            return
+        if len(self.legs) == 3 and self.legs[2].received > 0.0:
+            self.profit, self.effective_bps = triangle_pnl(self.legs[0].spent, self.legs[2].received)
+        else:
+            self.profit = self.net().get(self.triangle[0], 0.0)
+
+    def held(self) -> list:
+        """[(amount, currency)] the triangle left outside its start currency, for every
+        status: per currency, received minus spent over the legs (negative when a leg sold
+        more than the triangle brought, e.g. with await_balance). Float residue of an
+        amount received and sold again in full is not a holding."""
+        net, gross = self.net(), {}
+        for lg in self.legs:
             gross[lg.to_ccy] = gross.get(lg.to_ccy, 0.0) + lg.received
-        # Ignore float residue of amounts that were received and sold again in full.
+            gross[lg.from_ccy] = gross.get(lg.from_ccy, 0.0) + lg.spent
         return [(net[c], c) for c in self.triangle[1:]
-                if net.get(c, 0.0) > 1e-9 * gross.get(c, 0.0)]
+                if abs(net.get(c, 0.0)) > 1e-9 * gross.get(c, 0.0)]
+
+    def value_open(self, valuer) -> None:
+        """Value held() in the start currency at the books' best prices now (holdings.Valuer)."""
+        self.open_values = [(a, c, valuer.value(a, c, self.triangle[0]) if valuer is not None else None)
+                            for a, c in self.held()]
+
+    @property
+    def open_value(self):
+        """Sum of the valued leftovers in the start currency (None if any has no value)."""
+        if any(v is None for _, _, v in self.open_values):
+            return None
+        return sum(v for _, _, v in self.open_values)
+
+    @property
+    def net_result(self):
+        """profit + the leftovers' value: the triangle's whole result in the start currency."""
+        if not self.open_values:
+            return None if self.held() else self.profit
+        ov = self.open_value
+        return None if ov is None else (self.profit or 0.0) + ov
+
+    def unknown_legs(self) -> list:
+        return [lg for lg in self.legs if lg.unknown]
+
+
+@dataclass(slots=True)
+class FollowUp:
+    """What the exchange said later about a leg its triangle's line reported UNKNOWN: the
+    order found done (its figures) or still not found when the follow-up bound passed.
+    `changes` are the amounts this adds to the account beyond what the UNKNOWN line
+    counted (exchange figures minus what was seen), per currency."""
+    ts_ms: int
+    corr: int
+    triangle: tuple
+    leg: LegReport                  # with the exchange's figures when found
+    found: bool
+    note: str = ""
+    changes: list = field(default_factory=list)    # [(amount, ccy)]
+
+    def held(self) -> list:
+        """The changes outside the triangle's start currency (they join the holdings)."""
+        return [(a, c) for a, c in self.changes if c != self.triangle[0]]
+
+    @property
+    def profit(self):
+        """The change of the start currency, which joins the session's PnL."""
+        got = [a for a, c in self.changes if c == self.triangle[0]]
+        return got[0] if got else None
 
 
 # -- number and time formatting ------------------------------------------------------------
@@ -216,8 +287,23 @@ def format_fill(lg: LegReport) -> str:
             f"(fee={fmt_num(lg.fee)} {lg.fee_ccy} lat={lat_s})")
 
 
+def format_followup(fu: FollowUp) -> str:
+    lg = fu.leg
+    what = (f"exchange: done {format_fill(lg)}" if fu.found
+            else f"exchange: {fu.note or 'order not found'}")
+    out = [f"{fmt_ts_ms(fu.ts_ms)} {FOLLOWUP}", f"corr={fu.corr:x}",
+           "triangle=[" + ",".join(f"'{c}'" for c in fu.triangle) + "]",
+           f"leg=L{lg.leg} {lg.client_oid} {SIDE_NAMES[lg.side]} {lg.symbol} {lg.order_field}={lg.order_text}",
+           _one_line(what)]
+    if fu.changes:
+        out.append("changes=" + ",".join(f"{'+' if a > 0 else ''}{fmt_num(a)} {c}" for a, c in fu.changes))
+    return " | ".join(out)
+
+
 def format_line(rec: TriangleReport) -> str:
     """The report line (module docstring). Renders only the record's known fields."""
+    if isinstance(rec, FollowUp):
+        return format_followup(rec)
     out = [
         f"{fmt_ts_ms(rec.ts_ms)} {rec.status}",
         f"corr={rec.corr:x}",
@@ -227,13 +313,24 @@ def format_line(rec: TriangleReport) -> str:
         f"book_ts={fmt_ts_ms(rec.book_ts_ms) if rec.book_ts_ms else '-'}",
         f"profit={fmt_num(rec.profit)}",
     ]
-    if rec.status == STATUS_FAILED:
-        out.append(f"error={_one_line(rec.error) or 'unknown'}")
+    if rec.status in (STATUS_FAILED, STATUS_UNKNOWN, STATUS_PARTIAL) and rec.error:
+        out.append(f"error={_one_line(rec.error)}")
+    elif rec.status in (STATUS_FAILED, STATUS_UNKNOWN):
+        out.append("error=unknown")
     elif rec.status == STATUS_ABORTED:
         out.append(f"reason={_one_line(rec.reason) or 'unknown'}")
-    held = rec.held()
-    if held:
-        out.append("open=" + ",".join(f"{fmt_num(a)} {c}" for a, c in held))
+    unknown = rec.unknown_legs()
+    if unknown:
+        out.append("unknown=[" + ", ".join(
+            f"L{lg.leg} {lg.client_oid} {SIDE_NAMES[lg.side]} {lg.symbol} {lg.order_field}={lg.order_text}"
+            for lg in unknown) + "]")
+    opens = rec.open_values or [(a, c, None) for a, c in rec.held()]
+    if opens:
+        start = rec.triangle[0]
+        out.append("open=" + ",".join(
+            f"{fmt_num(a)} {c}" + (f"(~{fmt_num(v)} {start})" if v is not None else "")
+            for a, c, v in opens))
+        out.append(f"net={fmt_num(rec.net_result)}")
     out.append(f"timings={format_timings(rec)}")
     out.append("fills=[" + ", ".join(format_fill(lg) for lg in rec.legs) + "]")
     out.append("books=[" + " | ".join(f"{fmt_num(a)}/{fmt_num(b)}" for a, b in rec.books) + "]")
@@ -250,6 +347,11 @@ def _json_num(x):
 
 
 def journal_dict(rec: TriangleReport) -> dict:
+    if isinstance(rec, FollowUp):
+        return {"status": FOLLOWUP, "ts": fmt_ts_ms(rec.ts_ms), "ts_ms": rec.ts_ms, "corr": rec.corr,
+                "corr_hex": f"{rec.corr:x}", "triangle": list(rec.triangle), "found": rec.found,
+                "note": rec.note, "leg": {k: _json_num(x) for k, x in asdict(rec.leg).items()},
+                "changes": [[a, c] for a, c in rec.changes]}
     d = {}
     for f in fields(TriangleReport):
         v = getattr(rec, f.name)
@@ -259,11 +361,15 @@ def journal_dict(rec: TriangleReport) -> dict:
                  for lg in rec.legs]
         elif f.name == "books":
             v = [[_json_num(a), _json_num(b)] for a, b in rec.books]
+        elif f.name == "open_values":
+            v = [[a, c, _json_num(x)] for a, c, x in rec.open_values]
         elif isinstance(v, tuple):
             v = list(v)
         d[f.name] = _json_num(v)
     d["ts"] = fmt_ts_ms(rec.ts_ms)
     d["corr_hex"] = f"{rec.corr:x}"
+    d["held"] = [[a, c] for a, c in rec.held()]
+    d["net"] = _json_num(rec.net_result)
     d["tick_to_fire_us"] = _us(rec.recv_ns, _leg_ns(rec, 0, "written_ns"))
     d["signal_to_fire_us"] = _us(rec.evaluated_ns, _leg_ns(rec, 0, "written_ns"))
     return d
@@ -305,28 +411,54 @@ class SessionSummary:
     filled: int = 0
     failed: int = 0
     aborted: int = 0
-    pnl: dict = field(default_factory=dict)        # primary ccy -> sum of profit
-    held: dict = field(default_factory=dict)       # ccy -> amount left by FAILED/ABORTED
+    partial: int = 0
+    unknown: int = 0                               # triangles with an UNKNOWN leg
+    followups: int = 0                             # FOLLOWUP records (an UNKNOWN leg resolved)
+    unresolved: dict = field(default_factory=dict)  # clientOid -> corr of UNKNOWN legs not yet
+                                                   # resolved by a FOLLOWUP (found or not)
+    pnl: dict = field(default_factory=dict)        # start ccy -> sum of its real change
+    held: dict = field(default_factory=dict)       # ccy -> amount left outside start ccys
     errors: Counter = field(default_factory=Counter)
     tick_to_fire_us: list = field(default_factory=list)
     signal_to_fire_us: list = field(default_factory=list)
     leg_gap_us: list = field(default_factory=list)
 
-    def add(self, rec: TriangleReport) -> None:
+    def add(self, rec) -> None:
+        if isinstance(rec, FollowUp):
+            self.followups += 1
+            self.unresolved.pop(rec.leg.client_oid, None)
+            self._money(rec)
+            return
         self.tried += 1
         if rec.status == STATUS_FILLED:
             self.filled += 1
+        elif rec.status == STATUS_PARTIAL:
+            self.partial += 1
         elif rec.status == STATUS_FAILED:
             self.failed += 1
+            self.errors[_one_line(rec.error)[:80]] += 1
+        elif rec.status == STATUS_UNKNOWN:
+            self.unknown += 1
             self.errors[_one_line(rec.error)[:80]] += 1
         else:
             self.aborted += 1
             self.errors[_one_line(rec.reason)[:80]] += 1
+        for lg in rec.unknown_legs():
+            if len(self.unresolved) < 10_000:
+                self.unresolved[lg.client_oid] = rec.corr
+        self._money(rec)
+        self._latencies(rec)
+
+    def _money(self, rec) -> None:
         if rec.profit is not None:
             p = rec.triangle[0]
             self.pnl[p] = self.pnl.get(p, 0.0) + rec.profit
         for amount, ccy in rec.held():
             self.held[ccy] = self.held.get(ccy, 0.0) + amount
+            if self.held[ccy] == 0.0:
+                del self.held[ccy]
+
+    def _latencies(self, rec) -> None:
         w0 = _leg_ns(rec, 0, "written_ns")
         for vals, a in ((self.tick_to_fire_us, rec.recv_ns), (self.signal_to_fire_us, rec.evaluated_ns)):
             us = _us(a, w0)
@@ -348,7 +480,9 @@ class SessionSummary:
     def as_dict(self) -> dict:
         return {
             "mode": self.mode, "tried": self.tried, "filled": self.filled,
-            "failed": self.failed, "aborted": self.aborted,
+            "partial": self.partial, "failed": self.failed, "aborted": self.aborted,
+            "unknown": self.unknown, "followups": self.followups,
+            "unresolved": sorted(self.unresolved),
             "pnl": dict(self.pnl), "held": dict(self.held), "errors": dict(self.errors),
             "tick_to_fire_us": self._stats(self.tick_to_fire_us),
             "signal_to_fire_us": self._stats(self.signal_to_fire_us),
@@ -358,12 +492,16 @@ class SessionSummary:
     def render(self) -> str:
         d = self.as_dict()
         lines = [f"session summary ({self.mode or '-'}): tried={self.tried} filled={self.filled} "
-                 f"failed={self.failed} aborted={self.aborted}"]
+                 f"partial={self.partial} failed={self.failed} aborted={self.aborted} "
+                 f"unknown={self.unknown}" + (f" followups={self.followups}" if self.followups else "")]
         pnl = " ".join(f"{c}={fmt_num(v)}" for c, v in sorted(self.pnl.items())) or "-"
-        lines.append(f"  pnl: {pnl}")
+        lines.append(f"  pnl (start currencies' real change): {pnl}")
         if self.held:
-            lines.append("  held after failures: " + " ".join(
+            lines.append("  holdings left outside start currencies: " + " ".join(
                 f"{c}={fmt_num(v)}" for c, v in sorted(self.held.items())))
+        if self.unresolved:
+            lines.append(f"  UNKNOWN legs not resolved ({len(self.unresolved)}): "
+                         + " ".join(sorted(self.unresolved)[:20]))
         for name in ("tick_to_fire_us", "signal_to_fire_us", "leg_gap_us"):
             st = d[name]
             if st["n"]:

@@ -310,6 +310,9 @@ class Rest:
             now_events = early
         else:
             now_events = early + late
+        lost = sim.faults.take_after_execute()
+        if lost is not None:
+            return await self._lost_answer(request, lost, now_events)
         resp = self._json(200, {"code": "200000", "data": data}, pool, now)
         if sim.faults.events_before_response:
             # Real KuCoin often pushes orderChange before the REST answer (brief): write the
@@ -322,6 +325,27 @@ class Rest:
         await resp.write_eof()
         sim.hub.publish_private(now_events)
         return resp
+
+    async def _lost_answer(self, request, how, events) -> web.StreamResponse:
+        """The order executed (its events go out as usual), but its answer is lost: what a
+        client sees when the gateway fails after the matching engine took the order
+        (docs/kucoin.md 1.6). A gateway page is HTML, not KuCoin's JSON envelope."""
+        sim = self.sim
+        futs = sim.hub.publish_private(events)
+        if futs:
+            await asyncio.wait(futs, timeout=1.0)
+        if how == "reset":
+            if request.transport is not None:
+                request.transport.abort()      # RST: the client's read fails mid-response
+            raise asyncio.CancelledError()
+        if how == "hang":
+            await asyncio.sleep(sim.faults.after_execute_hang_ms / 1000.0)
+            how = 504
+        title = {500: "500 Internal Server Error", 502: "502 Bad Gateway",
+                 503: "503 Service Temporarily Unavailable", 504: "504 Gateway Time-out"}[how]
+        page = (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}"
+                f"</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n")
+        return web.Response(status=how, text=page, content_type="text/html")
 
     async def order_place(self, request, body, mm, pool, now):
         return await self._place(request, body, pool, now,
@@ -344,8 +368,11 @@ class Rest:
         if not sym:
             raise OrderError("400100", "Parameter Error: symbol is required")
         by_coid = "/client-order/" in request.path
-        return self.sim.exchange.find(order_id=None if by_coid else mm["id"],
-                                      client_oid=mm["id"] if by_coid else None, symbol=sym)
+        od = self.sim.exchange.find(order_id=None if by_coid else mm["id"],
+                                    client_oid=mm["id"] if by_coid else None, symbol=sym)
+        if od is not None and self.sim.faults.hidden(od.created_ms, int(time.time() * 1000)):
+            return None
+        return od
 
     async def order_get(self, request, body, mm, pool, now):
         od = self._lookup(request, mm)

@@ -22,16 +22,22 @@ Control/inspection API (not KuCoin; unsigned; loopback only):
   GET  /sim/orders              every order as its REST view
   GET  /sim/state               faults, counters, connections, market settings
   POST /sim/control  JSON, any of:
-    drop_frames (p<1 | n>=1 | {probability|count, scope: public|private|all}),
+    drop_frames (p<1 | n>=1 | {probability|count, scope: public|private|all, kind: an
+    orderChange type such as "match" or "filled", or "balance": private frames of that kind only}),
     delay_frames_ms, sequence_gap ({symbol, count}), disconnect ("all"|"public"|"private"|
     connectId, or {which, abrupt}), expire_tokens (true), rest_5xx (n | {count, status}),
-    rest_429 (n), reject_orders (n | {count, code, msg}), partial_fill (n | {count, fraction}),
+    rest_429 (n), rest_5xx_after_execute (n | {count, status: 500|502|503|504|"reset"|"hang",
+    hang_ms}: the next n order placements execute and push their events, then the answer
+    is a gateway HTML page with that status, a reset connection, or nothing for hang_ms),
+    order_visibility_delay_ms (lookups by orderId/clientOid answer "order not exist." until
+    the order is this old), reject_orders (n | {count, code, msg}), partial_fill (n | {count, fraction}),
     late_fills_ms, events_before_response (bool), reset_faults (true),
     paused (bool), update_rate, mispricing_rate, mispricing_bps, take_delay_ms,
     plant ({bps?, primary?} -> the record), set_book ({symbol, bids, asks}),
     set_balances ({ccy: amount}), enable_symbol / disable_symbol (symbol),
     rate_limits ({spot|public|management: quota}), reset_rate_limits (true),
-    ping_interval_ms, ping_timeout_ms, ws_connects_per_min.
+    ping_interval_ms, ping_timeout_ms, ws_connects_per_min, pong_id (bool: false answers
+    pings with {"type":"pong","timestamp":...} and no id, as in the real captures).
   Answers {"ok": true, ...results}; a bad value answers HTTP 400 {"ok": false, "error"}.
 """
 from __future__ import annotations
@@ -89,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rate-limits", default="", help="quota overrides per 30 s, e.g. public=2000,spot=4000")
     ap.add_argument("--ping-interval-ms", type=int, default=18000)
     ap.add_argument("--ping-timeout-ms", type=int, default=10000)
+    ap.add_argument("--no-pong-id", action="store_true",
+                    help="answer pings without an id, as the real captures show (docs/kucoin.md 8.15)")
     ap.add_argument("--token-ttl-s", type=float, default=86400.0)
     ap.add_argument("--ws-connects-per-min", type=int, default=30, help="0 = unlimited")
     ap.add_argument("--late-fills-ms", type=int, default=0)
@@ -137,6 +145,7 @@ class Sim:
         self.hub = WsHub(self.market, self.faults, user_id=self.user_id, ping_interval_ms=args.ping_interval_ms,
                          ping_timeout_ms=args.ping_timeout_ms, token_ttl_s=args.token_ttl_s,
                          connects_per_min=args.ws_connects_per_min)
+        self.hub.pong_id = not args.no_pong_id
         self.rest = Rest(self)
         for part in filter(None, args.rate_limits.split(",")):
             pool, _, q = part.partition("=")
@@ -206,10 +215,10 @@ class Sim:
     async def control(self, kw: dict) -> dict:
         f, m, hub, out = self.faults, self.market, self.hub, {}
         known = {"reset_faults", "drop_frames", "delay_frames_ms", "sequence_gap", "disconnect", "expire_tokens",
-                 "rest_5xx", "rest_429", "reject_orders", "partial_fill", "late_fills_ms", "events_before_response",
+                 "rest_5xx", "rest_429", "rest_5xx_after_execute", "order_visibility_delay_ms", "reject_orders", "partial_fill", "late_fills_ms", "events_before_response",
                  "paused", "update_rate", "mispricing_rate", "mispricing_bps", "take_delay_ms", "plant", "set_book",
                  "set_balances", "enable_symbol", "disable_symbol", "rate_limits", "reset_rate_limits",
-                 "ping_interval_ms", "ping_timeout_ms", "ws_connects_per_min"}
+                 "ping_interval_ms", "ping_timeout_ms", "ws_connects_per_min", "pong_id"}
         bad = set(kw) - known
         if bad:
             raise ValueError(f"unknown control keys {sorted(bad)}")
@@ -232,6 +241,10 @@ class Sim:
                 else (int(v), 500)
         if "rest_429" in kw:
             f.rest_429 = int(kw["rest_429"])
+        if "rest_5xx_after_execute" in kw:
+            f.set_after_execute(kw["rest_5xx_after_execute"])
+        if "order_visibility_delay_ms" in kw:
+            f.order_visibility_delay_ms = max(0, int(kw["order_visibility_delay_ms"]))
         if "reject_orders" in kw:
             v = kw["reject_orders"]
             if isinstance(v, dict):
@@ -289,6 +302,8 @@ class Sim:
             hub.ping_interval_ms = int(kw["ping_interval_ms"])
         if "ping_timeout_ms" in kw:
             hub.ping_timeout_ms = int(kw["ping_timeout_ms"])
+        if "pong_id" in kw:
+            hub.pong_id = bool(kw["pong_id"])
         if "ws_connects_per_min" in kw:
             hub.connects_per_min = int(kw["ws_connects_per_min"])
             hub.connect_times.clear()

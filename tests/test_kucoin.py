@@ -913,3 +913,38 @@ def test_sim_market_buy_then_sell_when_done_then_balances_match_hand_computation
     # Untouched currencies stay exact.
     assert {k: v for k, v in end.items() if k not in ("USDT", "BTC")} == \
         {k: v for k, v in start.items() if k not in ("USDT", "BTC")}
+
+
+# -- what an order's answer says about the order ---------------------------------------------
+
+@pytest.mark.parametrize("status,body,verdict,code", [
+    (200, b'{"code":"200000","data":{"orderId":"670fd33bf9406e0007ab3945","clientOid":"c1"}}',
+     kucoin.ANSWER_ACCEPTED, "200000"),
+    (200, b'{"code":"200004","msg":"Balance insufficient!"}', kucoin.ANSWER_REJECTED, "200004"),
+    (200, b'{"code":"400100","msg":"Order size increment invalid."}', kucoin.ANSWER_REJECTED, "400100"),
+    (401, b'{"code":"400005","msg":"Invalid KC-API-SIGN"}', kucoin.ANSWER_REJECTED, "400005"),
+    (429, b'{"code":"429000","msg":"Too Many Requests"}', kucoin.ANSWER_REJECTED, "429000"),
+    (502, b"<html><head><title>502 Bad Gateway</title></head></html>", kucoin.ANSWER_AMBIGUOUS, ""),
+    (504, b"", kucoin.ANSWER_AMBIGUOUS, ""),
+    (500, b'{"code":"500000","msg":"Internal Server Error"}', kucoin.ANSWER_AMBIGUOUS, "500000"),
+    (200, b'{"code":"500000","msg":"Internal Server Error"}', kucoin.ANSWER_AMBIGUOUS, "500000"),
+    (200, b'{"code":"200000","data":null}', kucoin.ANSWER_AMBIGUOUS, "200000"),
+    (200, b"not json at all", kucoin.ANSWER_AMBIGUOUS, ""),
+    (200, b'["code","200004"]', kucoin.ANSWER_AMBIGUOUS, ""),
+    (503, b'{"code":"200004","msg":"x"}', kucoin.ANSWER_AMBIGUOUS, "200004"),
+])
+def test_classify_order_answer_when_each_answer_then_only_clear_rejections_mean_not_placed(
+        status, body, verdict, code):
+    got = kucoin.classify_order_answer(status, body)
+    assert got[0] == verdict and got[1] == code
+    if verdict == kucoin.ANSWER_ACCEPTED:
+        assert got[3] == "670fd33bf9406e0007ab3945"
+
+
+def test_classify_order_answer_when_random_bytes_then_never_raises():
+    import random
+    rng = random.Random(5)
+    for _ in range(2000):
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
+        v = kucoin.classify_order_answer(rng.choice((200, 400, 500, 502)), body)
+        assert v[0] in (kucoin.ANSWER_REJECTED, kucoin.ANSWER_AMBIGUOUS, kucoin.ANSWER_ACCEPTED)

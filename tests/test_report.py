@@ -10,8 +10,9 @@ import re
 import pytest
 
 from cascade import LEG_BUY, LEG_SELL
-from report import (STATUS_ABORTED, STATUS_FAILED, STATUS_FILLED, LegReport, SessionSummary,
-                    TriangleReport, fmt_num, fmt_ts_ms, format_line, journal_line, percentile)
+from report import (STATUS_ABORTED, STATUS_FAILED, STATUS_FILLED, STATUS_PARTIAL, STATUS_UNKNOWN,
+                    FollowUp, LegReport, SessionSummary, TriangleReport, fmt_num, fmt_ts_ms,
+                    format_line, journal_line, percentile)
 
 TS_MS = 1779818153719          # 2026-05-26T17:55:53.719Z
 RECV = 1_000_000_000_000       # monotonic ns of the frame receipt
@@ -53,7 +54,7 @@ def flux_record(status=STATUS_FILLED, n_legs=3, **kw):
 GOLDEN = (
     "2026-05-26T17:55:53.719Z FILLED | corr=1f | triangle=['USDT','FLUX','USDC'] | "
     "predicted_bps=34.45 | effective_bps=-149.94 | book_ts=2026-05-26T17:55:53.512Z | "
-    "profit=-0.0749 | timings=[parse=1.2 book=3.4 eval=5.6 push=7.0 wake=30.1 | "
+    "profit=-0.0749 | open=0.0057280412 USDC | net=n/a | timings=[parse=1.2 book=3.4 eval=5.6 push=7.0 wake=30.1 | "
     "L0 sign=31.0 sent=61.0 resp=961 fill1=82911 fillN=82961 | "
     "L1 sign=83070 sent=83100 resp=84000 fill1=123050 fillN=123100 | "
     "L2 sign=123270 sent=123300 resp=124200 fill1=158750 fillN=158800] | "
@@ -63,10 +64,11 @@ GOLDEN = (
     "books=[0.0774/0.0772 | 0.07796/0.07783 | 0.9991/0.999]")
 
 LINE_RE = re.compile(
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (FILLED|FAILED|ABORTED) \| corr=[0-9a-f]+ \| "
-    r"triangle=\['\w+','\w+','\w+'\] \| predicted_bps=-?\d+\.\d\d \| "
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (FILLED|PARTIAL|FAILED|ABORTED|UNKNOWN) \| "
+    r"corr=[0-9a-f]+ \| triangle=\['\w+','\w+','\w+'\] \| predicted_bps=-?\d+\.\d\d \| "
     r"effective_bps=(-?\d+\.\d\d|n/a) \| book_ts=(\S+Z|-) \| profit=(-?[\d.]+|n/a) \| "
-    r"(?:(error|reason)=[^|]+ \| )?(?:open=[^|]+ \| )?timings=\[[^\]]*\] \| "
+    r"(?:(?P<key>error|reason)=[^|]+ \| )?(?:unknown=\[[^\]]*\] \| )?"
+    r"(?:open=[^|]+ \| net=(-?[\d.]+|n/a) \| )?timings=\[[^\]]*\] \| "
     r"fills=\[(L\d:(buy|sell) [\w-]+ \w+->\w+ [^,\]]+(, )?)*\] \| "
     r"books=\[[\d.]+/[\d.]+( \| [\d.]+/[\d.]+){2}\]$")
 
@@ -89,25 +91,98 @@ def test_format_line_when_each_status_then_matches_regex(status, n_legs, extra, 
     m = LINE_RE.match(line)
     assert m, line
     assert m.group(1) == status
-    assert m.group(5) == key
+    assert m.group("key") == key
     assert "\n" not in line
     assert line.count("L0:") == (1 if n_legs else 0) and f"L{n_legs}:" not in line
 
 
-def test_settle_when_failed_with_three_legs_then_no_profit_but_open_position():
-    rec = flux_record(status=STATUS_FAILED, n_legs=3, error="L2 partially filled, timeout")
+def test_settle_when_partial_with_three_legs_then_real_change_and_open_position():
+    rec = flux_record(status=STATUS_PARTIAL, n_legs=3, error="L2 filled 2 of 5.02 USDC")
     rec.legs[2].set_fills(2.0, 2.0 * 0.999, 0.001)
     rec.settle()
-    assert rec.profit is None and rec.effective_bps is None
+    assert rec.profit == pytest.approx(2.0 * 0.999 * 0.999 - 64.53 * 0.0774, rel=1e-12)
     assert rec.held() == [(pytest.approx(64.53 * 0.07796 * 0.999 - 2.0), "USDC")]
 
 
-def test_format_line_when_failed_after_leg0_then_open_position_shown_and_profit_na():
+def test_format_line_when_failed_after_leg0_then_open_position_and_start_currency_change():
     rec = flux_record(status=STATUS_FAILED, n_legs=1, error="leg 1 rejected")
     rec.settle()
     line = format_line(rec)
-    assert "| error=leg 1 rejected | open=64.53 FLUX |" in line
-    assert "profit=n/a" in line and "effective_bps=n/a" in line
+    assert "| error=leg 1 rejected | open=64.53 FLUX | net=n/a |" in line
+    assert f"profit={fmt_num(-64.53 * 0.0774)}" in line and "effective_bps=n/a" in line
+
+
+class FakeValuer:
+    """1 FLUX = 0.077 USDT, 1 USDC = 0.999 USDT; nothing else has a price."""
+    rates = {("FLUX", "USDT"): 0.077, ("USDC", "USDT"): 0.999}
+
+    def value(self, amount, ccy, target):
+        r = self.rates.get((ccy, target))
+        return None if r is None else amount * r
+
+
+def test_value_open_when_leftovers_priced_then_line_gives_value_and_net_result():
+    rec = flux_record(status=STATUS_FAILED, n_legs=1, error="leg 1 rejected")
+    rec.settle()
+    rec.value_open(FakeValuer())
+    assert rec.open_values == [(64.53, "FLUX", pytest.approx(64.53 * 0.077))]
+    assert rec.net_result == pytest.approx(64.53 * 0.077 - 64.53 * 0.0774)
+    line = format_line(rec)
+    assert f"open=64.53 FLUX(~{fmt_num(64.53 * 0.077)} USDT) | net={fmt_num(rec.net_result)} |" in line
+    assert json.loads(journal_line(rec))["net"] == pytest.approx(rec.net_result)
+
+
+def test_value_open_when_a_leftover_has_no_price_then_net_is_na():
+    rec = flux_record(status=STATUS_FAILED, n_legs=1, error="x")
+    rec.settle()
+    rec.value_open(None)
+    assert rec.open_values == [(64.53, "FLUX", None)] and rec.net_result is None
+    assert "open=64.53 FLUX | net=n/a" in format_line(rec)
+
+
+def test_held_when_a_leg_sold_more_than_the_triangle_brought_then_negative_holding():
+    rec = flux_record(status=STATUS_FILLED)
+    rec.legs[1].set_fills(70.0, 70.0 * 0.07796, 0.001)   # await_balance sold older FLUX too
+    rec.settle()
+    assert (pytest.approx(64.53 - 70.0), "FLUX") in rec.held()
+
+
+def test_format_line_when_unknown_leg_then_names_clientoid_and_order():
+    rec = flux_record(status=STATUS_UNKNOWN, n_legs=2, error="L1 ta1fs0l1 outcome unknown after 15.0s")
+    rec.legs[1].set_fills(0.0, 0.0, 0.001)
+    rec.legs[1].unknown = True
+    rec.settle()
+    line = format_line(rec)
+    assert LINE_RE.match(line), line
+    assert "| unknown=[L1 ta1fs0l1 sell FLUX-USDC size=64.53] | open=64.53 FLUX |" in line
+    s = SessionSummary()
+    s.add(rec)
+    assert s.unknown == 1 and s.unresolved == {"ta1fs0l1": 0x1F}
+    assert "UNKNOWN legs not resolved (1): ta1fs0l1" in s.render()
+
+
+def test_followup_when_unknown_leg_found_done_then_changes_join_holdings_and_line():
+    rec = flux_record(status=STATUS_UNKNOWN, n_legs=2, error="L1 unknown")
+    rec.legs[1].set_fills(0.0, 0.0, 0.001)
+    rec.legs[1].unknown = True
+    rec.settle()
+    s = SessionSummary()
+    s.add(rec)
+    assert s.held == {"FLUX": pytest.approx(64.53)}
+    lg = LegReport(leg=1, side=LEG_SELL, symbol="FLUX-USDC", from_ccy="FLUX", to_ccy="USDC",
+                   order_field="size", order_text="64.53", client_oid="ta1fs0l1", fee_ccy="USDC")
+    lg.set_fills(64.53, 64.53 * 0.07796, 0.001)
+    fu = FollowUp(ts_ms=TS_MS, corr=0x1F, triangle=rec.triangle, leg=lg, found=True,
+                  changes=[(-64.53, "FLUX"), (lg.received, "USDC")])
+    s.add(fu)
+    assert s.followups == 1 and not s.unresolved
+    assert "FLUX" not in s.held and s.held["USDC"] == pytest.approx(lg.received)
+    line = format_line(fu)
+    assert line.startswith("2026-05-26T17:55:53.719Z FOLLOWUP | corr=1f | ")
+    assert "leg=L1 ta1fs0l1 sell FLUX-USDC size=64.53 | exchange: done L1:sell FLUX-USDC" in line
+    assert "changes=-64.53 FLUX,+" in line
+    d = json.loads(journal_line(fu))
+    assert d["status"] == "FOLLOWUP" and d["found"] is True and d["leg"]["filled_sz"] == 64.53
 
 
 def test_format_line_when_leg_placed_but_unfilled_then_order_text_shown():
@@ -195,7 +270,7 @@ def test_summary_when_handful_of_records_then_counts_pnl_and_percentiles():
     st = d["signal_to_fire_us"]
     assert st["p50"] == pytest.approx(200 - 5.6)
     text = s.render()
-    assert "tried=5 filled=3 failed=1 aborted=1" in text
+    assert "tried=5 filled=3 partial=0 failed=1 aborted=1 unknown=0" in text
     assert "USDC=1 USDT=0.25" in text
     assert "tick_to_fire_us: n=4 p50=200.0 p90=400.0 p99=400.0 max=400.0" in text
 
