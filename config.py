@@ -120,6 +120,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "fill_timeout_ms": (_num(int, 50, 600_000), "3000"),
         "order_lookup_ms": (_num(int, 100, 600_000), "15000"),
         "unknown_followup_s": (_num(float, 0, 86_400), "900"),
+        "ref_currency": (_str, "USDT"),
         "retrigger_ms": (_num(float, 0, 3_600_000), "1000"),
         "order_path": (_choice(ORDER_PATHS), "async"),
         "fire_from": (_choice(FIRE_FROM), "hot"),

@@ -489,7 +489,8 @@ class SessionSummary:
             "leg_gap_us": self._stats(self.leg_gap_us),
         }
 
-    def render(self) -> str:
+    def render(self, valuer=None, ref: str = "USDT") -> str:
+        """The summary text; with a holdings.Valuer, holdings are valued in `ref` too."""
         d = self.as_dict()
         lines = [f"session summary ({self.mode or '-'}): tried={self.tried} filled={self.filled} "
                  f"partial={self.partial} failed={self.failed} aborted={self.aborted} "
@@ -497,8 +498,18 @@ class SessionSummary:
         pnl = " ".join(f"{c}={fmt_num(v)}" for c, v in sorted(self.pnl.items())) or "-"
         lines.append(f"  pnl (start currencies' real change): {pnl}")
         if self.held:
-            lines.append("  holdings left outside start currencies: " + " ".join(
-                f"{c}={fmt_num(v)}" for c, v in sorted(self.held.items())))
+            parts, total, unpriced = [], 0.0, []
+            for c, v in sorted(self.held.items()):
+                val = valuer.value(v, c, ref) if valuer is not None else None
+                parts.append(f"{c}={fmt_num(v)}" + (f"(~{fmt_num(val)} {ref})" if val is not None else ""))
+                if val is None:
+                    unpriced.append(c)
+                else:
+                    total += val
+            lines.append("  holdings left outside start currencies: " + " ".join(parts))
+            if valuer is not None:
+                lines.append(f"  holdings value: ~{fmt_num(total)} {ref} at the best bids now"
+                             + (f" (no price for {', '.join(unpriced)})" if unpriced else ""))
         if self.unresolved:
             lines.append(f"  UNKNOWN legs not resolved ({len(self.unresolved)}): "
                          + " ".join(sorted(self.unresolved)[:20]))

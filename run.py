@@ -418,7 +418,9 @@ class Engine:
             os.eventfd_write(fd, 1)
         for t in self.threads:
             t.join(timeout=5)
-        self.log("run: session summary\n" + self.summary.render())
+        import holdings
+        valuer = holdings.Valuer(sh.universe, sh.book_px, sh.book_sz)
+        self.log("run: session summary\n" + self.summary.render(valuer, self.cfg.ref_currency))
         self.log("run: counters " + " ".join(f"{k}={int(v)}" for k, v in zip(
             __import__("pipeline").HOT_COUNTERS, sh.counters) if v))
         import triangles
