@@ -57,9 +57,9 @@ def _dec_str(x):
 class Universe:
     """Currencies, symbols and directed triangles of the configured primaries.
 
-    symbols: the v2 symbol list (kucoin-api.md 6.1), dicts with decimals as str or Decimal.
+    symbols: the v2 symbol list (docs/kucoin.md 6.1), dicts with decimals as str or Decimal.
     primaries: e.g. ["USDT", "USDC", "BTC", "ETH"]. fee_rates: {symbol: account taker rate}
-    (kucoin-api.md 6.2); symbols missing from it get default_taker_fee. The effective fee is
+    (docs/kucoin.md 6.2); symbols missing from it get default_taker_fee. The effective fee is
     rate * takerFeeCoefficient (6.6; missing coefficient = 1). only_symbols: restrict to
     these names (the simulator's subset). Only symbols that belong to a triangle are kept;
     their ids (sorted by name) are the book rows. Currency ids: primaries first, in order.
@@ -72,7 +72,7 @@ class Universe:
         entries = {}
         for d in symbols:
             if d.get("enableTrading") is not True:
-                continue   # kucoin-api.md 6.1: enableTrading false -> orders rejected
+                continue   # docs/kucoin.md 6.1: enableTrading false -> orders rejected
             if only is not None and d["symbol"] not in only:
                 continue
             entries[d["symbol"]] = d
@@ -128,7 +128,7 @@ class Universe:
                 v = _dec(d.get(key))
                 r[field] = float(v) if v is not None else (np.inf if "max" in field else 0.0)
             r["taker_fee"] = float(fee)
-        # Exact decimal strings, for order bodies and Decimal checks (kucoin-api.md 5.2).
+        # Exact decimal strings, for order bodies and Decimal checks (docs/kucoin.md 5.2).
         self.base_inc_str = [_dec_str(d["baseIncrement"]) for d in self.entries]
         self.quote_inc_str = [_dec_str(d["quoteIncrement"]) for d in self.entries]
         self.price_inc_str = [_dec_str(d["priceIncrement"]) for d in self.entries]

@@ -144,8 +144,9 @@ def run(a) -> int:
         print(f"bench_latency: engine exited {proc.returncode}")
         return 1
     res = analyse(journals[0])
+    # the result names the temp dir by its basename only (no machine path in a kept file)
     res.update({"tag": tag, "machine": machine(), "wall_s": round(time.time() - t0, 1),
-                "engine": engine, "sim": sim,
+                "engine": {**engine, "log_dir": tmp.name}, "sim": sim,
                 "engine_summary": [ln for ln in proc.stdout.splitlines() if "status:" in ln][-1:]})
     print(f"triangles: {res['triangles']} {res['status']}  machine: {res['machine']['nproc']} cpus, "
           f"{res['machine']['cpu']}")

@@ -180,7 +180,7 @@ def main() -> int:
         cache.mkdir()
         for mode in ("cold", "warm"):
             r = one_run(ini, cache, a.timeout)
-            r.update(mode=mode, round=i + 1, numba_cache_dir=str(cache))
+            r.update(mode=mode, round=i + 1, numba_cache_dir=f"{tmp.name}/{cache.name}")
             runs.append(r)
             print(f"  {mode} {i + 1}: total {r['total_s']} s (in-process {r['in_process_s']} s), "
                   f"kernels warm {r['kernels_warm_logged_s']} s, exit {r['exit_code']}"
@@ -212,7 +212,9 @@ def main() -> int:
                f"<= {TARGET_WARM_S:.0f} s {'met' if warm['max'] <= TARGET_WARM_S else 'NOT met'}"
                if warm else "no successful warm run")
     print("bench_startup: " + verdict)
-    res = {"machine": mach, "engine_overrides": over, "base_config": "sim.ini",
+    # paths in the result are relative to the temp dir's parent (no machine path in a kept file)
+    res = {"machine": mach, "engine_overrides": {**over, "log_dir": f"{tmp.name}/logs"},
+           "base_config": "sim.ini",
            "target_warm_s": TARGET_WARM_S, "verdict": verdict,
            "splits": [lab for lab in labels], "summary": summary, "runs": runs,
            "notes": ["total: log-line wall-clock stamp of the first-evaluation line minus "

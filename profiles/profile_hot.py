@@ -57,7 +57,8 @@ def main() -> int:
     lp.print_stats(stream=buf, output_unit=1e-6, stripzeros=True)
     out = ROOT / "profiles" / "results" / "line_profile_hot.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# {n} triangles in {a.seconds:.0f}s live against the simulator\n" + buf.getvalue())
+    text = f"# {n} triangles in {a.seconds:.0f}s live against the simulator\n" + buf.getvalue()
+    out.write_text(text.replace(str(ROOT) + "/", ""))   # paths relative to the repository
     print(buf.getvalue())
     print(f"profile_hot: {n} triangles; wrote {out.relative_to(ROOT)}")
     return 0

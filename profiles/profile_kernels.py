@@ -470,7 +470,7 @@ def main() -> int:
             + "\n\n### full line_profiler output\n\n" + full)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    out.write_text(text.replace(str(ROOT) + "/", ""))   # paths relative to the repository
     print(jit_text)
     print()
     print("top lines per kernel (JIT off, line_profiler; helpers' lines in the file):")
