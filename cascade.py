@@ -7,7 +7,7 @@ seed's `cascade.c` named (docs/design.md 6): `fee_hold_reduction`,
 input amount into the exact decimal string of the market order's `funds` or `size` field.
 
 Thread: called by whichever thread fires a leg (the slot's executor, or the hot thread when
-it fires leg 0 itself), on the critical path between a fill and the next order. Nothing here
+it fires a leg itself), on the critical path between a fill and the next order. Nothing here
 blocks, locks, allocates arrays or touches shared state; `size_leg` costs ~0.7 us (see
 tests/test_cascade.py, which prints a measurement).
 
@@ -51,7 +51,7 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
-# Order side of a leg; same values as triangles.py (universe.py owns them).
+# Order side of a leg: the one definition (universe.py and triangles.py import these).
 LEG_BUY = 0   # spend quote, receive base; market order by `funds`
 LEG_SELL = 1  # spend base, receive quote; market order by `size`
 

@@ -115,7 +115,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "max_book_age_ms": (_num(int, 1, 3_600_000), "5000"),
         "max_start": (_amounts, "USDT=100,USDC=100,BTC=0.002,ETH=0.05"),
         "max_levels": (_num(int, 1, 100), "20"),
-        "book_depth": (_num(int, 20, 400), "64"),
+        "book_depth": (_num(int, 25, 400), "64"),   # > books.REFILL_MIN (24)
         "slots": (_num(int, 1, 16), "2"),
         "fill_timeout_ms": (_num(int, 50, 600_000), "3000"),
         "order_lookup_ms": (_num(int, 100, 600_000), "15000"),

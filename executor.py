@@ -2,27 +2,32 @@
 
 Owner: one executor thread per slot (run.py starts `Executor.run` for each). The slot's
 execution state lives in one row of the shared EXEC array (EXEC_DTYPE), not on a thread's
-stack, and `fire_leg` ("size and fire leg k") is one function either thread can call: the
-hot thread calls it for leg 0 when fire_from = hot (no GIL hand-off before the first
-order, docs/design.md 2 and 9), the executor otherwise and for legs 1 and 2. Whoever
-fires a leg writes that leg's fields; the signal ring's publish orders the hot thread's
-writes before the executor's reads.
+stack, and `fire_leg` ("size and fire leg k") is one function either thread can call. With
+fire_from = hot the hot thread fires leg 0 when it signals (`fire_leg0`) and, in live mode,
+legs 1 and 2 when it routes the previous leg's terminal event (`fire_next_from_hot`): no GIL
+hand-off before an order (docs/design.md 2 and 9). Otherwise the executor fires them.
+Whoever fires a leg writes that leg's fields, the phase last; exactly one thread fires each
+leg (`claim`: one dict.setdefault under the GIL); the signal ring's push orders the hot
+thread's leg-0 writes before the executor reads them.
 
-Per leg (docs/design.md 6): input = start volume
-(leg 0) or the previous leg's output -> cascade.size_leg (fee hold for a buy by funds,
-floor to the increment, minimum checks) -> POST on the slot's kept-alive connection for
-that leg (orderwire) -> read the response -> live: accumulate the private feed's match
-events from the slot's fill ring until `filled`/`canceled` (they may arrive before the
-response); on a fill timeout ask REST for the order by clientOid before calling the leg
-failed, and cancel it if it is still active; paper: /api/v1/hf/orders/test validates the
-order and the fill is simulated by walking the live book with the same rounding and fees
--> output (base received on a buy; quote received less fee on a sell) -> optional balance
-override from the private balance feed -> next leg. The cancel flag is honoured between
-legs. Exactly one report line (FILLED / FAILED / ABORTED) per signal.
+Per leg (docs/design.md 6): input = start volume (leg 0) or the previous leg's output ->
+cascade.size_leg (fee hold for a buy by funds, floor to the increment, minimum checks) ->
+POST on the slot's kept-alive connection for that leg (orderwire) -> the answer, classified
+(kucoin.classify_order_answer: accepted, clearly rejected, or ambiguous) -> live: the
+private feed's match events from the slot's fill ring until the terminal event, whose
+cumulative filledSize must equal their sum; an ambiguous or lost answer, a terminal that
+disagrees, or no terminal within fill_timeout_ms is settled by looking the order up by
+clientOid (for order_lookup_ms, "not exist" retried: the lookup lags the placement) while
+the feed keeps being read; paper: /api/v1/hf/orders/test validates the order and the fill
+is simulated by walking the live book with the same rounding and fees -> output (base
+received on a buy; quote received less fee on a sell) -> optional balance override from the
+private balance feed -> next leg. The cancel flag is honoured between legs. Exactly one
+report line per signal: FILLED / PARTIAL / FAILED / ABORTED / UNKNOWN (report.py).
 
 Every fill event reaching the slot is accounted for: events of the current leg accumulate;
-events for another corr or leg (late, after a timeout) are logged as STRAY with their
-figures, because they mean money moved that no report line shows.
+events of an UNKNOWN leg trigger its follow-up lookup (a FOLLOWUP record with the exchange's
+figures); any other late event is logged as STRAY with its figures, because it means money
+moved that no report line shows.
 """
 from __future__ import annotations
 

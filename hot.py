@@ -7,8 +7,11 @@ rules, evaluate the triangles through that symbol, pick a free isolated slot and
 signal); at a signal it returns, leg 0 is fired right here (fire_from = hot;
 executor.fire_leg), the signal is pushed to the slot's ring (eventfd wake) and the call
 resumes with the next frame. The other frames come back as a list:
-- private orderChange (docs/kucoin.md 4.1) -> the clientOid names corr, slot and leg
-  (rings.parse_client_oid) -> a FILL record to that slot's fill ring -> eventfd;
+- private orderChange of our orders (docs/kucoin.md 4.1) are read by privwire inside the
+  chunk kernel and routed by the clientOid (corr, slot, leg) to that slot's fill ring
+  (hotctx.route_fill); at a leg's terminal event the kernel returns so the next leg is
+  fired here; what the kernel cannot read comes back and goes through the simdjson path
+  (rings.parse_client_oid, the same routing); the executor is woken by eventfd;
 - private account.balance (4.2) -> balances[currency] = available;
 - welcome/ack/pong/error/notice -> link bookkeeping, counters, log lines.
 Timers: JSON ping every pingInterval and a pong deadline of pingTimeout (2.4): a missed

@@ -4,8 +4,8 @@ Owns: server time and the local clock offset, symbols, trade fees, base fee, acc
 WebSocket bullet tokens, level2 REST snapshots, HF order place / test / sync / get /
 cancel, the error envelope -> typed exceptions, and the gw-ratelimit-* headers.
 
-Threads: one KucoinClient may be shared by every thread (run.py start-up, hot.py for
-bullets and resync snapshots, executors for order queries and fallback placement). Each
+Threads: one KucoinClient may be shared by every thread (run.py start-up, maint.py for
+bullets and resync snapshots, executors for order lookups and cancels). Each
 thread gets its own HTTP(S)ConnectionPool (one kept-alive connection), simdjson Parser
 and rate-limit record through threading.local, so threads never contend or share a
 socket. `clock_offset_ms` is written by whoever calls `sync_clock()` and read by all.

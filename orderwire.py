@@ -1,7 +1,7 @@
 """One kept-alive HTTP/1.1 connection for placing orders, written by hand for speed.
 
-Owner: one executor slot each (the slot's executor thread, or the hot thread when it fires
-leg 0 itself; never both at once: the slot's acquire/release sequence orders them).
+Owner: one executor slot each, one connection per leg (the slot's executor thread, or the
+hot thread when it fires a leg itself; never both on one leg: Executor.claim decides).
 
 Why not urllib3 here: docs/design.md 9 measured urllib3's request path at ~100 us from
 "decide" to bytes sent, against ~20-30 us for writing a prebuilt, signed request on a

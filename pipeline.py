@@ -1,7 +1,8 @@
 """The fused per-frame kernel: level2 bytes -> book -> triangles -> slot -> staged signal.
 
-Owner: the hot thread (hot.py calls `on_level2` once per /market/level2 frame and
-`on_snapshot` once per REST snapshot that comes back from the maintenance thread).
+Owner: the hot thread. hotctx.process_chunk (one kernel call per socket read, from hot.py)
+calls `on_level2` once per /market/level2 frame; hot.py calls `hot_snapshot` once per REST
+snapshot that comes back from the maintenance thread.
 One Numba call per frame, so the Python -> Numba boundary is paid once (docs/design.md 9):
   parse (l2wire) -> apply under KuCoin's sequence rules (books, docs/kucoin.md 3.8)
   -> evaluate every triangle through the symbol (triangles) -> best candidate whose

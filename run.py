@@ -164,6 +164,9 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.sig_rings = [rings.alloc_ring(rings.SIGNAL_DTYPE, 8) for _ in range(cfg.slots)]
     sh.fill_rings = [rings.alloc_ring(rings.FILL_DTYPE, 1024) for _ in range(cfg.slots)]
     sh.snap_levels = 100   # level2_100 (docs/kucoin.md 3.7)
+    # a fresh snapshot must leave every side above the refill threshold, or each book would
+    # ask for another snapshot every retry interval (docs/design.md 4)
+    books.check_book_params(cfg.book_depth, sh.snap_levels, books.REFILL_MIN)
     sh.snap_ring = rings.alloc_ring(maint.snapshot_dtype(sh.snap_levels), 64)
     sh.snap_req = rings.alloc_ring(maint.SNAP_REQ_DTYPE, 1 << max(6, (2 * n - 1).bit_length()))
     sh.counters = pipeline.alloc_counters()

@@ -4,8 +4,8 @@ Owns: the HMAC-SHA256 signature of a request's prehash string and the authentica
 headers KC-API-KEY / KC-API-SIGN / KC-API-TIMESTAMP / KC-API-PASSPHRASE / KC-API-KEY-VERSION.
 
 Threads: a Signer is immutable after construction and safe to share. Every thread that
-places orders (executors) or fetches private data (start-up in run.py, hot.py for the
-private bullet) calls `sign` / `headers` / `header_block`; each call copies the keyed
+places orders (executors, the hot thread) or fetches private data (start-up in run.py,
+maint.py for the private bullet) calls `sign` / `headers` / `header_block`; each call copies the keyed
 HMAC state, so calls never interfere.
 
 Cost: HMAC (RFC 2104) is built from two SHA-256 states keyed once in __init__: the inner

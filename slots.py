@@ -5,8 +5,8 @@ and the kill-switch cancel flag. (The clientOid format that routes fills to a sl
 Owns: `INFLIGHT_DTYPE`, `alloc_inflight`, the slot kernels. Threads and the fields each
 one writes (single writer per field; every other thread only reads):
 - hot thread: acquired_seq, corr, tri, sym0, sym1, sym2, primary, acquire_ns, through
-  `try_acquire` (or `find_free_slot` + `acquire`) and `undo_acquire`; it also calls
-  `is_in_flight` when routing an orderChange event to a slot's fill ring;
+  `try_acquire` (or `find_free_slot` + `acquire`) and `undo_acquire` (fills are routed by the
+  slot number in the clientOid; `is_in_flight` is a check the tests use);
 - executor k: released_seq, release_ns of row k only, through `release`; it reads
   `cancel_requested` between legs;
 - main thread: cancel, through `request_cancel_all` / `clear_cancel_all` (kill switch), and
@@ -19,12 +19,11 @@ A slot is busy while acquired_seq != released_seq. The hot thread increments acq
 the two sequences are read with acquire loads (rings.load_acquire), so the hot thread
 never sees a slot free before the executor is done with everything it wrote.
 
-Hand-off order on the hot thread (no undo needed on the normal path):
-    slot = find_free_slot(...); idx = rings.ring_claim(sig_buf[slot], sig_ctrl[slot]);
-    build the signal in sig_buf[slot][idx]; acquire(table, slot, ...);
-    rings.ring_publish(...); rings.wake(fd[slot])
-Acquire must come before publish: executor k may release as soon as it sees the signal.
-(`try_acquire` acquires first; if the push then fails, `undo_acquire` gives the slot back.)
+Hand-off order on the hot thread: pipeline.on_level2 calls `try_acquire` and writes the
+signal into the one-row staging array (sig_stage); hot.py fires leg 0 (fire_from = hot),
+then copies the staged signal into the slot's ring (rings.ring_push_held) and wakes the
+executor. Acquire comes before the push: executor k may release as soon as it sees the
+signal. If the push fails, `undo_acquire` gives the slot back.
 
 Isolation (seed, phase 6): a signal may not start while any busy slot holds the same
 triangle, any of its three symbols, or the same primary quote: two triangles that share a
@@ -33,7 +32,8 @@ and two that start from the same primary quote would both size from one balance.
 
 Single-writer assertion: `register_owners(table, slot, hot_tid, exec_tid, main_tid)` with
 threading.get_ident() values turns on a check in every writing kernel (0 = off, the
-default; one load and a compare when off). A write from another thread raises
+default; one load and a compare when off). run.py leaves it off; tests/test_slots.py turns
+it on. A write from another thread raises
 AssertionError: a broken single-writer rule is a bug, not a trading outcome.
 
 Test: `python -m pytest -q tests/test_slots.py`.

@@ -5,8 +5,10 @@ the EVC_* outcome codes / counter cells, and the kernels `screen_triangle`,
 `evaluate_triangle` and `evaluate_symbol`. The universe they evaluate (symbols, triangles,
 SYMBOL_DTYPE, TRIANGLE_DTYPE, LEG_BUY / LEG_SELL) is built at start-up by universe.py.
 
-Thread: the hot thread calls `evaluate_symbol` after each book update of a symbol (Numba,
-nogil, no allocation). Reads: book state/px/sz (written by the hot thread itself),
+Thread: the hot thread, inside the fused kernel: pipeline.evaluate_best runs
+`screen_triangle` and `evaluate_triangle` (branch and bound) over the triangles through the
+updated symbol after each book update (Numba, nogil, no allocation); `evaluate_symbol` is the
+same walk without the pick, for tests and profiles/bench_evaluate.py. Reads: book state/px/sz (written by the hot thread itself),
 `balances` (written by the hot thread from the private balance feed), `max_start`, params.
 Writes: the caller-owned `out` rows and `counters` cells (one writer: the hot thread).
 
@@ -97,10 +99,12 @@ EVC_LEN = 16
 EVAL_EMIT_ALL = 1     # also write rows for NO_PROFIT / BELOW_BPS (tests, monitoring), no screen
 EVAL_IGNORE_AGE = 2   # do not check book age (replays whose recv_ns are from another clock)
 
-REL_TOL = 1e-12       # float tolerance of floors/ceilings, as cascade.REL_TOL
+REL_TOL = 1e-12       # float tolerance of floors/ceilings; looser than cascade.REL_TOL (4e-15)
+                      # because these are predictions: the order's own amount is floored
+                      # exactly by cascade.size_leg
 UNIT_TOL = 1e-3       # ... never more than this fraction of an increment (cascade.UNIT_TOL)
 
-# Evaluation parameters, one row; written by run.py at start-up (or a config reload).
+# Evaluation parameters, one row; written by run.py at start-up.
 PARAMS_DTYPE = np.dtype([
     ("min_profit_bps", "f8"),
     ("max_book_age_ms", "f8"),   # against book recv_ns (local monotonic ns)

@@ -1,8 +1,8 @@
 """The trading universe: currencies, symbols (book rows), directed triangles and the symbol ->
 triangles index, built once at start-up from KuCoin's symbol list and the account's fees.
 
-Owns: `Universe`, the record layouts SYMBOL_DTYPE (per-symbol trading rules, one row per
-book row) and TRIANGLE_DTYPE (directed triangles), and the leg codes LEG_BUY / LEG_SELL.
+Owns: `Universe` and the record layouts SYMBOL_DTYPE (per-symbol trading rules, one row per
+book row) and TRIANGLE_DTYPE (directed triangles, legs coded cascade.LEG_BUY / LEG_SELL).
 
 Thread: run.py's main thread builds the Universe once before any other thread starts
 (plain Python); afterwards its arrays are read-only and shared by every thread (the hot
@@ -22,9 +22,8 @@ from decimal import Decimal
 import numpy as np
 
 import cascade
-
-LEG_BUY = 0         # spend quote, receive base; market order by `funds`; consumes asks
-LEG_SELL = 1        # spend base, receive quote; market order by `size`; consumes bids
+from cascade import LEG_BUY, LEG_SELL   # noqa: F401 (leg codes are defined once, in cascade.py;
+# LEG_BUY spends quote and consumes asks, LEG_SELL spends base and consumes bids)
 
 # Per-symbol trading rules, one row per symbol id (= book row). Written once at start-up.
 SYMBOL_DTYPE = np.dtype([

@@ -355,8 +355,8 @@ class Rest:
         return await self._place(request, body, pool, now, self.sim.exchange.sync_view)
 
     async def order_test(self, request, body, mm, pool, now):
-        # docs/kucoin.md 5.3: validated, never matched, not queryable. The simulator also
-        # checks the balance (undocumented on KuCoin) so that paper mode sees 200004.
+        # docs/kucoin.md 5.3: validated (signature, parameters, increments), never matched,
+        # not queryable; the balance is not checked (exchange.place(test=True)).
         rej = self.sim.faults.take_reject()
         if rej is not None:
             raise OrderError(*rej)

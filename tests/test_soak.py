@@ -14,7 +14,7 @@ import pytest
 
 import report
 from reconcile import balances_total, reconcile
-from test_outcomes import BALANCES, INITIAL, engine, quiesce, triangles, wait_synced
+from test_outcomes import INITIAL, engine, quiesce, triangles, wait_synced
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "300"))
 RATE = float(os.environ.get("SOAK_RATE", "3000"))
