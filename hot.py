@@ -526,6 +526,8 @@ class HotLoop:
         if slot >= len(self.sh.slot_fds):
             self.counters[C["fills_unrouted"]] += 1
             return None
+        if not isinstance(d.get("type"), str):    # an unknown name is routed (FILL_UNKNOWN)
+            raise ValueError("orderChange of ours without a string type")
         rings.fill_from_order_change(self._fill, 0, d, corr, leg, recv_ns)
         e = self._fill[0]
         for f in ("match_px", "match_sz", "filled_sz", "remain_sz", "remain_funds"):
