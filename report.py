@@ -32,6 +32,7 @@ Run the tests: `python -m pytest -q tests/test_report.py`.
 """
 from __future__ import annotations
 
+import array
 import json
 import math
 import time
@@ -314,10 +315,13 @@ class LatencyHistogram:
     EMAX = 41
     NB = (EMAX - EMIN + 1) * SUB      # buckets per sign
 
-    __slots__ = ("counts", "n", "min", "max")
+    __slots__ = ("counts", "_view", "n", "min", "max")
 
     def __init__(self):
-        self.counts = np.zeros(2 * self.NB + 1, np.int64)   # [-big .. -small, 0, small .. big]
+        # [-big .. -small, 0, small .. big]; an array.array (an item add is ~40 ns, a numpy
+        # item add ~1 us with the GIL held on the log thread) seen by numpy for the cumsum
+        self.counts = array.array("q", bytes(8 * (2 * self.NB + 1)))
+        self._view = np.frombuffer(self.counts, np.int64)
         self.n = 0
         self.min = math.inf
         self.max = -math.inf
@@ -358,7 +362,7 @@ class LatencyHistogram:
 
     def percentiles(self, ps) -> list:
         """Nearest-rank percentiles (p in 0..100) as described above; [] when empty."""
-        cum = np.cumsum(self.counts)
+        cum = np.cumsum(self._view)
         n = int(cum[-1])
         if n == 0:
             return []

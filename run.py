@@ -286,7 +286,7 @@ def warm_up(sh) -> float:
     books.walk_buy_funds(px, sz, sym, 1.0, 0.0001)
     books.walk_sell_size(px, sz, sym, 1.0)
     books.best_bid(px, sz, sym)
-    books.book_scan_crossed(st, px, sz, 1, 1, np.zeros(64, np.int32))   # hot.HotLoop._scan_crossed
+    books.book_scan_crossed(st, px, sz, 1, 1, np.zeros(64, np.int32), 0, 64)   # hot.HotLoop._scan_crossed
     books.book_reset(st, sym)
     tbl = slots.alloc_inflight(len(sh.slots))
     s = slots.try_acquire(tbl, np.uint64(1), np.int32(0), np.int32(0), np.int32(1), np.int32(2), np.int32(0))

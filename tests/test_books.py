@@ -301,15 +301,17 @@ def test_scan_crossed_when_crossed_past_grace_then_resynced_once_and_uncrossed_f
     B.book_set_level(r.state, r.px, r.sz, 0, BID, 102.0, 1.0)   # crossed
     B.book_set_level(r.state, r.px, r.sz, 2, ASK, 99.0, 1.0)    # crossed
     out = np.zeros(8, np.int32)
-    assert B.book_scan_crossed(r.state, r.px, r.sz, 1000, 500, out) == 0
+    assert B.book_scan_crossed(r.state, r.px, r.sz, 1000, 500, out, 0, 3) == 0
     assert list(r.state["crossed_ns"]) == [1000, 0, 1000]
     B.book_set_level(r.state, r.px, r.sz, 2, ASK, 99.0, 0.0)    # sym 2 uncrossed again
-    assert B.book_scan_crossed(r.state, r.px, r.sz, 1400, 500, out) == 0
+    assert B.book_scan_crossed(r.state, r.px, r.sz, 1400, 500, out, 2, 1) == 0   # a slice
     assert list(r.state["crossed_ns"]) == [1000, 0, 0]
-    assert B.book_scan_crossed(r.state, r.px, r.sz, 1500, 500, out) == 1 and out[0] == 0
+    assert B.book_scan_crossed(r.state, r.px, r.sz, 1500, 500, out, 1, 1) == 0   # not sym 0
+    assert B.book_scan_crossed(r.state, r.px, r.sz, 1500, 500, out, 2, 2) == 1   # wraps to 0
+    assert out[0] == 0
     assert r.state[0]["status"] == B.BOOK_RESYNCING and r.state[0]["n_crossed"] == 1
     assert [int(x) for x in r.state["status"][1:]] == [B.BOOK_SYNCED] * 2
-    assert B.book_scan_crossed(r.state, r.px, r.sz, 9000, 500, out) == 0   # not SYNCED now
+    assert B.book_scan_crossed(r.state, r.px, r.sz, 9000, 500, out, 0, 99) == 0   # not SYNCED now
     assert r.snap(0, 20, [(100.0, 1.0)], [(101.0, 1.0)]) == B.SNAP_SYNCED
     assert r.state[0]["crossed_ns"] == 0
 
