@@ -116,6 +116,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "max_start": (_amounts, "USDT=100,USDC=100,BTC=0.002,ETH=0.05"),
         "max_levels": (_num(int, 1, 100), "20"),
         "book_depth": (_num(int, 25, 400), "64"),   # > books.REFILL_MIN (24)
+        "max_seq_jump": (_num(int, 1, 10**15), "100000"),
+        "silent_book_s": (_num(float, 0.5, 86400), "60"),
         "slots": (_num(int, 1, 16), "2"),
         "fill_timeout_ms": (_num(int, 50, 600_000), "3000"),
         "order_lookup_ms": (_num(int, 100, 600_000), "15000"),

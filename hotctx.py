@@ -265,10 +265,14 @@ def unpack_private(tab):
 
 
 @njit(nogil=True, cache=True)
-def route_fill(slot, fill, fill_rings, hot_acc, hot_acc_corr, counters):
+def route_fill(slot, fill, fill_rings, hot_acc, hot_acc_corr, counters, slot_table):
     """The FILL record fill[0] (of slot `slot`) into that slot's fill ring, and the hot
     thread's running totals of the leg's matches (hot_acc[slot, leg] = filled base, notional;
     they size the next leg when the hot thread fires it, executor.fire_next_from_hot).
+    Only an event of the slot's current signal (slot_table corr) touches the totals: a late
+    event of an earlier triangle of the slot (a stray after a fill timeout), or garbage that
+    names the slot, would otherwise reset them under the triangle in flight; it still goes
+    to the ring, where the executor logs strays.
     Returns ROUTED_WAKE when the executor must be woken (a leg's terminal event, or an
     update), ROUTED (it acts on the terminal event, which drains the matches with it:
     waking it for every match costs a syscall and makes it compete for the GIL while the
@@ -282,10 +286,12 @@ def route_fill(slot, fill, fill_rings, hot_acc, hot_acc_corr, counters):
     counters[C_FILLS_ROUTED] += 1
     e = fill[0]
     leg = e["leg"]
+    kind = e["kind"]
+    if e["corr"] != slot_table[slot]["corr"]:
+        return ROUTED_WAKE if kind == rings.FILL_FILLED or kind == rings.FILL_CANCELED else ROUTED
     if hot_acc_corr[slot] != e["corr"]:
         hot_acc[slot, :, :] = 0.0
         hot_acc_corr[slot] = e["corr"]
-    kind = e["kind"]
     if kind == rings.FILL_MATCH:
         hot_acc[slot, leg, 0] += e["match_sz"]
         hot_acc[slot, leg, 1] += e["match_px"] * e["match_sz"]
@@ -323,7 +329,8 @@ def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, fill,
                     counters[C_MSGS] += 1
                     counters[C_BYTES] += e - s
                     counters[C_PRIVATE] += 1
-                    st = route_fill(slot, fill, fill_rings, hot_acc, hot_acc_corr, counters)
+                    st = route_fill(slot, fill, fill_rings, hot_acc, hot_acc_corr, counters,
+                                    slot_table)
                     if st != ROUTED:
                         res[R_POS] = pos
                         res[R_FILL_SLOT] = slot
@@ -384,7 +391,7 @@ def hot_route_fill(tab, slot):
     back, read by the simdjson path)."""
     fill, _, fill_rings, hot_acc, hot_acc_corr = unpack_private(tab)
     return route_fill(slot, fill, fill_rings, hot_acc, hot_acc_corr,
-                      _a1(tab, I_COUNTERS, np.int64))
+                      _a1(tab, I_COUNTERS, np.int64), _a1(tab, I_SLOTS, slots.INFLIGHT_DTYPE))
 
 
 @njit(cache=True)

@@ -228,6 +228,10 @@ def classify_order_answer(status: int, body: bytes) -> tuple[int, str, str, str]
         return ANSWER_AMBIGUOUS, code, f"HTTP {status} success without an orderId", ""
     if status >= 500 or code.startswith("5"):
         return ANSWER_AMBIGUOUS, code, msg, ""
+    if "duplicate" in msg.lower():
+        # 400100 clientOid duplicate (docs/kucoin.md 5.2): an order with this clientOid exists,
+        # so this request was not placed but an earlier one was: learn that one's fate
+        return ANSWER_AMBIGUOUS, code, msg, ""
     return ANSWER_REJECTED, code, msg, ""
 
 

@@ -12,8 +12,9 @@ hot.py then fires leg 0 itself (fire_from = hot) or not, publishes the staged si
 slot's ring and wakes the executor. Staging instead of publishing here lets the hot thread
 fire leg 0 before the executor can see the signal.
 
-Return value of on_level2: the acquired slot (>= 0), or NO_SIGNAL / BAD_FRAME. Whether
-the book wants a REST snapshot (new, gap, buffer full, thinned past its refill threshold)
+Return value of on_level2: the acquired slot (>= 0), or NO_SIGNAL / BAD_FRAME (unparseable,
+or rejected by books.py's sequence sanity rules). Whether the book wants a REST snapshot
+(new, gap, rejected frame, stale run, buffer full, thinned past its refill threshold)
 is reported separately in pstate[P_NEED_SNAP], because a book being refilled is still
 tradable and may signal in the same call.
 
@@ -43,6 +44,12 @@ HOT_COUNTERS = (
     "fills_unrouted", "balances", "reconnects", "pong_missed", "ws_errors", "acks", "notices",
     "fired_leg0", "retrigger_skips", "reevals", "balances_ignored", "rate_backoff",
     "fired_next_leg", "bound_skips",
+    # level2 messages rejected by books' sequence sanity rules (also in bad_frames); stale
+    # runs that sent a book back to a snapshot; books resynced for staying crossed
+    "seq_rejects", "diverged", "crossed_resyncs",
+    # exceptions the hot thread caught outside frame parsing (its order path, timers,
+    # snapshots): each one logged with what it was doing
+    "hot_errors",
 )
 C = {name: i for i, name in enumerate(HOT_COUNTERS)}
 C_APPLIED, C_STALE, C_GAPS = C["applied"], C["stale"], C["gaps"]
@@ -53,6 +60,7 @@ C_RETRIGGER = C["retrigger_skips"]
 C_REEVALS = C["reevals"]
 C_RATE_BACKOFF = C["rate_backoff"]
 C_BOUND_SKIPS = C["bound_skips"]
+C_SEQ_REJECTS, C_DIVERGED = C["seq_rejects"], C["diverged"]
 
 # pstate cells (int64): hot thread only
 P_NEED_SNAP = 0      # 1 when the last call's book wants a snapshot
@@ -233,6 +241,12 @@ def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refi
     if st == books.L2_STALE:
         counters[C_STALE] += 1
         return NO_SIGNAL
+    if st == books.L2_REJECTED:
+        # books.py "Sequence sanity": the frame is logged by the caller, the book resyncs
+        counters[C_SEQ_REJECTS] += 1
+        counters[C_BAD] += 1
+        pstate[P_NEED_SNAP] = 1
+        return BAD_FRAME
     if st == books.L2_APPLIED or st == books.L2_NEED_REFILL:
         counters[C_APPLIED] += 1
         if st == books.L2_NEED_REFILL:
@@ -241,6 +255,8 @@ def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refi
     else:
         if st == books.L2_GAP:
             counters[C_GAPS] += 1
+        elif st == books.L2_DIVERGED:
+            counters[C_DIVERGED] += 1
         elif st == books.L2_BUFFER_FULL:
             counters[C_BUFFER_FULL] += 1
         else:

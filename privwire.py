@@ -11,7 +11,8 @@ the frames before it in its chunk (README, leg-to-leg gap).
 Reuses l2wire's JSON scanning helpers (same number rules: decimals parse to the nearest
 double, field order and whitespace free). Returns the slot (>= 0), OC_FOREIGN when the
 clientOid is not one of ours (manual orders on the same account), or OC_BAD when the frame
-cannot be read: the caller then takes the simdjson path, which logs and counts it.
+cannot be read or carries numbers no real event does (negative; a match without a positive
+price and size): the caller then takes the simdjson path, which logs and counts it.
 Absent numbers are NaN, as in rings.FILL_DTYPE.
 """
 from __future__ import annotations
@@ -220,6 +221,14 @@ def _parse_data(buf, i, n, rec, raw, row, nslots):
         if st != 0:
             return i, OC_BAD
     if rec["kind"] == rings.FILL_UNKNOWN:
+        return i, OC_BAD
+    # Numbers no real event carries (docs/kucoin.md 4.1): negative, or a match without a
+    # positive price and size. They would size the next leg (hotctx.route_fill's totals).
+    # Absent numbers are NaN and pass the first test.
+    if (rec["match_px"] < 0.0 or rec["match_sz"] < 0.0 or rec["filled_sz"] < 0.0
+            or rec["remain_sz"] < 0.0 or rec["remain_funds"] < 0.0):
+        return i, OC_BAD
+    if rec["kind"] == rings.FILL_MATCH and not (rec["match_px"] > 0.0 and rec["match_sz"] > 0.0):
         return i, OC_BAD
     return i, slot
 

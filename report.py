@@ -3,7 +3,8 @@
 Owns: `TriangleReport` / `LegReport` (plain records of one triangle attempt), `format_line`
 (the seed's report line, docs/design.md 6),
 `journal_line` (one JSON object per line, every field), and `SessionSummary` (counts, PnL per
-primary quote, latency percentiles of docs/design.md 9).
+primary quote, latency percentiles of docs/design.md 9 from `LatencyHistogram`: fixed size,
+so a session of days keeps no list of latencies; percentiles within 0.8 %).
 
 Thread: the slot's executor builds a record while it runs the legs and hands it to the log
 thread, which calls `format_line` / `journal_line` and `SessionSummary.add`; run.py renders
@@ -31,9 +32,12 @@ Run the tests: `python -m pytest -q tests/test_report.py`.
 """
 from __future__ import annotations
 
+import array
 import json
 import math
 import time
+
+import numpy as np
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
@@ -397,6 +401,101 @@ def percentile(sorted_vals: list, p: float) -> float:
     return sorted_vals[max(0, math.ceil(p / 100.0 * n) - 1)]
 
 
+class LatencyHistogram:
+    """Fixed-size log-linear histogram of latencies (us) for the session summary and the
+    status line: constant memory and a few us per percentile query over a session of days,
+    where a list of every latency grew without bound and was sorted, GIL held, for every
+    status line.
+
+    Buckets: SUB = 64 per power of two, so a bucket is at most 1/64 of its lower bound wide
+    (1.6 %), for |values| from 2**-10 (~1 ns) to 2**41 us (~25 days); smaller ones share the
+    first bucket, larger ones the last. Negative values (a clock step) have mirrored buckets,
+    zero its own. count, min and max are exact. A nearest-rank percentile (as `percentile`
+    of a sorted list) is the midpoint of the bucket holding that rank, clamped to [min, max],
+    hence within 1/(2 SUB) = 0.78 % of the exact value; rank 1 is the exact min and rank n
+    the exact max. Thread use: the log thread adds, the main thread reads; a read during an
+    add may see that add half done (one count), never a wrong bucket."""
+
+    SUB = 64
+    EMIN = -9           # math.frexp exponents: 2**-10 <= |v| < 2**41
+    EMAX = 41
+    NB = (EMAX - EMIN + 1) * SUB      # buckets per sign
+
+    __slots__ = ("counts", "_view", "n", "min", "max")
+
+    def __init__(self):
+        # [-big .. -small, 0, small .. big]; an array.array (an item add is ~40 ns, a numpy
+        # item add ~1 us with the GIL held on the log thread) seen by numpy for the cumsum
+        self.counts = array.array("q", bytes(8 * (2 * self.NB + 1)))
+        self._view = np.frombuffer(self.counts, np.int64)
+        self.n = 0
+        self.min = math.inf
+        self.max = -math.inf
+
+    @classmethod
+    def _bucket(cls, a: float) -> int:
+        """Bucket (per sign) of a magnitude a > 0."""
+        m, e = math.frexp(a)                  # a = m * 2**e, 0.5 <= m < 1
+        if e < cls.EMIN:
+            return 0
+        if e > cls.EMAX:
+            return cls.NB - 1
+        return (e - cls.EMIN) * cls.SUB + int((m - 0.5) * 2 * cls.SUB)
+
+    @classmethod
+    def _mid(cls, k: int) -> float:
+        e, sub = divmod(k, cls.SUB)
+        return math.ldexp(0.5 + (sub + 0.5) / (2 * cls.SUB), e + cls.EMIN)
+
+    def add(self, v: float) -> None:
+        if not math.isfinite(v):
+            return
+        if v > 0.0:
+            i = self.NB + 1 + self._bucket(v)
+        elif v < 0.0:
+            i = self.NB - 1 - self._bucket(-v)
+        else:
+            i = self.NB
+        self.counts[i] += 1
+        self.n += 1
+        if v < self.min:
+            self.min = v
+        if v > self.max:
+            self.max = v
+
+    def __len__(self) -> int:
+        return self.n
+
+    def percentiles(self, ps) -> list:
+        """Nearest-rank percentiles (p in 0..100) as described above; [] when empty."""
+        cum = np.cumsum(self._view)
+        n = int(cum[-1])
+        if n == 0:
+            return []
+        lo, hi = self.min, self.max
+        out = []
+        for p in ps:
+            r = max(1, math.ceil(p / 100.0 * n))
+            if r >= n:
+                out.append(hi)
+                continue
+            if r == 1:
+                out.append(lo)
+                continue
+            i = int(np.searchsorted(cum, r))
+            if i > self.NB:
+                v = self._mid(i - self.NB - 1)
+            elif i < self.NB:
+                v = -self._mid(self.NB - 1 - i)
+            else:
+                v = 0.0
+            out.append(min(max(v, lo), hi))
+        return out
+
+
+ERRORS_MAX = 50      # distinct error texts counted by name; the rest under "(other errors)"
+
+
 @dataclass(slots=True)
 class SessionSummary:
     """Accumulates records: counts, PnL per primary quote, amounts left held by failures,
@@ -405,7 +504,8 @@ class SessionSummary:
     written - the evaluation that made the signal (the decision; with fire_from = executor
     it includes the ring push and the thread hand-off, the seed's "pipeline gap");
     leg_gap = the event completing leg k (filled/canceled, when its output is known) ->
-    bytes written of leg k+1."""
+    bytes written of leg k+1. Memory is bounded: latencies in LatencyHistogram, error texts
+    (which may carry amounts) counted by name for the first ERRORS_MAX, then as one."""
     mode: str = ""
     tried: int = 0
     filled: int = 0
@@ -419,9 +519,15 @@ class SessionSummary:
     pnl: dict = field(default_factory=dict)        # start ccy -> sum of its real change
     held: dict = field(default_factory=dict)       # ccy -> amount left outside start ccys
     errors: Counter = field(default_factory=Counter)
-    tick_to_fire_us: list = field(default_factory=list)
-    signal_to_fire_us: list = field(default_factory=list)
-    leg_gap_us: list = field(default_factory=list)
+    tick_to_fire_us: LatencyHistogram = field(default_factory=LatencyHistogram)
+    signal_to_fire_us: LatencyHistogram = field(default_factory=LatencyHistogram)
+    leg_gap_us: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def _error(self, text: str) -> None:
+        key = _one_line(text)[:80]
+        if key not in self.errors and len(self.errors) >= ERRORS_MAX:
+            key = "(other errors)"
+        self.errors[key] += 1
 
     def add(self, rec) -> None:
         if isinstance(rec, FollowUp):
@@ -436,13 +542,13 @@ class SessionSummary:
             self.partial += 1
         elif rec.status == STATUS_FAILED:
             self.failed += 1
-            self.errors[_one_line(rec.error)[:80]] += 1
+            self._error(rec.error)
         elif rec.status == STATUS_UNKNOWN:
             self.unknown += 1
-            self.errors[_one_line(rec.error)[:80]] += 1
+            self._error(rec.error)
         else:
             self.aborted += 1
-            self.errors[_one_line(rec.reason)[:80]] += 1
+            self._error(rec.reason)
         for lg in rec.unknown_legs():
             if len(self.unresolved) < 10_000:
                 self.unresolved[lg.client_oid] = rec.corr
@@ -460,22 +566,25 @@ class SessionSummary:
 
     def _latencies(self, rec) -> None:
         w0 = _leg_ns(rec, 0, "written_ns")
-        for vals, a in ((self.tick_to_fire_us, rec.recv_ns), (self.signal_to_fire_us, rec.evaluated_ns)):
+        # tick-to-fire counts signals made by a frame; a re-evaluation at a slot release has
+        # no frame (its recv_ns is the re-evaluation's time), it counts in signal-to-fire only
+        ticks = rec.recv_ns if rec.origin == "frame" else 0
+        for vals, a in ((self.tick_to_fire_us, ticks), (self.signal_to_fire_us, rec.evaluated_ns)):
             us = _us(a, w0)
             if us is not None:
-                vals.append(us)
+                vals.add(us)
         for k in range(len(rec.legs) - 1):
             us = _us(rec.legs[k].last_fill_ns, rec.legs[k + 1].written_ns)
             if us is not None:
-                self.leg_gap_us.append(us)
+                self.leg_gap_us.add(us)
 
     @staticmethod
-    def _stats(vals: list) -> dict:
-        if not vals:
-            return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None}
-        s = sorted(vals)
-        return {"n": len(s), "p50": percentile(s, 50), "p90": percentile(s, 90),
-                "p99": percentile(s, 99), "max": s[-1]}
+    def _stats(h: LatencyHistogram) -> dict:
+        got = h.percentiles((50, 90, 99, 99.9, 100))
+        if not got:
+            return {"n": 0, "p50": None, "p90": None, "p99": None, "p999": None, "max": None}
+        return {"n": len(h), "p50": got[0], "p90": got[1], "p99": got[2], "p999": got[3],
+                "max": got[4]}
 
     def as_dict(self) -> dict:
         return {

@@ -507,8 +507,14 @@ def push_fill(buf, ctrl, corr, leg, kind, match_px, match_sz, filled_sz, remain_
 
 
 def _num(data, key) -> float:
+    """A decimal string or a JSON number; absent/null/"" -> NaN. Anything else raises (a
+    boolean would read as 1.0: a hot-thread caller counts the frame as bad instead)."""
     v = data.get(key)
-    return math.nan if v is None or v == "" else float(v)
+    if v is None or v == "":
+        return math.nan
+    if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+        raise TypeError(f"{key} of type {type(v).__name__}")
+    return float(v)
 
 
 def _order_change_fields(data) -> tuple:

@@ -28,6 +28,7 @@ import time
 
 T0 = time.monotonic()   # ~process start: the first-evaluation log line measures from here
 
+import collections
 import os
 import queue
 import secrets as pysecrets
@@ -49,9 +50,11 @@ def _log_line(text: str) -> str:
 
 class LogWriter:
     """The only thread that touches disk (docs/design.md 2). Others call log()/emit(), which
-    only put on a SimpleQueue and never block."""
+    only put on a SimpleQueue and never block. `records` keeps the last `keep_records` report
+    records (none by default: a session of days must not keep every report; the end-to-end
+    test harness keeps them)."""
 
-    def __init__(self, run_dir: Path, echo=True):
+    def __init__(self, run_dir: Path, echo=True, keep_records: int = 0):
         self.q: queue.SimpleQueue = queue.SimpleQueue()
         run_dir.mkdir(parents=True, exist_ok=True)
         self.report_f = open(run_dir / "report.log", "a", buffering=1, encoding="utf-8")
@@ -59,7 +62,7 @@ class LogWriter:
         self.engine_f = open(run_dir / "engine.log", "a", buffering=1, encoding="utf-8")
         self.echo = echo
         self.summary = None
-        self.records = []
+        self.records: collections.deque = collections.deque(maxlen=keep_records)
 
     def log(self, text: str) -> None:
         self.q.put(("log", _log_line(text)))
@@ -132,6 +135,31 @@ class Shared:
     """Every preallocated array and fd, allocated once here and passed to the threads."""
 
 
+LINK_LIVE_S = 5.0     # a public link "gets frames" when one of its books got one this recently
+
+
+def book_health(state, px, sz, now_ns: int, silent_ns: int, per_link: int) -> tuple[int, int, int]:
+    """(synced, crossed, silent) book counts for the status line. Main thread, from
+    book_state and the top of each book, once per status line: nothing on the hot path.
+    - crossed: SYNCED with best bid >= best ask (the evaluate kernel refuses it, EVC_CROSSED;
+      the hot thread resyncs one that stays crossed, books.book_scan_crossed);
+    - silent: SYNCED, not crossed, no level2 frame (nor snapshot) for silent_ns while another
+      book of its public link got one within LINK_LIVE_S. Links carry consecutive runs of
+      `per_link` symbols (maint.plan_links). Without a trade feed, this is what "receives
+      nothing while its symbol trades" can mean: the link delivers, this book gets nothing;
+    - synced: SYNCED and neither. The rest are EMPTY or RESYNCING (waiting for a snapshot).
+    Reads race the hot thread's writes; a status line may be one frame out of date."""
+    import books
+    live = state["status"] == books.BOOK_SYNCED
+    bid_sz, ask_sz = sz[:, books.SIDE_BID, 0], sz[:, books.SIDE_ASK, 0]
+    crossed = live & (bid_sz > 0) & (ask_sz > 0) & (px[:, books.SIDE_BID, 0] >= px[:, books.SIDE_ASK, 0])
+    recv = state["recv_ns"]
+    starts = np.arange(0, len(recv), per_link)
+    newest = np.repeat(np.maximum.reduceat(recv, starts), per_link)[:len(recv)] if len(recv) else recv
+    silent = live & ~crossed & (now_ns - recv > silent_ns) & (now_ns - newest < LINK_LIVE_S * 1e9)
+    return int((live & ~crossed & ~silent).sum()), int(crossed.sum()), int(silent.sum())
+
+
 def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared:
     import books
     import executor
@@ -151,7 +179,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.rest_url = rest_url
     sh.stop = threading.Event()
     sh.book_state, sh.book_px, sh.book_sz = books.alloc_books(n, cfg.book_depth)
-    sh.pend, sh.pctl = books.alloc_pending()
+    sh.pend, sh.pctl = books.alloc_pending(seq_jump_max=cfg.max_seq_jump)
     sh.changes = l2wire.alloc_changes()
     sh.l2hdr = l2wire.alloc_l2hdr()
     sh.params = triangles.alloc_params(cfg.min_profit_bps, cfg.max_book_age_ms, cfg.max_levels)
@@ -261,6 +289,7 @@ def warm_up(sh) -> float:
     books.walk_buy_funds(px, sz, sym, 1.0, 0.0001)
     books.walk_sell_size(px, sz, sym, 1.0)
     books.best_bid(px, sz, sym)
+    books.book_scan_crossed(st, px, sz, 1, 1, np.zeros(64, np.int32), 0, 64)   # hot.HotLoop._scan_crossed
     books.book_reset(st, sym)
     tbl = slots.alloc_inflight(len(sh.slots))
     s = slots.try_acquire(tbl, np.uint64(1), np.int32(0), np.int32(0), np.int32(1), np.int32(2), np.int32(0))
@@ -375,20 +404,26 @@ class Engine:
                  f"{cfg.slots} slots, fire_from={cfg.fire_from}")
 
     def status_line(self, prev, dt) -> str:
-        import books
+        import maint
         import pipeline
         c = self.sh.counters
         C = pipeline.C
-        n_sync = int(np.sum(self.sh.book_state["status"] == books.BOOK_SYNCED))
+        sh = self.sh
+        n_sync, n_crossed, n_silent = book_health(
+            sh.book_state, sh.book_px, sh.book_sz, time.monotonic_ns(),
+            int(self.cfg.silent_book_s * 1e9), maint.TOPICS_PER_LINK)
         s = self.summary
-        ttf = s.as_dict().get("tick_to_fire_us", {}) if s.tried else {}
+        ttf = [f"{v:.1f}" for v in s.tick_to_fire_us.percentiles((50, 99))] or ["-", "-"]
         msgs = c[C["msgs"]] - prev[C["msgs"]]
-        pnl = ", ".join(f"{k} {v:+.8g}" for k, v in s.pnl.items()) or "0"
-        return (f"status: {msgs / dt:,.0f} msg/s | books {n_sync}/{len(self.sh.book_state)} synced | "
+        # list(): one step under the GIL; the log thread may add a primary meanwhile
+        pnl = ", ".join(f"{k} {v:+.8g}" for k, v in list(s.pnl.items())) or "0"
+        return (f"status: {msgs / dt:,.0f} msg/s | books {n_sync}/{len(sh.book_state)} synced, "
+                f"{n_crossed} crossed, {n_silent} silent | "
                 f"gaps {c[C['gaps']]} resyncs {c[C['resyncs']]} | signals {c[C['signals']]} "
                 f"(no slot {c[C['no_slot']]}) | tried {s.tried} filled {s.filled} failed {s.failed} "
-                f"aborted {s.aborted} | PnL {pnl} | tick-to-fire p50 {ttf.get('p50', '-')} "
-                f"p99 {ttf.get('p99', '-')} us | bad frames {c[C['bad_frames']]} reconnects {c[C['reconnects']]}")
+                f"aborted {s.aborted} | PnL {pnl} | tick-to-fire p50 {ttf[0]} "
+                f"p99 {ttf[1]} us | bad frames {c[C['bad_frames']]} errors {c[C['hot_errors']]} "
+                f"reconnects {c[C['reconnects']]}")
 
     def run(self) -> int:
         cfg = self.cfg

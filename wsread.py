@@ -15,6 +15,10 @@ never become Python objects at all (hotctx.process_chunk walks the same buffer).
 Frames from a server are never masked (RFC 6455 5.1); fragments are joined; a ping is
 answered by the caller; close ends the link.
 
+Memory stays bounded: the buffer grows for a frame larger than it (up to MAX_FRAME, 16 MiB;
+a frame announcing more is a broken stream) and shrinks back to 2 x CHUNK once that frame is
+consumed; a fragmented message is refused (LinkClosed) once its fragments pass MAX_FRAME.
+
 TLS links (wss://, real KuCoin) read through the ssl module, whose recv releases the GIL;
 SSLSocket.pending() tells whether decrypted bytes are already buffered, which epoll cannot
 see (the caller loops while `more()` is true).
@@ -170,10 +174,17 @@ class FrameReader:
         return self.tls and self.sock.pending() > 0
 
     def consume(self, pos: int) -> None:
-        """Drop buf[0:pos] (frames handled); a partial frame after it moves to the front."""
+        """Drop buf[0:pos] (frames handled); a partial frame after it moves to the front.
+        A buffer grown for an oversized frame goes back to its normal size (2 x CHUNK) as
+        soon as what is left fits with room for a read."""
         pos = int(pos)
         rest = self.blen - pos
-        if rest and pos:
+        if len(self.buf) > 2 * CHUNK and rest <= CHUNK:
+            small = np.zeros(2 * CHUNK, np.uint8)
+            small[:rest] = self.buf[pos:self.blen]
+            self.buf = small
+            self.addr = small.ctypes.data
+        elif rest and pos:
             self.buf[:rest] = self.buf[pos:self.blen]   # numpy copes with the overlap
         self.blen = rest
 
@@ -188,11 +199,13 @@ class FrameReader:
         if op == OP_CONT:
             if self._frag_op < 0:
                 raise LinkClosed("continuation without a first fragment")
+            if len(self._frag) + len(payload) > MAX_FRAME:
+                raise LinkClosed("fragmented message larger than 16 MiB")
             self._frag += payload
             if b0 & 0x80:
                 op, payload = self._frag_op, bytes(self._frag)
                 self._frag_op = -1
-                self._frag.clear()
+                self._frag = bytearray()       # a new one: clear() may keep the allocation
                 return op, payload
             return None
         if not b0 & 0x80:

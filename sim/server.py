@@ -37,7 +37,14 @@ Control/inspection API (not KuCoin; unsigned; loopback only):
     set_balances ({ccy: amount}), enable_symbol / disable_symbol (symbol),
     rate_limits ({spot|public|management: quota}), reset_rate_limits (true),
     ping_interval_ms, ping_timeout_ms, ws_connects_per_min, pong_id (bool: false answers
-    pings with {"type":"pong","timestamp":...} and no id, as in the real captures).
+    pings with {"type":"pong","timestamp":...} and no id, as in the real captures),
+    inject_frame ({scope: "public"|"private", data: "<text>"} or {scope, b64: "<base64>"},
+      optional opcode: 1 text (default) | 2 binary): sends the bytes exactly as given (data
+      as UTF-8; b64 decoded, so invalid UTF-8 and any byte are possible; no JSON
+      re-encoding) as one WebSocket frame to every connection of that scope (public = every
+      public WS connection, private = every private one, subscribed or not), queued after
+      what each already has, never dropped or delayed by the other faults. Answers
+      {"injected": number of connections}. For robustness tests: a frame no venue sends.
   Answers {"ok": true, ...results}; a bad value answers HTTP 400 {"ok": false, "error"}.
 """
 from __future__ import annotations
@@ -218,7 +225,7 @@ class Sim:
                  "rest_5xx", "rest_429", "rest_5xx_after_execute", "order_visibility_delay_ms", "reject_orders", "partial_fill", "late_fills_ms", "events_before_response",
                  "paused", "update_rate", "mispricing_rate", "mispricing_bps", "take_delay_ms", "plant", "set_book",
                  "set_balances", "enable_symbol", "disable_symbol", "rate_limits", "reset_rate_limits",
-                 "ping_interval_ms", "ping_timeout_ms", "ws_connects_per_min", "pong_id"}
+                 "ping_interval_ms", "ping_timeout_ms", "ws_connects_per_min", "pong_id", "inject_frame"}
         bad = set(kw) - known
         if bad:
             raise ValueError(f"unknown control keys {sorted(bad)}")
@@ -309,6 +316,17 @@ class Sim:
             hub.connect_times.clear()
         if kw.get("expire_tokens"):
             out["expired_tokens"] = hub.expire_tokens()
+        if "inject_frame" in kw:
+            v = kw["inject_frame"]
+            if not isinstance(v, dict) or ("data" in v) == ("b64" in v):
+                raise ValueError("inject_frame: {scope, data} or {scope, b64}, optional opcode")
+            if "data" in v:
+                if not isinstance(v["data"], str):
+                    raise TypeError("inject_frame data must be a string")
+                raw = v["data"].encode("utf-8")
+            else:
+                raw = base64.b64decode(v["b64"], validate=True)
+            out["injected"] = hub.inject(v.get("scope"), raw, int(v.get("opcode", 1)))
         if "disconnect" in kw:
             v = kw["disconnect"]
             which, abrupt = (v.get("which", "all"), bool(v.get("abrupt"))) if isinstance(v, dict) else (v, False)

@@ -44,6 +44,16 @@ def _dumps(o) -> str:
     return json.dumps(o, separators=(",", ":"))
 
 
+async def _send_raw(ws, raw: bytes, opcode: int) -> None:
+    """One frame of raw bytes, not re-encoded: an invalid UTF-8 text frame goes out as is
+    (aiohttp >= 3.11 has WebSocketResponse.send_frame; older ones the writer's)."""
+    send = getattr(ws, "send_frame", None)
+    if send is not None:
+        await send(raw, WSMsgType(opcode))
+    else:
+        await ws._writer._send_frame(raw, opcode)
+
+
 class WsConn:
     __slots__ = ("ws", "cid", "private", "topics", "out", "wake", "msg_times", "last_recv",
                  "idle_s", "task", "transport", "sent", "expires_at")
@@ -79,7 +89,7 @@ class WsHub:
         self.connect_times: collections.deque = collections.deque()
         self._last_slow: dict[str, float] = {}
         self.counters = {"connects": 0, "rejected_connects": 0, "idle_closed": 0, "aged_closed": 0,
-                         "frames_sent": 0}
+                         "frames_sent": 0, "frames_injected": 0}
         market.on_l2 = self.publish_l2
         market.on_trade = self.publish_trade
 
@@ -172,7 +182,10 @@ class WsHub:
                     await asyncio.sleep(delay)
                 if c.ws.closed:
                     break
-                await c.ws.send_str(frame)
+                if type(frame) is str:
+                    await c.ws.send_str(frame)
+                else:                      # (opcode, raw bytes): inject_frame, sent as given
+                    await _send_raw(c.ws, frame[1], frame[0])
                 c.sent += 1
                 self.counters["frames_sent"] += 1
                 if fut is not None and not fut.done():
@@ -196,6 +209,23 @@ class WsHub:
     def _error(self, c: WsConn, rid, code: int, text: str) -> None:
         # docs/kucoin.md 2.6: {"id":<request id>,"type":"error","code":<int>,"data":"<text>"}
         self._send(c, {"id": str(rid) if rid is not None else c.cid, "type": "error", "code": code, "data": text})
+
+    def inject(self, scope: str, raw: bytes, opcode: int = 1) -> int:
+        """Fault (POST /sim/control inject_frame): queue `raw`, exactly as given, as one
+        WebSocket frame of `opcode` (1 text, 2 binary) to every connection of `scope`
+        ("public" or "private"), after what each already has queued. Not a data frame: never
+        dropped or delayed by the other faults. Returns the number of connections."""
+        if scope not in ("public", "private"):
+            raise ValueError("inject_frame scope must be public or private")
+        if opcode not in (1, 2):
+            raise ValueError("inject_frame opcode must be 1 (text) or 2 (binary)")
+        n = 0
+        for c in list(self.conns.values()):
+            if c.private == (scope == "private"):
+                self._enqueue(c, (opcode, bytes(raw)), False)
+                n += 1
+        self.counters["frames_injected"] += n
+        return n
 
     async def close_conns(self, which="all", abrupt: bool = False) -> int:
         """Fault: close all connections, the public or private ones, or one connectId."""

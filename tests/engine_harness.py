@@ -43,7 +43,7 @@ class EngineRun:
         s.update(sim or {})
         self.cfg = parse_config(ini_text(eng, s), "test.ini")
         self.run_dir = Path(self.tmp.name) / "run"
-        self.lw = run.LogWriter(self.run_dir, echo=False)
+        self.lw = run.LogWriter(self.run_dir, echo=False, keep_records=1_000_000)
         self.log_lines: list[str] = []
         orig_log = self.lw.log
         self.lw.log = lambda text: (self.log_lines.append(text), orig_log(text))

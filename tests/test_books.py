@@ -30,9 +30,9 @@ INF = float("inf")
 class Rig:
     """One set of caller-owned arrays, as the hot thread holds them."""
 
-    def __init__(self, nsym=2, depth=4, pend_cap=64, refill_min=0):
+    def __init__(self, nsym=2, depth=4, pend_cap=64, refill_min=0, jump_max=B.SEQ_JUMP_MAX):
         self.state, self.px, self.sz = B.alloc_books(nsym, depth)
-        self.pend, self.pctl = B.alloc_pending(pend_cap)
+        self.pend, self.pctl = B.alloc_pending(pend_cap, seq_jump_max=jump_max)
         self.ch = W.alloc_changes(64)
         self.refill_min = refill_min
 
@@ -191,6 +191,157 @@ def test_apply_when_gap_then_resyncing_counted_and_message_buffered():
         (B.BOOK_RESYNCING, 1, 17, 18, 1)
     assert r.levels(0, BID)[0] == (100.0, 1.0)                          # not applied
     assert r.msg(0, 19, 19, [(BID, 99.0, 0.0, 19)]) == B.L2_BUFFERED
+
+
+# ---- sequence sanity and stale runs (books.py docstring) ---------------------------------
+
+@pytest.mark.parametrize("start,end,changes", [
+    (18, 17, [(BID, 100.0, 5.0, 17)]),                  # sequenceStart > sequenceEnd
+    (-1, 17, [(BID, 100.0, 5.0, 17)]),                  # negative sequence
+    (17, 18, [(BID, 100.0, 5.0, 19)]),                  # a change after sequenceEnd
+    (17, 18, [(BID, 100.0, 5.0, 16)]),                  # a change before sequenceStart
+    (17, 17, [(BID, -100.0, 5.0, 17)]),                 # negative price
+    (17, 17, [(ASK, 101.0, -5.0, 17)]),                 # negative size
+    (17, 17, [(ASK, 101.0, float("nan"), 17)]),         # NaN (l2wire never makes one)
+    (17, 17 + 1001, [(BID, 100.0, 5.0, 17)]),           # span > J (J = 1000 here)
+    (17 + 1002, 17 + 1002, [(BID, 100.0, 5.0, 1019)]),  # jump > J beyond the book
+])
+def test_sanity_when_message_inconsistent_then_rejected_nothing_applied_and_book_resyncs(
+        start, end, changes):
+    r = Rig(depth=8, jump_max=1000)
+    r.snap(0, 16, [(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0)])
+    before = (r.px.copy(), r.sz.copy())
+    assert r.msg(0, start, end, changes) == B.L2_REJECTED
+    b = r.b()
+    assert (b["status"], b["n_seq_bad"], b["seq"], b["pend_rows"], b["pend_from"]) == \
+        (B.BOOK_RESYNCING, 1, 16, 0, -1)
+    assert np.array_equal(r.sz, before[1]) and np.array_equal(r.px, before[0], equal_nan=True)
+    # the stream goes on from 17: buffered, and the snapshot syncs the book
+    assert r.msg(0, 17, 17, [(BID, 100.0, 7.0, 17)]) == B.L2_BUFFERED
+    assert r.snap(0, 16, [(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0)]) == B.SNAP_SYNCED
+    assert r.levels(0, BID)[0] == (100.0, 7.0) and r.b()["seq"] == 17
+
+
+def test_sanity_when_span_or_jump_at_the_bound_then_accepted():
+    r = Rig(depth=8, jump_max=1000)
+    r.snap(0, 16, [(100.0, 1.0)], [(101.0, 1.0)])
+    assert r.msg(0, 17, 17 + 1000, [(BID, 100.0, 2.0, 17), (ASK, 0.0, 0.0, 1017)]) == B.L2_APPLIED
+    assert r.b()["seq"] == 1017
+    assert r.msg(0, 1017 + 1001, 1017 + 1001) == B.L2_GAP      # jump of exactly J: a gap
+    assert r.b()["n_seq_bad"] == 0
+
+
+def test_sanity_when_absurd_sequence_end_then_book_not_frozen():
+    """The issue's case: one frame with an absurd sequenceEnd used to move the book there,
+    and every later frame was dropped as already applied while the book showed SYNCED."""
+    r = synced_rig()
+    assert r.msg(0, 17, 10 ** 17, [(BID, 100.0, 5.0, 17)]) == B.L2_REJECTED
+    assert r.b()["status"] == B.BOOK_RESYNCING and r.b()["seq"] == 16
+    for q in range(17, 21):                               # the real stream, buffered
+        assert r.msg(0, q, q, [(BID, 99.0, float(q), q)]) == B.L2_BUFFERED
+    assert r.snap(0, 18, [(100.0, 1.0), (99.0, 18.0)], [(101.0, 1.0)]) == B.SNAP_SYNCED
+    assert r.b()["seq"] == 20 and r.levels(0, BID) == [(100.0, 1.0), (99.0, 20.0)]
+    assert r.msg(0, 21, 21, [(BID, 99.0, 3.0, 21)]) == B.L2_APPLIED
+
+
+def test_sanity_when_buffering_then_rejected_message_leaves_the_run_intact():
+    r = Rig(depth=8)
+    assert r.msg(0, 30, 30, [(BID, 10.0, 1.0, 30)]) == B.L2_BUFFERED
+    assert r.msg(0, 31, 31, [(BID, 10.0, 2.0, 99)]) == B.L2_REJECTED
+    b = r.b()
+    assert (b["status"], b["pend_from"], b["pend_last"], b["pend_rows"]) == (B.BOOK_EMPTY, 29, 30, 1)
+    assert r.msg(0, 31, 31, [(BID, 10.0, 3.0, 31)]) == B.L2_BUFFERED
+    assert r.snap(0, 29, [(9.0, 1.0)], [(11.0, 1.0)]) == B.SNAP_SYNCED
+    assert r.levels(0, BID) == [(10.0, 3.0), (9.0, 1.0)] and r.b()["seq"] == 31
+
+
+def test_stale_run_when_book_ran_ahead_within_bound_then_diverged_and_resynced():
+    """An in-bound but wrong sequenceEnd (span 500 < J): applied, and the book's sequence is
+    ahead of its stream. The next stale_max frames are stale; the 4th sends it to a snapshot."""
+    r = Rig(depth=8, jump_max=1000)
+    r.snap(0, 16, [(100.0, 1.0)], [(101.0, 1.0)])
+    assert r.msg(0, 17, 517, [(BID, 100.0, 2.0, 17)]) == B.L2_APPLIED
+    codes = [r.msg(0, q, q, [(BID, 99.0, 1.0, q)]) for q in range(18, 22)]
+    assert codes == [B.L2_STALE] * (B.STALE_MAX - 1) + [B.L2_DIVERGED]
+    b = r.b()
+    assert (b["status"], b["n_diverged"], b["n_stale"], b["pend_from"]) == (B.BOOK_RESYNCING, 1, 4, -1)
+    assert r.msg(0, 22, 22, [(BID, 98.0, 1.0, 22)]) == B.L2_BUFFERED
+    assert r.snap(0, 21, [(100.0, 1.0), (99.0, 1.0)], [(101.0, 1.0)]) == B.SNAP_SYNCED
+    assert r.b()["seq"] == 22 and r.levels(0, BID) == [(100.0, 1.0), (99.0, 1.0), (98.0, 1.0)]
+
+
+def test_stale_run_when_after_snapshot_then_stale_frames_are_normal():
+    r = synced_rig()                                        # snapshot at 16
+    for _ in range(10):                                     # frames in flight, all older
+        assert r.msg(0, 10, 12, [(BID, 100.0, 9.0, 12)]) == B.L2_STALE
+    assert r.msg(0, 17, 17, [(BID, 100.0, 9.0, 17)]) == B.L2_APPLIED
+    assert r.msg(0, 17, 17, [(BID, 100.0, 9.0, 17)]) == B.L2_STALE       # one duplicate
+    assert r.msg(0, 18, 18, [(BID, 100.0, 8.0, 18)]) == B.L2_APPLIED     # the count restarts
+    assert [r.msg(0, 18, 18) for _ in range(3)] == [B.L2_STALE] * 3
+    assert r.b()["status"] == B.BOOK_SYNCED and r.b()["n_diverged"] == 0
+
+
+def test_stale_run_when_buffered_run_starts_absurdly_high_then_run_restarts_from_the_stream():
+    """A book without a snapshot buffers any first message; one absurdly ahead would make
+    every real one stale and every snapshot too old. stale_max of them restart the run."""
+    r = Rig(depth=8)
+    assert r.msg(0, 10 ** 15, 10 ** 15) == B.L2_BUFFERED
+    codes = [r.msg(0, q, q, [(BID, 10.0, float(q), q)]) for q in range(40, 44)]
+    assert codes == [B.L2_STALE] * 3 + [B.L2_DIVERGED]
+    assert (r.b()["pend_from"], r.b()["pend_last"], r.b()["pend_rows"]) == (42, 43, 1)
+    assert r.msg(0, 44, 44, [(BID, 10.0, 44.0, 44)]) == B.L2_BUFFERED
+    assert r.snap(0, 42, [(9.0, 1.0)], [(11.0, 1.0)]) == B.SNAP_SYNCED
+    assert r.b()["seq"] == 44 and r.levels(0, BID)[0] == (10.0, 44.0)
+
+
+def test_scan_crossed_when_crossed_past_grace_then_resynced_once_and_uncrossed_forgotten():
+    r = Rig(nsym=3, depth=4)
+    for sym in range(3):
+        r.snap(sym, 16, [(100.0, 1.0)], [(101.0, 1.0)])
+    B.book_set_level(r.state, r.px, r.sz, 0, BID, 102.0, 1.0)   # crossed
+    B.book_set_level(r.state, r.px, r.sz, 2, ASK, 99.0, 1.0)    # crossed
+    out = np.zeros(8, np.int32)
+    assert B.book_scan_crossed(r.state, r.px, r.sz, 1000, 500, out, 0, 3) == 0
+    assert list(r.state["crossed_ns"]) == [1000, 0, 1000]
+    B.book_set_level(r.state, r.px, r.sz, 2, ASK, 99.0, 0.0)    # sym 2 uncrossed again
+    assert B.book_scan_crossed(r.state, r.px, r.sz, 1400, 500, out, 2, 1) == 0   # a slice
+    assert list(r.state["crossed_ns"]) == [1000, 0, 0]
+    assert B.book_scan_crossed(r.state, r.px, r.sz, 1500, 500, out, 1, 1) == 0   # not sym 0
+    assert B.book_scan_crossed(r.state, r.px, r.sz, 1500, 500, out, 2, 2) == 1   # wraps to 0
+    assert out[0] == 0
+    assert r.state[0]["status"] == B.BOOK_RESYNCING and r.state[0]["n_crossed"] == 1
+    assert [int(x) for x in r.state["status"][1:]] == [B.BOOK_SYNCED] * 2
+    assert B.book_scan_crossed(r.state, r.px, r.sz, 9000, 500, out, 0, 99) == 0   # not SYNCED now
+    assert r.snap(0, 20, [(100.0, 1.0)], [(101.0, 1.0)]) == B.SNAP_SYNCED
+    assert r.state[0]["crossed_ns"] == 0
+
+
+def test_simulator_stream_when_thousands_of_messages_then_never_trips_the_sanity_rules():
+    """sim/market.py numbers sequences as KuCoin does (docs/kucoin.md 3.6): its stream,
+    with mispricings planted and taken, must go through books without a rejection."""
+    from sim.market import DEFAULT_DATA, Market, load_symbols, select_symbols
+    m = Market(select_symbols(load_symbols(DEFAULT_DATA), 30), seed=3, mispricing_rate=5.0,
+               update_rate=2000)
+    msgs = []
+    m.on_l2 = lambda sym, d: msgs.append((sym, d))
+    for k in range(1, 801):
+        m.advance(k * 10.0)
+    names = sorted(m.books)
+    r = Rig(nsym=len(names), depth=64, pend_cap=1 << 14)
+    r.ch = W.alloc_changes()                    # l2wire's production capacity
+    first = {}
+    for sym, d in msgs:
+        first.setdefault(sym, d["sequenceStart"] - 1)
+    for i, n in enumerate(names):
+        assert r.snap(i, first.get(n, m.books[n].seq), [(1.0, 1.0)], [(1e9, 1.0)]) == B.SNAP_SYNCED
+    codes = set()
+    for sym, d in msgs:
+        ch = [(BID, float(p), float(s), int(q)) for p, s, q in d["changes"]["bids"]] + \
+             [(ASK, float(p), float(s), int(q)) for p, s, q in d["changes"]["asks"]]
+        assert len(ch) <= r.ch.shape[0]
+        codes.add(r.msg(names.index(sym), d["sequenceStart"], d["sequenceEnd"], ch))
+    assert len(msgs) > 10000 and codes <= {B.L2_APPLIED}, codes
+    assert r.state["n_seq_bad"].sum() == 0 and r.state["n_diverged"].sum() == 0
 
 
 def test_sync_when_snapshot_older_than_buffered_run_then_too_old_and_buffer_kept():
@@ -401,15 +552,20 @@ def random_ops(rng, n):
         start = s + 1 + (rng.random() < 0.05) - 2 * (rng.random() < 0.1)
         end = max(start, s + 1) + rng.randint(0, 2) - 5 * (rng.random() < 0.05)
         ch = [(rng.randint(0, 1), rng.randint(2, 40) / 2 * (rng.random() > 0.05),
-               rng.randint(0, 3) * 0.5, rng.randint(end - 3, end))
+               rng.randint(0, 3) * 0.5, rng.randint(min(start, end), end))
               for _ in range(rng.randint(0, 4))]
+        if rng.random() < 0.03 and ch:      # insane: a change outside the message's range
+            ch[0] = ch[0][:3] + (end + 1,)
+        if rng.random() < 0.02:             # insane: an absurd sequenceEnd (J = 50 here)
+            end = start + 51
         ops.append(("msg", sym, start, end, ch))
-        seq[sym] = max(s, end)
+        if start <= end:
+            seq[sym] = max(s, min(end, s + 20))
     return ops
 
 
 def run_ops(ops, jit):
-    r = Rig(nsym=2, depth=5, pend_cap=24, refill_min=3)
+    r = Rig(nsym=2, depth=5, pend_cap=24, refill_min=3, jump_max=50)
     codes = []
     for op in ops:
         if op[0] == "snap":
@@ -451,7 +607,7 @@ def test_book_kernels_when_random_operations_then_sides_sorted_and_codes_all_see
                 n = len(lv)
                 assert (r.sz[sym, side, n:] == 0).all()
     assert {B.L2_APPLIED, B.L2_STALE, B.L2_GAP, B.L2_BUFFERED, B.L2_NEED_REFILL,
-            B.SNAP_TOO_OLD}.issubset(seen)
+            B.L2_REJECTED, B.SNAP_TOO_OLD}.issubset(seen)
 
 
 def test_walk_kernels_when_random_books_then_equal_py_func():
@@ -589,6 +745,9 @@ def test_recorded_stream_when_synced_then_every_book_equals_reference(recorded, 
     assert len(refs) == 9 and len(codes) == len(l2)
     kinds = {c for _, _, c in codes}
     assert B.L2_GAP not in kinds and B.L2_BUFFER_FULL not in kinds and min(kinds) >= 0
+    # the real stream never trips the sequence sanity rules
+    assert B.L2_REJECTED not in kinds and B.L2_DIVERGED not in kinds
+    assert st["n_seq_bad"].sum() == 0 and st["n_diverged"].sum() == 0
     for sym, ref in refs.items():
         assert_book_equals_reference(st, px, sz, sym, ref)
         assert st[sym]["n_bid"] > 0 and st[sym]["n_ask"] > 0

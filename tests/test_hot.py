@@ -168,6 +168,9 @@ def test_books_when_market_moves_without_faults_then_equal_to_sim(eng):
     time.sleep(0.5)
     d = delta(eng, c0)
     assert d["applied"] > 50 and d["gaps"] == 0 and d["bad_frames"] == 0
+    # the simulator's stream never trips books.py's sequence sanity rules
+    assert d["seq_rejects"] == 0 and d["diverged"] == 0 and d["crossed_resyncs"] == 0
+    assert d["hot_errors"] == 0
     assert_books_equal_sim(eng)
     assert eng.sh.counters[0] > 0 and eng.counters()["signals"] == 0
 

@@ -211,6 +211,7 @@ def test_chunk_when_private_events_then_routed_in_kernel_until_terminal_event():
     foreign["data"]["clientOid"] = "5c52e11203aa677f33e493fc"
     foreign = json.dumps(foreign).encode()
     bal = json.dumps(balance).encode()
+    sh.slots[1]["corr"] = corr          # slot 1 runs this signal (the hot thread acquired it)
     chunk = ws(ours[0]) + ws(bal) + ws(foreign) + ws(ours[1]) + ws(ours[2])
     buf = np.zeros(len(chunk), np.uint8)
     buf[:] = np.frombuffer(chunk, np.uint8)
@@ -242,3 +243,32 @@ def test_chunk_when_private_events_then_routed_in_kernel_until_terminal_event():
 def test_alloc_result_when_new_then_ready_for_a_first_buffer():
     res = hotctx.alloc_result()
     assert (res[hotctx.R_POS], res[hotctx.R_NOTHER], res[hotctx.R_NSNAP], res[hotctx.R_BAD_START]) == (0, 0, 0, -1)
+
+
+def test_route_fill_when_event_of_another_signal_then_totals_of_the_one_in_flight_kept():
+    """A late event of an earlier triangle of the slot (or garbage naming the slot) reaches
+    the ring, where the executor logs it as a stray, but never resets or adds to the running
+    totals that size the next leg of the triangle in flight."""
+    import json
+    import rings
+    sh = make_shared()
+    orders, _ = _order_events()
+    match = next(m for m in orders if m["data"]["type"] == "match")
+    cur, old = 0x6b0640e8000002, 0x6b0640e8000001
+    sh.slots[1]["corr"] = cur
+
+    def event(corr):
+        m = json.loads(json.dumps(match))
+        m["data"]["clientOid"] = rings.client_oid(corr, 1, 0)
+        return ws(json.dumps(m, separators=(",", ":")).encode())
+
+    chunk = event(cur) + event(old) + event(cur)
+    buf = np.frombuffer(chunk, np.uint8).copy()
+    res = hotctx.alloc_result()
+    assert hotctx.hot_chunk(sh.hot_table.tab, buf, len(buf), 5, res) == pipeline.NO_SIGNAL
+    sz = float(match["data"]["matchSize"])
+    assert sh.hot_acc_corr[1] == cur and sh.hot_acc[1, 0, 0] == sz + sz
+    rbuf, rctl = sh.fill_rings[1]
+    got = np.zeros(4, rings.FILL_DTYPE)
+    assert rings.ring_pop_many(rbuf, rctl, got) == 3
+    assert [int(c) for c in got["corr"][:3]] == [cur, old, cur]

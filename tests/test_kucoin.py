@@ -932,6 +932,7 @@ def test_sim_market_buy_then_sell_when_done_then_balances_match_hand_computation
     (200, b"not json at all", kucoin.ANSWER_AMBIGUOUS, ""),
     (200, b'["code","200004"]', kucoin.ANSWER_AMBIGUOUS, ""),
     (503, b'{"code":"200004","msg":"x"}', kucoin.ANSWER_AMBIGUOUS, "200004"),
+    (200, b'{"code":"400100","msg":"clientOid duplicate"}', kucoin.ANSWER_AMBIGUOUS, "400100"),
 ])
 def test_classify_order_answer_when_each_answer_then_only_clear_rejections_mean_not_placed(
         status, body, verdict, code):

@@ -444,6 +444,19 @@ GARBAGE = [
     b'{"type":"message","topic":"/market/level2:ETH-BTC","subject":"trade.l2update","data":{"chan',
     b'{"type":"message","subject":"trade.l2update","data":{}}',  # level2 without a topic
     b'{"type":["message"]}',
+    # pysimdjson raises RuntimeError for these (BIGINT_ERROR, DEPTH_ERROR): they killed the
+    # hot thread when only ValueError/KeyError/TypeError/AttributeError were caught
+    b'{"type":"pong","id":123456789012345678901234567890}',
+    b"[" * 1025 + b"]" * 1025,
+    b'{"type":"message","subject":"orderChange","data":{"clientOid":"ta1s0l0","ts":1e999}}',
+    b'{"type":"message","subject":"orderChange","data":{"clientOid":7}}',
+    b'{"type":"message","subject":"orderChange","data":{"clientOid":"ta1s0l0","type":"match",'
+    b'"matchPrice":"1","matchSize":"-5"}}',                    # ours, impossible size
+    b'{"type":"message","subject":"orderChange","data":{"clientOid":"ta1s0l0","type":"match",'
+    b'"ts":123456789012345678901234}}',                         # ours, ts beyond int64
+    b'{"type":"message","subject":"account.balance","data":{"currency":"USDT","available":"NaN"}}',
+    b'{"type":"message","subject":"account.balance","data":{"currency":"USDT","available":"-1"}}',
+    b'{"type":"message","subject":"account.balance","data":{"currency":["USDT"],"available":"1"}}',
 ]
 # Odd but harmless control frames: not bad frames, but they must not raise either.
 ODD = [

@@ -83,3 +83,22 @@ def test_kernel_when_jitted_then_agrees_with_py_func():
     ra = privwire.parse_order_change(frame, a, privwire.raw_view(a), 5, 2)
     rb = privwire.parse_order_change.py_func(frame, b, privwire.raw_view(b), 5, 2)
     assert ra == rb == 1 and same(a[0], b[0])
+
+
+@pytest.mark.parametrize("field,value", [("matchSize", "-1"), ("matchPrice", "-0.5"),
+                                         ("matchSize", "0"), ("filledSize", "-3"),
+                                         ("remainSize", "-1e-8"), ("remainFunds", "-2"),
+                                         ("matchPrice", None)])
+def test_parse_when_our_order_carries_impossible_numbers_then_bad(field, value):
+    """They would size the next leg (hotctx.route_fill's totals): refused, counted by the
+    Python path as bad frames (hot.HotLoop._on_order_change refuses them too)."""
+    m = next(x for x in captures() if x["data"]["type"] == "match")
+    m["data"]["clientOid"] = OID
+    if value is None:
+        del m["data"][field]
+    else:
+        m["data"][field] = value
+    assert parse(m)[0] == privwire.OC_BAD
+    m2 = next(x for x in captures() if x["data"]["type"] == "match")
+    m2["data"]["clientOid"] = OID
+    assert parse(m2)[0] == 1                     # the untouched event is read

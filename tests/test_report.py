@@ -9,10 +9,13 @@ import re
 
 import pytest
 
+import report
 from cascade import LEG_BUY, LEG_SELL
 from report import (STATUS_ABORTED, STATUS_FAILED, STATUS_FILLED, STATUS_PARTIAL, STATUS_UNKNOWN,
-                    FollowUp, LegReport, SessionSummary, TriangleReport, fmt_num, fmt_ts_ms,
-                    format_line, journal_line, percentile)
+                    FollowUp, LatencyHistogram, LegReport, SessionSummary, TriangleReport, fmt_num,
+                    fmt_ts_ms, format_line, journal_line, percentile)
+
+HIST_REL = 1 / (2 * LatencyHistogram.SUB)      # a percentile's bound: half a bucket (0.78 %)
 
 TS_MS = 1779818153719          # 2026-05-26T17:55:53.719Z
 RECV = 1_000_000_000_000       # monotonic ns of the frame receipt
@@ -264,15 +267,18 @@ def test_summary_when_handful_of_records_then_counts_pnl_and_percentiles():
     assert d["errors"] == {"fill timeout": 1, "cancelled": 1}
     assert d["held"]["USDC"] > 0                  # the FAILED one stopped after leg 1
     t = d["tick_to_fire_us"]                       # 100, 200, 300, 400 (nearest rank)
-    assert (t["n"], t["p50"], t["p90"], t["p99"], t["max"]) == (4, 100 * 2, 400, 400, 400)
+    # the top rank is the exact max; others within half a histogram bucket
+    assert (t["n"], t["p90"], t["p99"], t["p999"], t["max"]) == (4, 400, 400, 400, 400)
+    assert t["p50"] == pytest.approx(200, rel=HIST_REL)
     g = d["leg_gap_us"]                            # 10,10,20,20,30,30,40
-    assert g["n"] == 7 and g["p50"] == 20 and g["max"] == 40
+    assert g["n"] == 7 and g["p50"] == pytest.approx(20, rel=HIST_REL) and g["max"] == 40
     st = d["signal_to_fire_us"]
-    assert st["p50"] == pytest.approx(200 - 5.6)
+    assert st["p50"] == pytest.approx(200 - 5.6, rel=HIST_REL)
     text = s.render()
     assert "tried=5 filled=3 partial=0 failed=1 aborted=1 unknown=0" in text
     assert "USDC=1 USDT=0.25" in text
-    assert "tick_to_fire_us: n=4 p50=200.0 p90=400.0 p99=400.0 max=400.0" in text
+    m = re.search(r"tick_to_fire_us: n=4 p50=(\d+\.\d) p90=400\.0 p99=400\.0 max=400\.0$", text, re.M)
+    assert m and float(m[1]) == pytest.approx(200, rel=HIST_REL)
 
 
 def test_percentile_when_ten_values_then_nearest_rank():
@@ -298,3 +304,53 @@ def test_record_when_given_api_key_then_rejected_and_never_rendered():
         {f.name for f in dataclasses.fields(LegReport)}
     assert not any(w in n for n in names for w in ("key", "secret", "passphrase", "token"))
     assert key not in format_line(rec) and key not in journal_line(rec)
+
+
+@pytest.mark.parametrize("dist", ["lognormal", "uniform", "bimodal", "with_negatives"])
+def test_histogram_when_random_latencies_then_percentiles_within_a_bucket_of_exact(dist):
+    """Against exact nearest-rank percentiles of the sorted values (the old summary)."""
+    import random
+    rng = random.Random(hash(dist) & 0xFFFF)
+    n = 20000
+    if dist == "lognormal":
+        vals = [rng.lognormvariate(4.5, 1.2) for _ in range(n)]          # ~90 us, long tail
+    elif dist == "uniform":
+        vals = [rng.uniform(0.01, 5e6) for _ in range(n)]
+    elif dist == "bimodal":
+        vals = [rng.gauss(40, 3) if rng.random() < 0.9 else rng.gauss(3000, 400) for _ in range(n)]
+    else:
+        vals = [rng.gauss(30, 40) for _ in range(n)] + [0.0] * 50
+    h = LatencyHistogram()
+    for v in vals:
+        h.add(v)
+    exact = sorted(vals)
+    ps = (0.1, 1, 10, 50, 90, 99, 99.9, 100)
+    for p, got in zip(ps, h.percentiles(ps)):
+        want = percentile(exact, p)
+        assert got == pytest.approx(want, rel=HIST_REL, abs=2 ** -10), (p, got, want)
+    assert len(h) == len(vals) and h.max == exact[-1] and h.min == exact[0]
+    assert h.percentiles([100])[0] == exact[-1]
+
+
+def test_histogram_when_extreme_values_then_clamped_into_end_buckets_min_max_exact():
+    h = LatencyHistogram()
+    for v in (1e-7, 3e-4, 5.0, 7e13, float("nan"), float("inf")):
+        h.add(v)
+    assert len(h) == 4 and h.min == 1e-7 and h.max == 7e13
+    p = h.percentiles((25, 50, 75, 100))
+    assert p[0] == 1e-7 and p[3] == 7e13
+    assert p[2] == pytest.approx(5.0, rel=HIST_REL)
+    assert len(h.counts) * h.counts.itemsize == (2 * LatencyHistogram.NB + 1) * 8 < 64 * 1024   # fixed size
+
+
+def test_summary_when_many_records_then_memory_fixed_and_errors_bounded():
+    s = SessionSummary()
+    size0 = len(s.tick_to_fire_us.counts)
+    for k in range(3000):
+        f = record_with_latency(STATUS_FAILED, 100 + k % 50, 10)
+        f.error = f"L1 not placed: {k} below minimum"          # texts that differ each time
+        s.add(f)
+    assert len(s.tick_to_fire_us.counts) == size0 and len(s.tick_to_fire_us) == 3000
+    assert len(s.errors) == report.ERRORS_MAX + 1
+    assert s.errors["(other errors)"] == 3000 - report.ERRORS_MAX
+    assert sum(s.errors.values()) == 3000

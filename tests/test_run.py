@@ -235,3 +235,30 @@ def test_live_example_when_read_then_no_secret_value_and_every_option_commented(
             assert line.split("=", 1)[1].strip() == "", f"a credential value in live.example.ini: {key}"
         above = lines[i - 1].strip() if i else ""
         assert above.startswith("#") and not KEY_RE.match(above), f"option {sec}.{key} has no comment of its own"
+
+
+# -- the status line's book health (run.book_health) ------------------------------------------
+
+def test_book_health_when_crossed_silent_resyncing_books_then_counted_apart():
+
+    import books
+    import run
+    st, px, sz = books.alloc_books(8, 4)
+    st["status"] = books.BOOK_SYNCED
+    px[:, books.SIDE_BID, 0], px[:, books.SIDE_ASK, 0] = 10.0, 11.0
+    sz[:, :, 0] = 1.0
+    now = 100 * 10 ** 9
+    st["recv_ns"] = now - 10 ** 8                       # everyone got a frame 0.1 s ago
+    px[1, books.SIDE_BID, 0] = 11.0                      # bid == ask: crossed
+    st["recv_ns"][2] = now - 31 * 10 ** 9                # silent 31 s on a delivering link
+    st["status"][3] = books.BOOK_RESYNCING
+    st["recv_ns"][3] = now - 99 * 10 ** 9                # not synced: not "silent"
+    # link 2 = symbols 4..7 (per_link 4): nothing for 40 s anywhere on it (link down, or a
+    # quiet market): its books are not silent, the link's own state shows elsewhere
+    st["recv_ns"][4:8] = now - 40 * 10 ** 9
+    sz[5, books.SIDE_ASK, 0] = 0.0                       # one side empty: not crossed
+    px[5, books.SIDE_BID, 0] = 20.0
+    assert run.book_health(st, px, sz, now, 30 * 10 ** 9, 4) == (5, 1, 1)
+    st["recv_ns"][6] = now - 10 ** 9                     # link 2 delivers again: 3 silent there
+    assert run.book_health(st, px, sz, now, 30 * 10 ** 9, 4) == (2, 1, 4)
+    assert run.book_health(st, px, sz, now, 60 * 10 ** 9, 4) == (6, 1, 0)

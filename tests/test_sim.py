@@ -951,3 +951,54 @@ def test_spin_selector_when_data_or_timeout_then_returns_like_epoll():
         sel.close()
         a.close()
         b.close()
+
+
+# ---- inject_frame: raw frames for robustness tests ----------------------------------------
+
+def open_raw_ws(s, private, cid):
+    """A connection that reads raw frames (opcode, bytes) and accepts invalid UTF-8."""
+    b = bullet(s, private)
+    ws = websocket.create_connection(f"{b['instanceServers'][0]['endpoint']}?token={b['token']}"
+                                     f"&connectId={cid}", timeout=5, skip_utf8_validation=True)
+    assert json.loads(ws.recv())["type"] == "welcome"
+    return ws
+
+
+def recv_frame(ws, timeout=5.0):
+    ws.settimeout(timeout)
+    return ws.recv_data()
+
+
+def test_inject_frame_when_text_or_b64_then_exact_bytes_to_every_connection_of_the_scope(quiet):
+    pub1, pub2 = open_raw_ws(quiet, False, "inj-p1"), open_raw_ws(quiet, False, "inj-p2")
+    priv = open_raw_ws(quiet, True, "inj-v1")
+    try:
+        n_pub = sum(not c["private"] for c in quiet.get("/sim/state")["ws"]["connections"])
+        text = '{"type":"pong","id":123456789012345678901234567890}'
+        assert quiet.control(inject_frame={"scope": "public", "data": text})["injected"] == n_pub >= 2
+        for ws in (pub1, pub2):
+            assert recv_frame(ws) == (websocket.ABNF.OPCODE_TEXT, text.encode())
+        raw = b"\xff\xfe\x00 not utf-8 " + bytes(range(256))
+        out = quiet.control(inject_frame={"scope": "private", "b64": base64.b64encode(raw).decode()})
+        assert out["injected"] == 1
+        assert recv_frame(priv) == (websocket.ABNF.OPCODE_TEXT, raw)      # a text frame, as given
+        deep = "[" * 1025 + "]" * 1025
+        quiet.control(inject_frame={"scope": "private", "data": deep, "opcode": 2})
+        assert recv_frame(priv) == (websocket.ABNF.OPCODE_BINARY, deep.encode())
+        # the public connections got nothing of the private injections
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            recv_frame(pub1, 0.5)
+        assert quiet.get("/sim/state")["ws"]["counters"]["frames_injected"] >= n_pub + 2
+    finally:
+        for ws in (pub1, pub2, priv):
+            ws.close()
+
+
+@pytest.mark.parametrize("bad", [{"scope": "all", "data": "x"}, {"scope": "public"},
+                                 {"scope": "public", "data": "x", "b64": "eA=="},
+                                 {"scope": "public", "b64": "not base64!"},
+                                 {"scope": "public", "data": 5},
+                                 {"scope": "public", "data": "x", "opcode": 9}, "public"])
+def test_inject_frame_when_malformed_request_then_400(quiet, bad):
+    out = quiet.post("/sim/control", {"inject_frame": bad})
+    assert out["ok"] is False and "rror" in out["error"]

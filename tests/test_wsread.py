@@ -102,11 +102,13 @@ def test_fill_when_frame_larger_than_buffer_then_buffer_grows(pair):
     rd, peer = pair
     big = b"q" * (3 * wsread.CHUNK)
     threading.Thread(target=peer.sendall, args=(frame(big) + frame(b"after"),), daemon=True).start()
-    got = []
+    got, peak = [], 0
     while len(got) < 2:
         rd.fill()
+        peak = max(peak, len(rd.buf))
         got += [p for _, p in rd.frames()]
-    assert got == [big, b"after"] and len(rd.buf) >= 3 * wsread.CHUNK
+    assert got == [big, b"after"] and peak >= 3 * wsread.CHUNK
+    assert len(rd.buf) == 2 * wsread.CHUNK              # and shrinks back once consumed
 
 
 def test_next_frame_when_header_or_payload_short_then_incomplete_with_needed_length():
@@ -125,3 +127,51 @@ def test_next_frame_when_header_or_payload_short_then_incomplete_with_needed_len
 def test_text_header_when_each_length_encoding_then_same_as_test_framer():
     for n in (0, 125, 126, 65535, 65536):
         assert wsread.text_header(n) == frame(b"x" * n)[:-n or None]
+
+
+def test_buffer_when_oversized_frame_consumed_then_back_to_normal_size_and_reading_goes_on(pair):
+    """A frame larger than the buffer makes it grow; once that frame is consumed the buffer
+    returns to 2 x CHUNK (a day of a few large frames must not keep tens of MiB)."""
+    rd, peer = pair
+    big = b"[" + b"7," * (3 * wsread.CHUNK) + b"7]"          # ~1.5 MiB: 3 x the buffer
+    after = [b"small-1", b"small-2"]
+    t = threading.Thread(target=peer.sendall, args=(frame(big) + b"".join(frame(m) for m in after),))
+    t.start()
+    got, peak = [], 0
+    while len(got) < 3:
+        rd.fill()
+        peak = max(peak, len(rd.buf))
+        got += [p for _, p in rd.frames()]
+    t.join()
+    assert got == [big] + after
+    assert peak > 2 * wsread.CHUNK and len(rd.buf) == 2 * wsread.CHUNK
+    assert rd.addr == rd.buf.ctypes.data and rd.blen == 0
+    peer.sendall(frame(b"later"))                            # recv goes into the new buffer
+    assert read_all(rd) == [(wsread.OP_TEXT, b"later")]
+
+
+def test_buffer_when_partial_frame_left_after_big_one_then_kept_across_the_shrink(pair):
+    rd, peer = pair
+    big, nxt = b"b" * (3 * wsread.CHUNK), frame(b"next-frame-payload")
+    rd.feed(frame(big) + nxt[:9])
+    assert [p for _, p in rd.frames()] == [big]
+    assert len(rd.buf) == 2 * wsread.CHUNK and rd.blen == 9
+    rd.feed(nxt[9:])
+    assert [p for _, p in rd.frames()] == [b"next-frame-payload"]
+
+
+def test_fragments_when_joined_message_passes_max_frame_then_link_closed(pair, monkeypatch):
+    rd, _ = pair
+    monkeypatch.setattr(wsread, "MAX_FRAME", 1000)          # the join's limit (not the kernel's)
+    rd.feed(frame(b"a" * 600, fin=False) + frame(b"b" * 300, op=wsread.OP_CONT, fin=False))
+    assert list(rd.frames()) == []
+    rd.feed(frame(b"c" * 200, op=wsread.OP_CONT, fin=False))
+    with pytest.raises(wsread.LinkClosed, match="fragmented message larger"):
+        list(rd.frames())
+
+
+def test_fragments_when_message_completes_then_join_buffer_released(pair):
+    rd, _ = pair
+    rd.feed(frame(b"a" * 5000, fin=False) + frame(b"b" * 5000, op=wsread.OP_CONT))
+    assert [p for _, p in rd.frames()] == [b"a" * 5000 + b"b" * 5000]
+    assert len(rd._frag) == 0 and rd._frag_op == -1
