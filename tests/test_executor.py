@@ -415,7 +415,8 @@ def test_leg_when_below_minimum_then_failed_not_placed_with_open_leg0_output():
     """partial_fill fills 1/10000 of leg 0 (then cancels the rest), so leg 1's input (worth
     ~0.01 USDT) is below every leg-1 minimum of the simulator's symbols: leg 1 is never sent.
     On a symbol with a coarse baseIncrement (LTC-USDT: 0.01) 1/10000 of leg 0 is no lot at
-    all and leg 0 ends "canceled with no fill"; then the test plants again (up to 4 times)."""
+    all and leg 0 ends with no fill (its canceled event has no match, so REST confirms "done
+    with no fill"); then the test plants again (up to 4 times)."""
     with EngineRun(slots=1, sim={"balances": BALANCES}) as er:
         wait_synced(er)
         rec = None
