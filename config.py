@@ -132,6 +132,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "run_seconds": (_num(float, 0, 10_000_000), "0"),
         "switch_interval_us": (_num(float, 10, 100_000), "100"),
         "warm_interval_us": (_num(float, 0, 1_000_000), "1000"),
+        "warm_kernel": (_bool, "true"),
         "busy_poll_us": (_num(float, 0, 3_600_000_000), "0"),
         "log_dir": (_str, "runs"),
         "cpus": (_cpus, ""),
