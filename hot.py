@@ -59,6 +59,8 @@ class HotLoop:
         self.executors = executors
         self.log = log
         self.fire_from_hot = cfg.fire_from == "hot"
+        # TLS links: SSL_read with the GIL held (tlsio.Held) or through the ssl module
+        self.tls_held = getattr(cfg, "tls_io", "held") == "held"
         self.counters = sh.counters
         self.parser = simdjson.Parser()
         self.ep = select.epoll()
@@ -148,13 +150,15 @@ class HotLoop:
                 link = self.maint.link_results.get_nowait()
             except Exception:
                 return
-            link.reader = wsread.FrameReader(link.ws.sock)
+            link.reader = rd = wsread.FrameReader(link.ws.sock, held=self.tls_held)
             # bytes websocket-client read past the welcome belong to the next frames
-            link.reader.feed(b"".join(link.ws.frame_buffer.recv_buffer))
+            rd.feed(b"".join(link.ws.frame_buffer.recv_buffer))
             link.ws.frame_buffer.recv_buffer = []
             self.links[link.fd] = link
             self.ep.register(link.fd, select.EPOLLIN)
-            self.log(f"hot: {link.kind} link {link.connect_id} up ({len(link.symbols)} symbols)")
+            tls = "" if not rd.tls else (", TLS, reads keep the GIL" if rd.held is not None
+                                         else ", TLS, reads through the ssl module")
+            self.log(f"hot: {link.kind} link {link.connect_id} up ({len(link.symbols)} symbols{tls})")
             # Data may already sit in the socket or the TLS buffer: epoll is level-triggered
             # for the socket, but TLS-buffered bytes are invisible to it (drain handles both).
             self._drain(link)
