@@ -90,6 +90,8 @@ class HotLoop:
         self._warm_tri = 0
         # start-up milestone (profiles/bench_startup.py): logged once, at the first evaluation
         self._first_eval_pending = True
+        self.reads = 0                        # socket reads (wsread fill) and their ns in all
+        self.read_ns = 0
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -122,6 +124,9 @@ class HotLoop:
                 self._keep_warm()
         for link in list(self.links.values()):
             self._close(link, "shutdown", replace=False)
+        if self.reads:
+            self.log(f"hot: {self.reads} socket reads, {self.read_ns / self.reads / 1000:.2f} us each on "
+                     f"average (recv, or the SSL_read loop with its decryption)")
 
     def _keep_warm(self) -> None:
         """Between frames, run the order path on scratch data (Executor.warm), at most once
@@ -198,8 +203,14 @@ class HotLoop:
         rd = link.reader
         while link.alive:
             try:
+                t_read = time.monotonic_ns()
                 n = rd.fill()
-                self._chunk(link, rd, time.monotonic_ns())   # receipt of this chunk = of its frames
+                recv_ns = time.monotonic_ns()
+                self._chunk(link, rd, recv_ns)   # receipt of this chunk = of its frames
+                # what a socket read costs (TLS: decryption included), summed after the
+                # chunk's orders are out; logged at the end (profiles/bench_latency.py)
+                self.read_ns += recv_ns - t_read
+                self.reads += 1
             except wsread.LinkClosed as e:
                 self._close(link, str(e))
                 return
