@@ -23,6 +23,7 @@ and fill rings (producer side). Reads: slot release fields, the stop flag.
 """
 from __future__ import annotations
 
+import collections
 import select
 import struct
 import time
@@ -92,6 +93,8 @@ class HotLoop:
         self._first_eval_pending = True
         self.reads = 0                        # socket reads (wsread fill) and their ns in all
         self.read_ns = 0
+        self._read_start = 0
+        self.signal_read_ns = collections.deque(maxlen=100_000)   # reads that carried a frame's signal
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -127,6 +130,11 @@ class HotLoop:
         if self.reads:
             self.log(f"hot: {self.reads} socket reads, {self.read_ns / self.reads / 1000:.2f} us each on "
                      f"average (recv, or the SSL_read loop with its decryption)")
+        sr = sorted(self.signal_read_ns)
+        if sr:
+            q = lambda p: sr[min(len(sr) - 1, int(p * len(sr)))] / 1000   # noqa: E731
+            self.log(f"hot: reads that carried a signal: n={len(sr)} p50={q(0.5):.1f} p90={q(0.9):.1f} "
+                     f"p99={q(0.99):.1f} us (before the frame's receipt stamp)")
 
     def _keep_warm(self) -> None:
         """Between frames, run the order path on scratch data (Executor.warm), at most once
@@ -203,7 +211,7 @@ class HotLoop:
         rd = link.reader
         while link.alive:
             try:
-                t_read = time.monotonic_ns()
+                self._read_start = t_read = time.monotonic_ns()
                 n = rd.fill()
                 recv_ns = time.monotonic_ns()
                 self._chunk(link, rd, recv_ns)   # receipt of this chunk = of its frames
@@ -231,6 +239,8 @@ class HotLoop:
                 slot = hotctx.hot_chunk(tab, rd.buf, rd.blen, recv_ns, res)
                 if slot >= 0:
                     self._dispatch_signal(slot)
+                    # how long the read that carried this signal took (before its receipt stamp)
+                    self.signal_read_ns.append(recv_ns - self._read_start)
                 elif slot == hotctx.FILL_EVENT:
                     rv = self._res_mv
                     self._after_fill(rv[hotctx.R_FILL_SLOT], rv[hotctx.R_FILL_STATUS])

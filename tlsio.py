@@ -127,6 +127,7 @@ def _load():
                                 ("SSL_write", ctypes.c_int, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int)),
                                 ("SSL_get_error", ctypes.c_int, (ctypes.c_void_p, ctypes.c_int)),
                                 ("SSL_pending", ctypes.c_int, (ctypes.c_void_p,)),
+                                ("SSL_has_pending", ctypes.c_int, (ctypes.c_void_p,)),
                                 ("SSL_get_fd", ctypes.c_int, (ctypes.c_void_p,)),
                                 ("SSL_set_read_ahead", None, (ctypes.c_void_p, ctypes.c_int))):
             fn = getattr(s, name)
@@ -173,7 +174,7 @@ class Held:
     """GIL-holding reads and writes on one established ssl.SSLSocket. It keeps the socket
     and the ssl module's object alive, so the SSL* stays valid while this object lives."""
 
-    __slots__ = ("sock", "obj", "ssl", "_read", "_write", "_err", "_pending", "_clear")
+    __slots__ = ("sock", "obj", "ssl", "_read", "_write", "_err", "_pending", "_has_pending", "_clear")
 
     def __init__(self, sock, ptr: int):
         self.sock = sock
@@ -183,6 +184,7 @@ class Held:
         self._write = _LIB["SSL_write"]
         self._err = _LIB["SSL_get_error"]
         self._pending = _LIB["SSL_pending"]
+        self._has_pending = _LIB["SSL_has_pending"]
         self._clear = _LIB["ERR_clear_error"]
 
     def read_ahead(self) -> None:
@@ -209,6 +211,11 @@ class Held:
     def pending(self) -> int:
         """Decrypted bytes buffered in OpenSSL (epoll cannot see them)."""
         return self._pending(self.ssl)
+
+    def has_pending(self) -> bool:
+        """Bytes buffered in OpenSSL, decrypted or not (with read ahead, the records a
+        socket read took beyond the one SSL_read returned): more to read without a syscall."""
+        return self._has_pending(self.ssl) == 1
 
     def write(self, data: bytes) -> int:
         """Encrypt and write all of data, or nothing: returns len(data), or 0 when the

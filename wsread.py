@@ -17,9 +17,10 @@ answered by the caller; close ends the link.
 
 TLS links (wss://, KuCoin; the simulator with --tls). With `held=True` (tls_io = held,
 the default) the records are decrypted by SSL_read called through tlsio.Held, which keeps
-the GIL like the plain path's recv: one `fill()` reads every record the socket holds (read
-ahead on, so the kernel's bytes come in few syscalls; SSL_read returns one record per
-call) until OpenSSL wants more. Otherwise (tls_io = ssl, or held I/O not possible here)
+the GIL like the plain path's recv: one `fill()` takes what the socket holds in one read
+(read ahead on: OpenSSL's socket read takes up to ~16 KiB of records at once) and then
+every record buffered (SSL_read returns one record per call), without a second syscall; a
+larger backlog stays visible to epoll (level-triggered) for the next fill. Otherwise (tls_io = ssl, or held I/O not possible here)
 the same loop goes through the ssl module, whose every read releases the GIL. Either way
 `more()` tells whether decrypted bytes are buffered where epoll cannot see them.
 
@@ -191,6 +192,8 @@ class FrameReader:
                     if not n:
                         break
                     self.blen += n
+                    if not h.has_pending():   # the next read would be a syscall: epoll decides
+                        break
             except tlsio.TlsClosed as e:
                 if self.blen > start:
                     return self.blen - start   # the frames before the end first

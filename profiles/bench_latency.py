@@ -146,16 +146,19 @@ def run_tls(a) -> int:
                 return 1
             rows.append({"variant": name, "round": rnd, "file": f"latency_{tag}_{name}_{rnd}.json",
                          "triangles": res["triangles"], "reads": res.get("reads"),
+                         "signal_reads_us": res.get("signal_reads_us"),
                          **{m: {k: res["us"][m][k] for k in ("n", "p50", "p90", "p99")}
                             for m in HEADLINE if m in res["us"]}})
     print(f"\nbench_latency: {tag}: interleaved runs of {a.seconds:.0f}s each, same invocation "
           f"(variants: {', '.join(v[0] for v in variants)}); p50 / p99 in us")
-    print(f"{'run':14s}" + "".join(f"{m:>24s}" for m in HEADLINE) + f"{'read us':>9s}")
+    print(f"{'run':14s}" + "".join(f"{m:>24s}" for m in HEADLINE) + f"{'read us':>9s}{'sig read p50/p99':>18s}")
     for r in rows:
         cells = "".join(f"{r[m]['p50']:11.1f} /{r[m]['p99']:9.1f}  " if m in r else f"{'-':>24s}"
                         for m in HEADLINE)
         rd = r.get("reads") or {}
-        print(f"{r['variant'] + ' ' + str(r['round']):14s}{cells}{rd.get('mean_us', float('nan')):9.2f}")
+        sr = r.get("signal_reads_us") or {}
+        print(f"{r['variant'] + ' ' + str(r['round']):14s}{cells}{rd.get('mean_us', float('nan')):9.2f}"
+              f"{sr.get('p50', float('nan')):9.1f} /{sr.get('p99', float('nan')):6.1f}")
     out = ROOT / "profiles" / "results" / f"latency_{tag}_summary.json"
     out.write_text(json.dumps({"tag": tag, "seconds": a.seconds, "rounds": a.rounds,
                                "machine": machine(), "rows": rows}, indent=1))
@@ -207,6 +210,10 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
     m = re.search(r"hot: (\d+) socket reads, ([0-9.]+) us each", proc.stdout)
     if m:
         res["reads"] = {"n": int(m[1]), "mean_us": float(m[2])}
+    m = re.search(r"hot: reads that carried a signal: n=(\d+) p50=([0-9.]+) p90=([0-9.]+) p99=([0-9.]+)",
+                  proc.stdout)
+    if m:
+        res["signal_reads_us"] = {"n": int(m[1]), "p50": float(m[2]), "p90": float(m[3]), "p99": float(m[4])}
     m = re.search(r"(?m)^.*run: started in .*$", proc.stdout)
     res["started_line"] = m[0] if m else ""
     print(f"triangles: {res['triangles']} {res['status']}  machine: {res['machine']['nproc']} cpus, "
