@@ -62,6 +62,7 @@ class HotLoop:
         self.fire_from_hot = cfg.fire_from == "hot"
         # TLS links: SSL_read with the GIL held (tlsio.Held) or through the ssl module
         self.tls_held = getattr(cfg, "tls_io", "held") == "held"
+        self.tls_warm = getattr(sh, "tls_warm", None)   # tlsio.WarmPair: keep-warm of the TLS code
         self.counters = sh.counters
         self.parser = simdjson.Parser()
         self.ep = select.epoll()
@@ -140,7 +141,9 @@ class HotLoop:
         """Between frames, run the order path on scratch data (Executor.warm), at most once
         per warm_interval. Measured (README, latency): the first fire after a pause ran ~15x
         slower than the same code in a loop; this keeps its code and data in cache. It runs
-        only when the loop would otherwise sleep, so a frame waits at most one pass (~20 us)."""
+        only when the loop would otherwise sleep, so a frame waits at most one pass (~20 us).
+        Over TLS it also sends one request through an in-memory TLS pair (tlsio.WarmPair,
+        ~10 us): the OpenSSL record and AES-GCM code of the next read and write."""
         now = time.monotonic_ns()
         if now - self._last_warm_ns < self.warm_interval_ns:
             return
@@ -148,6 +151,8 @@ class HotLoop:
         ntri = len(self.sh.universe.tris)
         self._warm_tri = (self._warm_tri + 1) % ntri
         self.executors[self._warm_tri % len(self.executors)].warm(self._warm_tri)
+        if self.tls_warm is not None:
+            self.tls_warm.run()
 
     def _next_timer_s(self) -> float:
         now = time.monotonic()

@@ -129,6 +129,7 @@ def _load():
                                 ("SSL_pending", ctypes.c_int, (ctypes.c_void_p,)),
                                 ("SSL_has_pending", ctypes.c_int, (ctypes.c_void_p,)),
                                 ("SSL_get_fd", ctypes.c_int, (ctypes.c_void_p,)),
+                                ("SSL_get_ex_data", ctypes.c_void_p, (ctypes.c_void_p, ctypes.c_int)),
                                 ("SSL_set_read_ahead", None, (ctypes.c_void_p, ctypes.c_int))):
             fn = getattr(s, name)
             fn.restype, fn.argtypes = res, args
@@ -162,6 +163,45 @@ def ssl_pointer(sock) -> int | None:
         return None
     ptr = ctypes.c_void_p.from_address(base + _HEAD + _PTR).value   # PySSLSocket.ssl
     if not ptr or _LIB["SSL_get_fd"](ptr) != sock.fileno():
+        return None
+    if _LIB["SSL_get_ex_data"](ptr, 0) != base:   # the ssl module's app data: its object
+        return None
+    return ptr
+
+
+_layout_ok = None
+
+
+def _layout_checked() -> bool:
+    """The PySSLSocket layout, checked once on a throw-away SSLSocket over a socketpair
+    (no handshake, no network): what an SSLObject (no socket to check against) relies on."""
+    global _layout_ok
+    if _layout_ok is None:
+        import socket
+        a, b = socket.socketpair()
+        try:
+            ctx = ssl.create_default_context()
+            s = ctx.wrap_socket(a, server_hostname="layout.invalid", do_handshake_on_connect=False)
+            _layout_ok = ssl_pointer(s) is not None
+            s.close()
+        except (OSError, ValueError):
+            _layout_ok = False
+        finally:
+            a.close()
+            b.close()
+    return _layout_ok
+
+
+def bio_pointer(obj) -> int | None:
+    """The SSL* behind an ssl.SSLObject (memory BIOs), or None."""
+    if _LIB is None or not isinstance(obj, ssl.SSLObject) or not _layout_checked():
+        return None
+    inner = getattr(obj, "_sslobj", None)
+    if inner is None or type(inner).__name__ != "_SSLSocket":
+        return None
+    base = id(inner)
+    ptr = ctypes.c_void_p.from_address(base + _HEAD + _PTR).value
+    if not ptr or _LIB["SSL_get_ex_data"](ptr, 0) != base:
         return None
     return ptr
 
@@ -234,3 +274,80 @@ def held(sock) -> Held | None:
     """A Held for an established ssl.SSLSocket, or None when held I/O is not possible."""
     ptr = ssl_pointer(sock)
     return None if ptr is None else Held(sock, ptr)
+
+
+class WarmPair:
+    """An in-memory TLS connection (two ssl.SSLObjects over MemoryBIOs, a throw-away
+    certificate, handshake done here) whose `run()` encrypts an order-sized request on one
+    side and decrypts it on the other with the same GIL-holding SSL_write / SSL_read calls
+    the hot path makes (Held), about 5 us. The hot thread calls it while idle (keep-warm,
+    hot.HotLoop._keep_warm): a live session fires a few dozen times a second and the
+    OpenSSL record and AES-GCM code is otherwise cold at each fire and each read, as the
+    engine's own code was (README, latency). None of its bytes leave the process.
+    `make()` returns None when held I/O is not possible."""
+
+    def __init__(self):
+        import trustme
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("warm.invalid")
+        sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(sctx)
+        cctx = ssl.create_default_context()
+        ca.configure_trust(cctx)
+        self.c_in, self.c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.s_in, self.s_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.client = cctx.wrap_bio(self.c_in, self.c_out, server_hostname="warm.invalid")
+        self.server = sctx.wrap_bio(self.s_in, self.s_out, server_side=True)
+        for _ in range(10):
+            done = 0
+            for side in (self.client, self.server):
+                try:
+                    side.do_handshake()
+                    done += 1
+                except ssl.SSLWantReadError:
+                    pass
+            self.s_in.write(self.c_out.read())
+            self.c_in.write(self.s_out.read())
+            if done == 2:
+                break
+        self.cipher = self.client.cipher()
+        cptr, sptr = bio_pointer(self.client), bio_pointer(self.server)
+        if cptr is None or sptr is None:
+            raise OSError("the SSLObject pair has no usable SSL*")
+        self.w = Held.__new__(Held)
+        self.r = Held.__new__(Held)
+        for h, ptr, obj in ((self.w, cptr, self.client), (self.r, sptr, self.server)):
+            h.sock, h.obj, h.ssl = obj, obj._sslobj, ptr
+            h._read, h._write, h._err = _LIB["SSL_read"], _LIB["SSL_write"], _LIB["SSL_get_error"]
+            h._pending, h._has_pending, h._clear = _LIB["SSL_pending"], _LIB["SSL_has_pending"], _LIB["ERR_clear_error"]
+        self.msg = (b"POST /api/v1/hf/orders HTTP/1.1\r\nHost: warm.invalid\r\n" + b"X-Warm: 1\r\n" * 24
+                    + b"Content-Length: 0\r\n\r\n")
+        self.buf = ctypes.create_string_buffer(4096)
+        self.addr = ctypes.addressof(self.buf)
+        # the server's post-handshake messages (TLS 1.3 tickets) reach the client first
+        self.run()
+
+    @classmethod
+    def make(cls):
+        if _LIB is None:
+            return None
+        try:
+            return cls()
+        except (OSError, ValueError, ssl.SSLError, ImportError):
+            return None
+
+    def run(self) -> int:
+        """One request through the pair: SSL_write, the record moved across, SSL_read."""
+        self.w.write(self.msg)
+        self.s_in.write(self.c_out.read())
+        n = 0
+        while True:
+            k = self.r.read(self.addr, 4096)
+            if not k:
+                break
+            n += k
+        self.c_in.write(self.s_out.read())         # nothing, or tickets once
+        if self.c_in.pending:
+            self.w.read(self.addr, 4096)
+        return n

@@ -108,6 +108,7 @@ def main() -> int:
                     help="the simulator polls without sleeping (python -m sim --busy-poll): the engine's "
                          "send() then no longer wakes a sleeping simulator thread on a halted vCPU")
     ap.add_argument("--extra", nargs="*", default=[], help="more [engine] key=value")
+    ap.add_argument("--sim-extra", nargs="*", default=[], help="more [sim] key=value (e.g. tls=true)")
     ap.add_argument("--tls", action="store_true",
                     help="interleaved plaintext and TLS runs in one invocation (see the docstring)")
     ap.add_argument("--tls-io-ab", action="store_true",
@@ -190,6 +191,9 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
            # ~150 orders/s, past VIP 0's 4,000 (it then backs off: see executor.py 429000)
            "extra_args": "--vip 12" + (" --nice %d" % a.sim_nice if a.sim_nice else "")
                          + (" --busy-poll" if a.sim_busy_poll else "")}
+    for kv in a.sim_extra:
+        k, v = kv.split("=", 1)
+        sim[k] = v
     sim.update(sim_over or {})
     ini = tmp / "bench.ini"
     ini.write_text("[engine]\n" + "".join(f"{k} = {v}\n" for k, v in engine.items())

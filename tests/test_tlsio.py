@@ -7,6 +7,8 @@
   handshake each refuse the simulator's certificate without its CA, with another CA, and
   under a name it was not issued for, with one line naming the URL and OpenSSL's reason;
   the maintenance thread reports such a failure once (on_fatal), it does not retry;
+- tlsio.WarmPair (the hot thread's keep-warm of the TLS code): a request encrypted and
+  decrypted in memory with the held calls, the SSLObject's SSL* found and checked;
 - order connections over TLS: the session is resumed on the next connection; a connection
   the venue closed is found by the idle check and replaced by `refresh()` (off the order
   path), and a send that finds it dead reconnects inline (counted).
@@ -103,6 +105,16 @@ def test_link_when_wss_then_frames_read_with_held_or_ssl_module_reads(tsim, held
         assert any(f.get("id") == "p1" for f in got if f.get("type") == "pong")
     finally:
         link.ws.close()
+
+
+def test_warm_pair_when_run_then_request_goes_through_in_memory_with_held_calls():
+    w = tlsio.WarmPair.make()
+    assert w is not None and w.cipher[1] == "TLSv1.3"
+    assert tlsio.bio_pointer(w.client) == w.w.ssl and tlsio.bio_pointer(w.server) == w.r.ssl
+    assert tlsio.bio_pointer(object()) is None
+    for _ in range(3):
+        assert w.run() == len(w.msg)
+    assert w.buf.raw[:len(w.msg)] == w.msg
 
 
 def test_order_conn_when_tls_then_held_writes_signed_orders_and_session_resumed(tsim):
