@@ -24,6 +24,7 @@ VENUES = ("sim", "kucoin")
 MODES = ("paper", "live")
 ORDER_PATHS = ("async", "sync")
 FIRE_FROM = ("executor", "hot")
+TLS_IO = ("held", "ssl")
 
 
 class ConfigError(ValueError):
@@ -91,6 +92,16 @@ def _str(s: str) -> str:
     return s.strip()
 
 
+def _ca_file(s: str) -> str:
+    """A PEM file of CA certificates to trust for TLS instead of the system store."""
+    p = s.strip()
+    if p and not os.path.isfile(p):
+        raise ValueError("no such file (a PEM file of CA certificates; empty = the system store)")
+    if p and not os.access(p, os.R_OK):
+        raise ValueError("not readable")
+    return os.path.abspath(p) if p else ""
+
+
 def _cpus(s: str) -> tuple[int, ...]:
     """'0' or '2,3' -> CPU ids for sched_setaffinity; empty = no pinning."""
     out = []
@@ -136,6 +147,8 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "busy_poll_us": (_num(float, 0, 3_600_000_000), "0"),
         "log_dir": (_str, "runs"),
         "cpus": (_cpus, ""),
+        "ca_file": (_ca_file, ""),
+        "tls_io": (_choice(TLS_IO), "held"),
     },
     "credentials": {
         "api_key_env": (_str, "KUCOIN_API_KEY"),
@@ -158,6 +171,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "take_delay_ms": (_num(int, 0, 600_000), "500"),
         "extra_args": (_str, ""),
         "cpus": (_cpus, ""),
+        "tls": (_bool, "false"),
     },
 }
 
@@ -258,6 +272,9 @@ def parse_config(text: str, path: str = "<string>", environ=None) -> Config:
     elif eng.get("venue") == "sim" and eng.get("rest_url"):
         problems.append(f"{path}: [engine] rest_url is set but venue = sim starts its own simulator; "
                         f"remove rest_url or set venue = kucoin")
+    if eng.get("venue") == "sim" and eng.get("ca_file"):
+        problems.append(f"{path}: [engine] ca_file is set but venue = sim trusts its own simulator's CA "
+                        f"([sim] tls = true); remove ca_file or set venue = kucoin")
     if "primary_quotes" in eng and not eng["primary_quotes"]:
         problems.append(f"{path}: [engine] primary_quotes must name at least one currency")
     if "primary_quotes" in eng and "max_start" in eng:

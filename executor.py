@@ -47,6 +47,9 @@ import slots as slotmod
 from kucoin import KucoinClient, KucoinError, NotFound
 from orderwire import OrderConn, OrderWireError, ResponseLost
 
+# how often an idle executor looks at its order connections (orderwire.OrderConn.refresh)
+TEND_INTERVAL_S = 0.25
+
 PATH_PLACE = "/api/v1/hf/orders"
 PATH_TEST = "/api/v1/hf/orders/test"    # docs/kucoin.md 5.3: validated, never matched
 PATH_SYNC = "/api/v1/hf/orders/sync"    # docs/kucoin.md 5.4: answers after matching
@@ -158,7 +161,11 @@ class Executor:
         self.corr = 0                                # corr of the row (written by _reset)
         self.sig = np.zeros(1, rings.SIGNAL_DTYPE)
         self.fill = np.zeros(1, rings.FILL_DTYPE)
-        self.conns = [OrderConn(sh.rest_url, timeout_s=cfg.fill_timeout_ms / 1000.0) for _ in range(3)]
+        tls_held = getattr(cfg, "tls_io", "held") == "held"
+        ca_file = getattr(sh, "ca_file", "")
+        self.conns = [OrderConn(sh.rest_url, timeout_s=cfg.fill_timeout_ms / 1000.0, tls_held=tls_held,
+                                ca_file=ca_file) for _ in range(3)]
+        self._next_tend = 0.0
         self.parser = simdjson.Parser()
         self.fill_timeout_s = cfg.fill_timeout_ms / 1000.0
         self.lookup_s = getattr(cfg, "order_lookup_ms", 15000) / 1000.0
@@ -199,10 +206,32 @@ class Executor:
                 continue
             if sh.stop.is_set() and not slotmod.is_busy(sh.slots, self.slot):
                 return
-            rings.wait(fd, 0.25)
+            rings.wait(fd, TEND_INTERVAL_S)
             self._drain_fills()   # events between triangles: follow-ups or strays
             if self.unknown:
                 self._follow_up()
+            self._tend_conns()
+
+    def _tend_conns(self) -> None:
+        """Off the order path, while the slot is idle: replace an order connection the venue
+        closed (keep-alive timeout, restart) with a new one, TLS handshake included, so
+        that a fire finds it open (orderwire.OrderConn.refresh). At most every
+        TEND_INTERVAL_S; each check is a GIL-holding peek at the raw socket."""
+        now = time.monotonic()
+        if now < self._next_tend:
+            return
+        self._next_tend = now + TEND_INTERVAL_S
+        for k, c in enumerate(self.conns):
+            if slotmod.is_busy(self.sh.slots, self.slot) or self.sh.stop.is_set():
+                return
+            try:
+                why = c.refresh()
+            except OrderWireError as e:
+                self.log(f"executor {self.slot}: order connection L{k} could not be replaced: {e}")
+                continue
+            if why:
+                self.log(f"executor {self.slot}: order connection L{k} replaced ({why}) in "
+                         f"{c.last_connect_us / 1000:.1f} ms")
 
     # -- firing -----------------------------------------------------------------------------
     def fire_leg0(self) -> None:

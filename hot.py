@@ -40,6 +40,7 @@ side). Reads: slot release fields, the stop flag.
 """
 from __future__ import annotations
 
+import collections
 import math
 import select
 import struct
@@ -89,6 +90,9 @@ class HotLoop:
         self.executors = executors
         self.log = log
         self.fire_from_hot = cfg.fire_from == "hot"
+        # TLS links: SSL_read with the GIL held (tlsio.Held) or through the ssl module
+        self.tls_held = getattr(cfg, "tls_io", "held") == "held"
+        self.tls_warm = getattr(sh, "tls_warm", None)   # tlsio.WarmPair: keep-warm of the TLS code
         self.counters = sh.counters
         self.parser = simdjson.Parser()
         self.ep = select.epoll()
@@ -128,6 +132,10 @@ class HotLoop:
         self._kwarm_refresh_ns = 0
         # start-up milestone (profiles/bench_startup.py): logged once, at the first evaluation
         self._first_eval_pending = True
+        self.reads = 0                        # socket reads (wsread fill) and their ns in all
+        self.read_ns = 0
+        self._read_start = 0
+        self.signal_read_ns = collections.deque(maxlen=100_000)   # reads that carried a frame's signal
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -172,13 +180,23 @@ class HotLoop:
                     self._hot_error("keep-warm (now off)", e)
         for link in list(self.links.values()):
             self._close(link, "shutdown", replace=False)
+        if self.reads:
+            self.log(f"hot: {self.reads} socket reads, {self.read_ns / self.reads / 1000:.2f} us each on "
+                     f"average (recv, or the SSL_read loop with its decryption)")
+        sr = sorted(self.signal_read_ns)
+        if sr:
+            q = lambda p: sr[min(len(sr) - 1, int(p * len(sr)))] / 1000   # noqa: E731
+            self.log(f"hot: reads that carried a signal: n={len(sr)} p50={q(0.5):.1f} p90={q(0.9):.1f} "
+                     f"p99={q(0.99):.1f} us (before the frame's receipt stamp)")
 
     def _keep_warm(self) -> None:
         """Between frames, run the chunk kernel on scratch copies (hotctx.KernelWarm, when
         warm_kernel) and then the order path on scratch data (Executor.warm), at most once
         per warm_interval. Measured (README, latency): the first fire after a pause ran ~15x
         slower than the same code in a loop; this keeps its code and data in cache. It runs
-        only when the loop would otherwise sleep, so a frame waits at most one pass."""
+        only when the loop would otherwise sleep, so a frame waits at most one pass.
+        Over TLS it also sends one request through an in-memory TLS pair (tlsio.WarmPair,
+        ~10 us): the OpenSSL record and AES-GCM code of the next read and write."""
         now = time.monotonic_ns()
         if now - self._last_warm_ns < self.warm_interval_ns:
             return
@@ -194,6 +212,8 @@ class HotLoop:
         ntri = len(self.sh.universe.tris)
         self._warm_tri = (self._warm_tri + 1) % ntri
         self.executors[self._warm_tri % len(self.executors)].warm(self._warm_tri)
+        if self.tls_warm is not None:
+            self.tls_warm.run()
 
     def _next_timer_s(self) -> float:
         now = time.monotonic()
@@ -209,13 +229,15 @@ class HotLoop:
                 link = self.maint.link_results.get_nowait()
             except Exception:
                 return
-            link.reader = wsread.FrameReader(link.ws.sock)
+            link.reader = rd = wsread.FrameReader(link.ws.sock, held=self.tls_held)
             # bytes websocket-client read past the welcome belong to the next frames
-            link.reader.feed(b"".join(link.ws.frame_buffer.recv_buffer))
+            rd.feed(b"".join(link.ws.frame_buffer.recv_buffer))
             link.ws.frame_buffer.recv_buffer = []
             self.links[link.fd] = link
             self.ep.register(link.fd, select.EPOLLIN)
-            self.log(f"hot: {link.kind} link {link.connect_id} up ({len(link.symbols)} symbols)")
+            tls = "" if not rd.tls else (", TLS, reads keep the GIL" if rd.held is not None
+                                         else ", TLS, reads through the ssl module")
+            self.log(f"hot: {link.kind} link {link.connect_id} up ({len(link.symbols)} symbols{tls})")
             # Data may already sit in the socket or the TLS buffer: epoll is level-triggered
             # for the socket, but TLS-buffered bytes are invisible to it (drain handles both).
             self._drain(link)
@@ -268,8 +290,14 @@ class HotLoop:
         rd = link.reader
         while link.alive:
             try:
+                self._read_start = t_read = time.monotonic_ns()
                 n = rd.fill()
-                self._chunk(link, rd, time.monotonic_ns())   # receipt of this chunk = of its frames
+                recv_ns = time.monotonic_ns()
+                self._chunk(link, rd, recv_ns)   # receipt of this chunk = of its frames
+                # what a socket read costs (TLS: decryption included), summed after the
+                # chunk's orders are out; logged at the end (profiles/bench_latency.py)
+                self.read_ns += recv_ns - t_read
+                self.reads += 1
             except wsread.LinkClosed as e:
                 self._close(link, str(e))
                 return
@@ -296,6 +324,8 @@ class HotLoop:
                 slot = hotctx.hot_chunk(tab, rd.buf, rd.blen, recv_ns, res)
                 if slot >= 0:
                     self._dispatch_signal(slot)       # guarded inside: never raises
+                    # how long the read that carried this signal took (before its receipt stamp)
+                    self.signal_read_ns.append(recv_ns - self._read_start)
                 elif slot == hotctx.FILL_EVENT:
                     rv = self._res_mv
                     self._after_fill(rv[hotctx.R_FILL_SLOT], rv[hotctx.R_FILL_STATUS])

@@ -34,8 +34,10 @@ import simdjson
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.exceptions import NewConnectionError, ProtocolError
+from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+import tlsio
 from signer import Signer
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -129,6 +131,14 @@ class NotFound(KucoinError):
 class TransportError(KucoinError):
     """No usable HTTP response: timeout, refused, reset, unparseable framing. The urllib3
     exception is chained as __cause__. For an order POST the order may or may not exist."""
+
+
+class TlsVerifyError(TransportError):
+    """The server's TLS certificate failed verification (chain or hostname): not transient.
+    `tls_failure` is tlsio's one line naming the URL and OpenSSL's reason (run.py prints it
+    as the start-up error)."""
+
+    tls_failure = ""
 
 
 def _decimal(value, field):
@@ -297,14 +307,18 @@ class _ThreadState:
 
 
 class KucoinClient:
-    """REST client for KuCoin (https://) or the simulator (http://127.0.0.1:N).
+    """REST client for KuCoin (https://) or the simulator (http://127.0.0.1:N, or https://
+    with --tls).
 
-    `KucoinClient(base_url, signer=None, timeout_s=5.0, connect_timeout_s=None)`.
-    Public endpoints work without a signer; private ones raise RuntimeError without one.
+    `KucoinClient(base_url, signer=None, timeout_s=5.0, connect_timeout_s=None,
+    ca_file="")`. Public endpoints work without a signer; private ones raise RuntimeError
+    without one. https: certificate and hostname verification always on, against ca_file's
+    CAs or the system store (tlsio.client_context); a failure raises TlsVerifyError.
     """
 
     def __init__(self, base_url: str, signer: Signer | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, connect_timeout_s: float | None = None):
+                 timeout_s: float = DEFAULT_TIMEOUT_S, connect_timeout_s: float | None = None,
+                 ca_file: str = ""):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url must be http(s)://host[:port], got {base_url!r}")
@@ -314,6 +328,7 @@ class KucoinClient:
         self._scheme = parts.scheme
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ca_file = ca_file
         self.signer = signer
         self.timeout = urllib3.Timeout(
             connect=connect_timeout_s if connect_timeout_s is not None else timeout_s,
@@ -334,11 +349,15 @@ class KucoinClient:
     def _state(self) -> _ThreadState:
         st = getattr(self._local, "state", None)
         if st is None:
-            cls = (urllib3.HTTPSConnectionPool if self._scheme == "https"
-                   else urllib3.HTTPConnectionPool)
             # maxsize=1: one kept-alive connection per thread; block=False never waits.
-            pool = cls(self._host, self._port, maxsize=1, block=False,
-                       timeout=self.timeout, retries=False)
+            if self._scheme == "https":
+                # a context per pool: urllib3 writes verify_mode on the one it is given
+                pool = urllib3.HTTPSConnectionPool(
+                    self._host, self._port, maxsize=1, block=False, timeout=self.timeout,
+                    retries=False, ssl_context=tlsio.client_context(self.ca_file))
+            else:
+                pool = urllib3.HTTPConnectionPool(self._host, self._port, maxsize=1, block=False,
+                                                  timeout=self.timeout, retries=False)
             st = _ThreadState(pool)
             self._local.state = st
             with self._states_lock:
@@ -402,6 +421,14 @@ class KucoinClient:
                                      url) from e
             except Urllib3Timeout as e:
                 raise TransportError(None, f"timeout: {type(e).__name__}", None, url) from e
+            except Urllib3SSLError as e:
+                reason = tlsio.verify_reason(e)
+                if reason is None:
+                    raise TransportError(None, f"TLS: {e}", None, url) from e
+                line = tlsio.failure_text(self.base_url, reason, self.ca_file)
+                err = TlsVerifyError(None, line, None, url)
+                err.tls_failure = line
+                raise err from e
             except (Urllib3HTTPError, OSError) as e:
                 raise TransportError(None, f"transport: {type(e).__name__}", None, url) from e
         status = resp.status

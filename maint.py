@@ -9,6 +9,10 @@ Owner: the maintenance thread (started by run.py; `MaintLoop.run` is its loop). 
   pass them back through the snapshot ring (SPSC, maint -> hot);
 - respect KuCoin's connection budget: at most 30 new connections a minute (2.7), with a
   back-off after failures so that a dead venue is not hammered.
+TLS: the endpoint the bullet announces is wss:// on KuCoin (docs/kucoin.md 2.1, 2.2); the
+handshake verifies the certificate and host name against the context run.py made from
+[engine] ca_file (tlsio.client_context). A verification failure is not retried: it is
+reported once through `on_fatal` (run.py stops the engine with that one line).
 
 Requests come from the hot thread through a SimpleQueue (links; rare) and a ring of
 symbol ids (snapshots); results go back through a SimpleQueue (links) and the snapshot
@@ -27,6 +31,7 @@ import numpy as np
 import websocket
 
 import rings
+import tlsio
 from kucoin import KucoinError
 
 LEVEL2_TOPIC = "/market/level2:"
@@ -79,22 +84,36 @@ class Link:
 
 
 class LinkError(RuntimeError):
-    pass
+    """A link could not be opened. `tls_failure`: the one-line certificate verification
+    failure when that was the cause (not transient: not retried)."""
+
+    def __init__(self, msg: str, tls_failure: str = ""):
+        super().__init__(msg)
+        self.tls_failure = tls_failure
 
 
-def open_link(client, kind: str, symbols: list[str], ids, timeout_s: float = 10.0) -> Link:
-    """Bullet -> connect -> welcome -> subscribe. Blocking; maintenance thread only."""
+def open_link(client, kind: str, symbols: list[str], ids, timeout_s: float = 10.0,
+              ssl_context=None, ca_file: str = "") -> Link:
+    """Bullet -> connect -> welcome -> subscribe. Blocking; maintenance thread only.
+    ssl_context: for a wss:// endpoint (default: tlsio.client_context(ca_file))."""
     bullet = client.bullet_private() if kind == "private" else client.bullet_public()
     srv = bullet["instanceServers"][0]
     connect_id = f"c{next(ids)}{time.time_ns() % 10**9}"
     # docs/kucoin.md 2.2: <endpoint>?token=<token>&connectId=<id>. The token contains '=',
     # which KuCoin accepts raw (hummingbot, kucoin-python-sdk send it unencoded).
     url = f"{srv['endpoint']}?token={bullet['token']}&connectId={connect_id}"
+    sslopt = None
+    if srv["endpoint"].startswith("wss://"):
+        sslopt = {"context": ssl_context if ssl_context is not None else tlsio.client_context(ca_file)}
     try:
         ws = websocket.create_connection(
             url, timeout=timeout_s, skip_utf8_validation=True, enable_multithread=False,
-            sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
+            sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),), sslopt=sslopt)
     except (websocket.WebSocketException, OSError) as e:
+        reason = tlsio.verify_reason(e)
+        if reason is not None:   # the endpoint without the token: it is a credential
+            line = tlsio.failure_text(srv["endpoint"], reason, ca_file)
+            raise LinkError(f"{kind} link: {line}", line) from None
         raise LinkError(f"{kind} link: connect failed: {e.__class__.__name__}: {e}") from None
     try:
         first = json.loads(ws.recv())
@@ -126,8 +145,11 @@ class MaintLoop:
     """Serves the hot thread's link and snapshot requests (see module docstring)."""
 
     def __init__(self, client, symbols: list[str], depth: int, snap_req, snap_ring, wake_fd: int,
-                 hot_wake_fd: int, stop, log, levels: str = "100"):
+                 hot_wake_fd: int, stop, log, levels: str = "100", ca_file: str = "", on_fatal=None):
         self.client = client
+        self.ca_file = ca_file
+        self.ssl_context = None               # made at the first wss:// link
+        self.on_fatal = on_fatal              # callable(line): a failure retrying cannot fix
         self.symbols = symbols
         self.depth = depth
         self.req_buf, self.req_ctrl = snap_req
@@ -171,10 +193,18 @@ class MaintLoop:
             if self.stop.is_set():
                 return
             self._respect_connect_budget()
+            if self.ssl_context is None:
+                self.ssl_context = tlsio.client_context(self.ca_file)
             try:
-                link = open_link(self.client, kind, symbols, self.ids)
+                link = open_link(self.client, kind, symbols, self.ids, ssl_context=self.ssl_context,
+                                 ca_file=self.ca_file)
                 self.backoff_s = 0.0
             except (LinkError, KucoinError, OSError) as e:
+                line = getattr(e, "tls_failure", "")
+                if line and self.on_fatal is not None:
+                    self.link_errors += 1
+                    self.on_fatal(line)
+                    return
                 self.link_errors += 1
                 self.backoff_s = min(max(self.backoff_s * 2, 0.5), 30.0)
                 self.log(f"maint: {e}; retrying in {self.backoff_s:.1f}s")

@@ -19,23 +19,39 @@ What this module guarantees:
   which could double the order.
 - Responses with Content-Length or chunked transfer encoding are read completely, so the
   next request on the socket starts clean.
+
+TLS (https://, KuCoin; the simulator with --tls): the handshake and certificate checks are
+the ssl module's, with the context run.py made from [engine] ca_file (tlsio.client_context);
+a verification failure raises OrderWireError carrying tlsio's one-line `tls_failure`. The
+request is then written by SSL_write through tlsio.Held, which keeps the GIL like the plain
+path's libc send (tls_io = held); responses are read by the ssl module (the executor's
+blocking read). Handshakes are kept off the order path: `connect()` at start-up, and
+`refresh()`, which the executor calls while its slot is idle, replaces a connection the
+venue closed (or one idle too long) with a new one made aside and swapped in with one
+assignment. Each TLS connection is opened by a GET /api/v1/timestamp, which takes the
+server's post-handshake messages (TLS 1.3 session tickets) off the socket, so that an idle
+connection's raw socket turning readable still means "closed"; the next connection resumes
+the TLS session from those tickets (a shorter handshake). A fire that finds its connection
+dead still reconnects inline (counted in `inline_reconnects`, timed in `last_inline_us`):
+profiles/probe_deadconn.py measures what that costs.
 """
 from __future__ import annotations
 
 import ctypes
 import errno
-import select
 import socket
 import ssl
 import time
 from urllib.parse import urlsplit
+
+import tlsio
 
 # libc send() called through ctypes.PyDLL keeps the GIL for the ~5-10 us of the syscall.
 # socket.sendall releases it, and on the order critical path a release is a chance for any
 # other runnable thread to take the GIL and hold it for a switch interval or more (the GIL
 # convoy, docs/design.md 9; measured in profiles/bench_latency.py). A small request
 # fits the socket buffer, so a non-blocking send never waits; anything unusual (EAGAIN, a
-# partial write, TLS) falls back to sendall.
+# partial write) falls back to sendall; TLS writes keep the GIL the same way (tlsio.Held).
 try:
     _libc = ctypes.PyDLL(None, use_errno=True)
     _c_send = _libc.send
@@ -52,74 +68,194 @@ _SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL
 
 
 class OrderWireError(ConnectionError):
-    """The request was not sent (connect failed or the socket refused the first byte)."""
+    """The request was not sent (connect failed or the socket refused the first byte).
+    `tls_failure`: the one-line TLS verification failure when that was the cause."""
+
+    def __init__(self, msg: str, tls_failure: str = ""):
+        super().__init__(msg)
+        self.tls_failure = tls_failure
 
 
 class ResponseLost(ConnectionError):
     """The request was sent but no complete response came back: the order state is unknown."""
 
 
+class Wire:
+    """One open connection: the socket, its fd, TLS held I/O if any, the response buffer.
+    Replaced whole (OrderConn.wire is one attribute), never mended."""
+
+    __slots__ = ("sock", "fd", "held", "buf", "opened", "resumed", "session_kept")
+
+    def __init__(self, sock, held):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.held = held
+        self.buf = bytearray()
+        self.opened = time.monotonic()
+        self.resumed = bool(getattr(sock, "session_reused", False))
+        self.session_kept = False
+
+    def stale(self) -> bool:
+        """An idle kept-alive socket must not be readable: readable means EOF or error.
+        For TLS too: the post-handshake messages were read when it opened (OrderConn)."""
+        if self.buf:
+            return True
+        if self.held is not None:
+            if self.held.pending():
+                return True
+        elif isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        if _c_recv is not None:
+            # poll() without releasing the GIL: a peek that finds no data (EAGAIN) means open
+            # and idle; 0 bytes means the peer closed it; bytes mean an alert or junk
+            return _c_recv(self.fd, _peek_buf, 1, _PEEK_FLAGS) >= 0
+        try:   # the raw socket under TLS too (socket.socket.recv, not SSLSocket.recv)
+            socket.socket.recv(self.sock, 1, _PEEK_FLAGS)
+            return True
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+
 class OrderConn:
-    def __init__(self, base_url: str, timeout_s: float = 5.0):
+    def __init__(self, base_url: str, timeout_s: float = 5.0, ssl_context=None, tls_held: bool = True,
+                 ca_file: str = ""):
         u = urlsplit(base_url)
         self.scheme = u.scheme
         self.host = u.hostname or "127.0.0.1"
         self.port = u.port or (443 if u.scheme == "https" else 80)
         self.host_header = u.netloc.encode()
+        self.url = f"{u.scheme}://{u.netloc}"
         self.timeout_s = timeout_s
-        self.sock = None
-        self._buf = bytearray()
-        self._poll = None
-        self.reconnects = 0
+        self.tls = u.scheme == "https"
+        self.ssl_context = ssl_context if ssl_context is not None or not self.tls \
+            else tlsio.client_context(ca_file)
+        self.ca_file = ca_file
+        self.tls_held = tls_held and self.tls and tlsio.available()
+        self.wire: Wire | None = None      # the connection the next request goes on
+        self._req_wire: Wire | None = None  # the one the last request went on (its response)
+        self.session = None                # TLS session to resume on the next connection
+        self.reconnects = 0                # connections replaced (inline or refresh)
+        self.inline_reconnects = 0         # ... found dead by a send: a fire paid a connect
+        self.last_inline_us = 0.0
+        self.last_connect_us = 0.0
         self.last_used = 0.0
 
+    @property
+    def sock(self):
+        w = self.wire
+        return None if w is None else w.sock
+
     # -- connection -----------------------------------------------------------------
-    def connect(self) -> None:
-        self.close()
+    def open_wire(self, warm: bool = True) -> Wire:
+        """A new connection (TCP, then TLS with session resumption when possible). With
+        `warm` a TLS connection carries one GET /api/v1/timestamp before it is used."""
+        t0 = time.perf_counter()
+        raw = None
         try:
             raw = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.scheme == "https":
-                ctx = ssl.create_default_context()
-                raw = ctx.wrap_socket(raw, server_hostname=self.host)
+            if self.tls:
+                try:
+                    raw = self.ssl_context.wrap_socket(raw, server_hostname=self.host, session=self.session)
+                except ssl.SSLCertVerificationError as e:
+                    reason = tlsio.verify_reason(e) or str(e)
+                    line = tlsio.failure_text(self.url, reason, self.ca_file)
+                    raise OrderWireError(f"connect {self.host}:{self.port}: {line}", line) from None
+                except ValueError:      # a session of another context: full handshake
+                    self.session = None
+                    raw = self.ssl_context.wrap_socket(raw, server_hostname=self.host)
+        except OrderWireError:
+            raise
         except OSError as e:
+            if raw is not None:
+                raw.close()
             raise OrderWireError(f"connect {self.host}:{self.port}: {e.__class__.__name__}: {e}") from None
         raw.settimeout(self.timeout_s)
-        self.sock = raw
-        self._buf.clear()
-        self._poll = select.poll()
-        self._poll.register(raw.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        w = Wire(raw, tlsio.held(raw) if self.tls_held else None)
+        if self.tls and warm:
+            # takes the session tickets off the socket (see the module docstring)
+            try:
+                self._write(w, b"GET /api/v1/timestamp HTTP/1.1\r\nHost: %s\r\n\r\n" % self.host_header)
+                self._read_response(w)
+            except (OSError, ValueError, IndexError) as e:
+                raw.close()
+                raise OrderWireError(f"connect {self.host}:{self.port}: warm-up request failed: "
+                                     f"{e.__class__.__name__}: {e}") from None
+            self._keep_session(w)
+        self.last_connect_us = (time.perf_counter() - t0) * 1e6
+        return w
+
+    def _keep_session(self, w: Wire) -> None:
+        """After a connection's first response its session tickets have been read: keep
+        the session for the next connection's resumption (once per connection)."""
+        if self.tls and not w.session_kept:
+            w.session_kept = True
+            try:
+                sess = w.sock.session
+            except (AttributeError, ValueError, OSError):
+                return
+            if sess is not None and sess.has_ticket:
+                self.session = sess
+
+    def connect(self) -> None:
+        """Open the connection now (start-up): TLS handshake and warm-up included."""
+        self.close()
+        self.wire = self.open_wire(warm=True)
         self.last_used = time.monotonic()
 
     def close(self) -> None:
-        if self.sock is not None:
+        w = self.wire
+        self.wire = None
+        if w is not None:
             try:
-                self.sock.close()
+                w.sock.close()
             except OSError:
                 pass
-        self.sock = None
-        self._poll = None
 
     def _stale(self) -> bool:
-        """An idle kept-alive socket must not be readable: readable means EOF or error."""
-        if self.sock is None:
-            return True
-        if self._buf:
-            return True
-        if isinstance(self.sock, ssl.SSLSocket):
-            if self.sock.pending():
-                return True
-        elif _c_recv is not None:
-            # Same check as poll() below without releasing the GIL: a peek that finds no
-            # data (EAGAIN) means open and idle; 0 bytes means the peer closed it.
-            return _c_recv(self.sock.fileno(), _peek_buf, 1, _PEEK_FLAGS) >= 0
-        return bool(self._poll.poll(0))
+        w = self.wire
+        return w is None or w.stale()
 
     def ensure_open(self) -> None:
         if self._stale():
-            if self.sock is not None:
-                self.reconnects += 1
-            self.connect()
+            self._reconnect_inline()
+
+    def _reconnect_inline(self) -> Wire:
+        """On the order path: the connection is dead and the request must go now."""
+        t0 = time.perf_counter()
+        if self.wire is not None:
+            self.reconnects += 1
+            self.inline_reconnects += 1
+        self.wire = w = self.open_wire(warm=False)   # its response read takes the tickets
+        self.last_used = time.monotonic()
+        self.last_inline_us = (time.perf_counter() - t0) * 1e6
+        return w
+
+    def refresh(self, max_idle_s: float = 0.0) -> str:
+        """Off the order path (the executor, its slot idle): replace a connection the venue
+        closed, or one unused for max_idle_s (0 = never), with a new one made aside and
+        swapped in by one assignment. Returns why it was replaced, or "". A firing thread
+        that took the old wire just before keeps using it for that one request."""
+        old = self.wire
+        if old is not None and not old.stale():
+            if not max_idle_s or time.monotonic() - self.last_used < max_idle_s:
+                return ""
+            why = f"idle {time.monotonic() - self.last_used:.0f}s"
+        else:
+            why = "closed by the venue" if old is not None else "not open"
+        new = self.open_wire(warm=True)
+        if self.wire is not old:     # a fire reconnected meanwhile: keep that one
+            new.sock.close()
+            return ""
+        self.wire = new
+        self.last_used = time.monotonic()
+        if old is not None:
+            self.reconnects += 1
+        # the old socket is not closed here: a firing thread may hold it; it closes when
+        # the last reference goes
+        return why
 
     # -- request --------------------------------------------------------------------
     def request_bytes(self, method: str, path_with_query: str, header_block: bytes, body: bytes) -> bytes:
@@ -137,81 +273,105 @@ class OrderConn:
         return b"POST %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n%s" % (
             path, self.host_header, signer.post_headers(ts, path, body), len(body), body)
 
+    def _write(self, w: Wire, req: bytes) -> None:
+        sent = 0
+        if w.held is not None:
+            sent = w.held.write(req)          # all or nothing, GIL held
+        elif _c_send is not None and not self.tls:
+            sent = _c_send(w.fd, req, len(req), _SEND_FLAGS)
+            if sent < 0:
+                err = ctypes.get_errno()
+                if err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                    raise OSError(err, "send")
+                sent = 0
+        if sent < len(req):
+            w.sock.sendall(req[sent:])
+
     def send(self, req: bytes) -> int:
         """Write the request; returns time.monotonic_ns() right after the last byte."""
-        self.ensure_open()
+        w = self.wire
+        if w is None or w.stale():
+            try:
+                w = self._reconnect_inline()
+            except OrderWireError:
+                self.wire = None
+                raise
         try:
-            sent = 0
-            if _c_send is not None and self.scheme != "https":
-                sent = _c_send(self.sock.fileno(), req, len(req), _SEND_FLAGS)
-                if sent < 0:
-                    err = ctypes.get_errno()
-                    if err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                        raise OSError(err, "send")
-                    sent = 0
-            if sent < len(req):
-                self.sock.sendall(req[sent:])
+            self._write(w, req)
         except OSError as e:
             # sendall may have written part of the request before failing; a partial HTTP
             # request is never executed by a server, so the order was not placed.
-            self.close()
+            if self.wire is w:
+                self.close()
             raise OrderWireError(f"send failed: {e.__class__.__name__}") from None
+        self._req_wire = w
         self.last_used = time.monotonic()
         return time.monotonic_ns()
 
     def read_response(self) -> tuple[int, dict, bytes]:
         """Read one response: (status, lower-cased headers, body). Raises ResponseLost."""
+        w = self._req_wire or self.wire
         try:
-            head = self._read_until(b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            parts = lines[0].split(b" ", 2)
-            status = int(parts[1])
-            headers = {}
-            for ln in lines[1:]:
-                k, _, v = ln.partition(b":")
-                headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
-            if headers.get("transfer-encoding", "").lower() == "chunked":
-                body = self._read_chunked()
-            else:
-                body = self._read_exact(int(headers.get("content-length", "0")))
-            if headers.get("connection", "").lower() == "close":
-                self.close()
-            return status, headers, body
+            if w is None:
+                raise ConnectionResetError("no request sent")
+            out = self._read_response(w)
+            self._keep_session(w)
+            return out
         except (OSError, ValueError, IndexError) as e:
-            self.close()
+            if self.wire is w:
+                self.close()
             raise ResponseLost(f"response lost: {e.__class__.__name__}: {e}") from None
 
+    def _read_response(self, w: Wire) -> tuple[int, dict, bytes]:
+        head = self._read_until(w, b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        status = int(parts[1])
+        headers = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(b":")
+            headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self._read_chunked(w)
+        else:
+            body = self._read_exact(w, int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            if self.wire is w:
+                self.close()
+        return status, headers, body
+
     # -- buffered reads ---------------------------------------------------------------
-    def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
+    @staticmethod
+    def _fill(w: Wire) -> None:
+        chunk = w.sock.recv(65536)
         if not chunk:
             raise ConnectionResetError("peer closed the connection")
-        self._buf += chunk
+        w.buf += chunk
 
-    def _read_until(self, sep: bytes) -> bytes:
+    def _read_until(self, w: Wire, sep: bytes) -> bytes:
         while True:
-            i = self._buf.find(sep)
+            i = w.buf.find(sep)
             if i >= 0:
-                out = bytes(self._buf[:i])
-                del self._buf[:i + len(sep)]
+                out = bytes(w.buf[:i])
+                del w.buf[:i + len(sep)]
                 return out
-            self._fill()
+            self._fill(w)
 
-    def _read_exact(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            self._fill()
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
+    def _read_exact(self, w: Wire, n: int) -> bytes:
+        while len(w.buf) < n:
+            self._fill(w)
+        out = bytes(w.buf[:n])
+        del w.buf[:n]
         return out
 
-    def _read_chunked(self) -> bytes:
+    def _read_chunked(self, w: Wire) -> bytes:
         parts = []
         while True:
-            size = int(self._read_until(b"\r\n").split(b";")[0], 16)
+            size = int(self._read_until(w, b"\r\n").split(b";")[0], 16)
             if size == 0:
                 # trailers end with an empty line
-                while self._read_until(b"\r\n"):
+                while self._read_until(w, b"\r\n"):
                     pass
                 return b"".join(parts)
-            parts.append(self._read_exact(size))
-            self._read_until(b"\r\n")
+            parts.append(self._read_exact(w, size))
+            self._read_until(w, b"\r\n")

@@ -1,7 +1,8 @@
 """run.py: start the engine. `python run.py sim.ini` (bundled simulator) or `python run.py live.ini`.
 
 Start-up, in order: load and validate the config (config.py; one line per problem, exit 2);
-start the simulator when venue = sim; sync the clock; load symbols, taker fees and
+start the simulator when venue = sim (with [sim] tls = true it serves https/wss and its test
+CA becomes the engine's ca_file); sync the clock; load symbols, taker fees and
 balances over REST; build the universe (universe.py); allocate every shared array once;
 warm every Numba kernel with the production types on scratch copies (and log how long);
 open the executors' kept-alive order connections; start the threads; ask for the links.
@@ -17,6 +18,11 @@ Threads (created here and nowhere else; docs/design.md 11):
 | maint       | `maint.MaintLoop.run`| snapshot ring (producer), links until handed over   | snap-req ring |
 | executor k  | `executor.Executor.run` | EXEC row k, slots.released_seq[k], rings k (consumer) | books (paper fills), balances |
 | log         | `LogWriter.run`      | report.log, journal.jsonl, engine.log, stdout       | its queue |
+
+TLS (KuCoin is reached only over https and wss): every connection the engine makes, the
+REST pools, the order connections and the WebSocket links, verifies the certificate and host
+name against `[engine] ca_file` (empty: the system store); a verification failure ends the
+start-up with one line naming the URL and OpenSSL's reason (tlsio.py), no traceback.
 
 Stop: Ctrl-C or SIGTERM (or run_seconds) -> halt new signals -> wait for in-flight
 triangles (up to 2 x fill timeout) -> set the cancel flag so any still running abort between
@@ -96,9 +102,11 @@ class LogWriter:
         self.q.put(("stop", None))
 
 
-def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str]:
+def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str, str]:
     """Start the simulator (`python -m sim`) on loopback with freshly generated credentials (nothing to leak: they
-    exist only in this process and the child's environment). Returns (process, base_url)."""
+    exist only in this process and the child's environment). Returns (process, base_url,
+    ca_file): with [sim] tls = true the simulator serves https/wss and ca_file is its test
+    CA's certificate (printed in its start line as ca=PATH), otherwise ""."""
     s = cfg.sim
     env = dict(os.environ, SIM_API_KEY=creds["key"], SIM_API_SECRET=creds["secret"],
                SIM_API_PASSPHRASE=creds["passphrase"])
@@ -110,6 +118,8 @@ def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str]:
             "--take-delay-ms", str(s["take_delay_ms"])] + s["extra_args"].split()
     if s["cpus"]:
         args += ["--cpus", ",".join(map(str, s["cpus"]))]
+    if s["tls"]:
+        args.append("--tls")
     proc = subprocess.Popen(args, cwd=str(HERE), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
@@ -119,9 +129,10 @@ def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str]:
             break
         if line.startswith("sim: serving "):
             url = line.split()[2]
+            ca = next((w[3:] for w in line.split() if w.startswith("ca=")), "")
             log(f"run: simulator pid {proc.pid}: {line.strip()}")
             threading.Thread(target=_drain_child, args=(proc, log), daemon=True, name="sim-out").start()
-            return proc, url
+            return proc, url, ca
     proc.kill()
     raise SystemExit(f"run: the simulator did not start (last output: {line.strip()!r})")
 
@@ -177,6 +188,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     n = len(uni.symbols)
     sh.universe = uni
     sh.rest_url = rest_url
+    sh.ca_file = ""                 # TLS: CAs to trust (run.Engine.start sets it; "" = system store)
     sh.stop = threading.Event()
     sh.book_state, sh.book_px, sh.book_sz = books.alloc_books(n, cfg.book_depth)
     sh.pend, sh.pctl = books.alloc_pending(seq_jump_max=cfg.max_seq_jump)
@@ -306,9 +318,18 @@ class Engine:
         self.lw = log_writer
         self.log = log_writer.log
         self.sim_proc = None
+        self.ca_file = ""               # TLS: the CA file every connection trusts ("" = system store)
         self.stop_requested = threading.Event()
         self.thread_failure = ""
         threading.excepthook = self._thread_died
+
+    def fatal(self, line: str) -> None:
+        """A failure that retrying cannot fix (a TLS certificate that fails verification on
+        a WebSocket endpoint): one line, then a clean stop; exit 1."""
+        if not self.thread_failure:
+            self.thread_failure = line
+            self.log(f"run: failed: {line}")
+        self.stop_requested.set()
 
     def _thread_died(self, args) -> None:
         """An engine thread raised: never silent. Log it (the traceback names code, not
@@ -327,6 +348,7 @@ class Engine:
         import kucoin
         import maint
         import report
+        import tlsio
         import universe
         from signer import Signer
 
@@ -340,13 +362,16 @@ class Engine:
         if cfg.venue == "sim":
             creds = {"key": "sim-" + pysecrets.token_hex(8), "secret": pysecrets.token_hex(16),
                      "passphrase": pysecrets.token_hex(8)}
-            self.sim_proc, rest_url = start_simulator(cfg, creds, self.log)
+            self.sim_proc, rest_url, ca_file = start_simulator(cfg, creds, self.log)
             signer = Signer(creds["key"], creds["secret"], creds["passphrase"], 3)
         else:
-            rest_url = cfg.rest_url
+            rest_url, ca_file = cfg.rest_url, cfg.ca_file
             s = cfg.secrets
             signer = Signer(s.api_key, s.api_secret, s.api_passphrase, s.key_version)
-        self.client = client = kucoin.KucoinClient(rest_url, signer)
+        self.ca_file = ca_file
+        if rest_url.startswith("https://") and cfg.tls_io == "held" and not tlsio.available():
+            self.log(f"run: tls_io = held is not possible here ({tlsio.WHY_NOT}); TLS goes through the ssl module")
+        self.client = client = kucoin.KucoinClient(rest_url, signer, ca_file=ca_file)
         offset = client.sync_clock()
         syms = client.symbols()
         only = set(cfg.symbols) if cfg.symbols else None
@@ -376,6 +401,12 @@ class Engine:
         run_id = int(time.time()) & 0xFFFFFFFF
         sh = self.sh = allocate(cfg, uni, balances, run_id, rest_url)
         sh.client = client
+        sh.ca_file = ca_file
+        sh.tls_warm = None
+        if rest_url.startswith("https://") and cfg.tls_io == "held" and cfg.warm_interval_us > 0:
+            # keep-warm of the TLS record code too (tlsio.WarmPair; ~0.15 s, mostly importing
+            # trustme). A/B in README, TLS: tick-to-fire p50 161/168 -> 154/134 us
+            sh.tls_warm = tlsio.WarmPair.make()
         warm_s = warm_up(sh)
         self.log(f"run: kernels warm in {warm_s:.2f}s")
         self.summary = report.SessionSummary(mode=cfg.mode)
@@ -383,7 +414,7 @@ class Engine:
 
         self.maint = maint.MaintLoop(client, uni.symbols, cfg.book_depth, sh.snap_req, sh.snap_ring,
                                      sh.maint_wake_fd, sh.hot_wake_fd, sh.stop, self.log,
-                                     levels=str(sh.snap_levels))
+                                     levels=str(sh.snap_levels), ca_file=ca_file, on_fatal=self.fatal)
         self.executors = [executor.Executor(k, sh, cfg, signer, client, self.lw.emit, self.log)
                           for k in range(cfg.slots)]
         for ex in self.executors:
@@ -400,8 +431,14 @@ class Engine:
             self.maint.request_link("public", link_syms)
         self.maint.request_link("private", [])
         self.t0 = time.monotonic()
+        tls = ""
+        if rest_url.startswith("https://"):
+            held = cfg.tls_io == "held" and tlsio.available()
+            tls = (f", TLS ({'system CA store' if not ca_file else 'ca_file ' + ca_file}; reads and writes "
+                   f"{'keep the GIL' if held else 'through the ssl module'}"
+                   f"{'; TLS keep-warm on' if sh.tls_warm is not None else ''})")
         self.log(f"run: started in {time.perf_counter() - t_start:.2f}s: {cfg.mode} mode on {cfg.venue}, "
-                 f"{cfg.slots} slots, fire_from={cfg.fire_from}")
+                 f"{cfg.slots} slots, fire_from={cfg.fire_from}{tls}")
 
     def status_line(self, prev, dt) -> str:
         import maint
@@ -510,7 +547,8 @@ def main(argv: list[str]) -> int:
         lw.log(str(e))
         code = 1
     except Exception as e:  # a start-up failure: one clear line, no traceback of secrets
-        lw.log(f"run: failed: {e.__class__.__name__}: {e}")
+        tls_failure = getattr(e, "tls_failure", "")   # tlsio: the URL and OpenSSL's reason
+        lw.log(f"run: failed: {tls_failure}" if tls_failure else f"run: failed: {e.__class__.__name__}: {e}")
         code = 1
     finally:
         if eng.sim_proc is not None and eng.sim_proc.poll() is None:

@@ -19,9 +19,14 @@ Memory stays bounded: the buffer grows for a frame larger than it (up to MAX_FRA
 a frame announcing more is a broken stream) and shrinks back to 2 x CHUNK once that frame is
 consumed; a fragmented message is refused (LinkClosed) once its fragments pass MAX_FRAME.
 
-TLS links (wss://, real KuCoin) read through the ssl module, whose recv releases the GIL;
-SSLSocket.pending() tells whether decrypted bytes are already buffered, which epoll cannot
-see (the caller loops while `more()` is true).
+TLS links (wss://, KuCoin; the simulator with --tls). With `held=True` (tls_io = held,
+the default) the records are decrypted by SSL_read called through tlsio.Held, which keeps
+the GIL like the plain path's recv: one `fill()` takes what the socket holds in one read
+(read ahead on: OpenSSL's socket read takes up to ~16 KiB of records at once) and then
+every record buffered (SSL_read returns one record per call), without a second syscall; a
+larger backlog stays visible to epoll (level-triggered) for the next fill. Otherwise (tls_io = ssl, or held I/O not possible here)
+the same loop goes through the ssl module, whose every read releases the GIL. Either way
+`more()` tells whether decrypted bytes are buffered where epoll cannot see them.
 
 Tests: tests/test_wsread.py (socketpair, every length encoding, splits, fragments,
 control frames, masked frames, peer close).
@@ -35,6 +40,8 @@ import ssl
 
 import numpy as np
 from numba import njit
+
+import tlsio
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
@@ -118,7 +125,7 @@ def stream_error(status: int) -> str:
 class FrameReader:
     """One link's receive buffer: `buf[0:blen]` holds bytes read and not yet consumed."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, held: bool = True):
         self.sock = sock
         self.fd = sock.fileno()
         self.tls = isinstance(sock, ssl.SSLSocket)
@@ -127,8 +134,13 @@ class FrameReader:
         self.blen = 0
         self._frag_op = -1
         self._frag = bytearray()
+        self.held = None                   # tlsio.Held: GIL-holding SSL_read (TLS only)
         if self.tls:
-            sock.setblocking(False)
+            sock.setblocking(False)        # no read may wait (held reads keep the GIL)
+            if held:
+                self.held = tlsio.held(sock)
+                if self.held is not None:
+                    self.held.read_ahead()
 
     def feed(self, data: bytes) -> None:
         """Bytes read by someone else (websocket-client, past the welcome frame)."""
@@ -146,11 +158,13 @@ class FrameReader:
     def fill(self) -> int:
         """Read what the socket holds now, without blocking. Returns bytes read (0 if none)."""
         self._room(CHUNK)
-        if self.tls or _c_recv is None:
+        if self.tls:
+            return self._fill_tls()
+        if _c_recv is None:
             view = memoryview(self.buf)[self.blen:self.blen + CHUNK]
-            try:   # a TLS socket is non-blocking (set in __init__); a plain one asks per call
-                n = self.sock.recv_into(view) if self.tls else self.sock.recv_into(view, 0, _DONTWAIT)
-            except (ssl.SSLWantReadError, BlockingIOError):
+            try:
+                n = self.sock.recv_into(view, 0, _DONTWAIT)
+            except BlockingIOError:
                 return 0
             except OSError as e:
                 raise LinkClosed(f"recv: {e.__class__.__name__}: {e}") from None
@@ -169,9 +183,48 @@ class FrameReader:
             return 0
         raise LinkClosed(f"recv: {errno.errorcode.get(err, err)}")
 
+    def _fill_tls(self) -> int:
+        """Every TLS record the socket holds now, up to CHUNK bytes: SSL_read gives one
+        record per call, so read until OpenSSL wants more bytes from the socket."""
+        start = self.blen
+        end = start + CHUNK
+        h = self.held
+        if h is not None:
+            try:
+                while self.blen < end:
+                    n = h.read(self.addr + self.blen, end - self.blen)
+                    if not n:
+                        break
+                    self.blen += n
+                    if not h.has_pending():   # the next read would be a syscall: epoll decides
+                        break
+            except tlsio.TlsClosed as e:
+                if self.blen > start:
+                    return self.blen - start   # the frames before the end first
+                raise LinkClosed(str(e)) from None
+            return self.blen - start
+        view = memoryview(self.buf)
+        try:
+            while self.blen < end:
+                n = self.sock.recv_into(view[self.blen:end])
+                if not n:
+                    if self.blen > start:
+                        break
+                    raise LinkClosed("peer closed the connection")
+                self.blen += n
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            pass
+        except OSError as e:
+            if self.blen == start:
+                raise LinkClosed(f"recv: {e.__class__.__name__}: {e}") from None
+        return self.blen - start
+
     def more(self) -> bool:
         """True when bytes are buffered where epoll cannot see them (TLS records)."""
-        return self.tls and self.sock.pending() > 0
+        if not self.tls:
+            return False
+        h = self.held
+        return (h.pending() if h is not None else self.sock.pending()) > 0
 
     def consume(self, pos: int) -> None:
         """Drop buf[0:pos] (frames handled); a partial frame after it moves to the front.

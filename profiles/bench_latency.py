@@ -2,7 +2,7 @@
 
 Run:  python profiles/bench_latency.py [--seconds 70] [--rate 20] [--update-rate 300]
                                        [--fire-from hot|executor] [--tag NAME] [--extra k=v ...]
-                                       [--halt-poll-ns N]
+                                       [--halt-poll-ns N] [--tls [--tls-io-ab] [--rounds 2]]
 It writes a temporary ini, runs `python run.py` in a subprocess (which starts the simulator, `python -m sim`, in
 its own process) with mispricings planted at a steady rate, then reads the engine's own
 journal (ns timestamps taken on the engine's threads, report.py) and prints, over every
@@ -15,12 +15,23 @@ triangle, p50/p90/p99/p99.9/max of:
   and each stage from frame receipt: parse, book, eval, push, wake; per leg: sign, sent,
   response, first fill, last fill (relative to that leg's bytes written for the last three).
 Results go to profiles/results/latency_<tag>.json with the machine description.
+
+--tls: plaintext and TLS in one invocation, interleaved (plain, TLS, plain, TLS for
+--rounds 2): the same engine and market settings, the simulator serving https/wss
+(`[sim] tls = true`) in the TLS runs. --tls-io-ab adds a third variant per round, TLS with
+`tls_io = ssl` (reads and writes through the ssl module, which releases the GIL), to measure
+what the GIL-holding TLS I/O (tlsio.py) does. Each run writes
+profiles/results/latency_<tag>_<variant>_<round>.json (tag default "tls"; variants plain,
+held, ssl) and the side-by-side table goes to latency_<tag>_summary.json. Every run also
+reports the hot thread's mean socket read (recv, or the SSL_read loop with its decryption)
+from the engine's last lines.
 A benchmark, not a test: nothing here asserts a time.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -97,22 +108,70 @@ def main() -> int:
                     help="the simulator polls without sleeping (python -m sim --busy-poll): the engine's "
                          "send() then no longer wakes a sleeping simulator thread on a halted vCPU")
     ap.add_argument("--extra", nargs="*", default=[], help="more [engine] key=value")
+    ap.add_argument("--sim-extra", nargs="*", default=[], help="more [sim] key=value (e.g. tls=true)")
+    ap.add_argument("--tls", action="store_true",
+                    help="interleaved plaintext and TLS runs in one invocation (see the docstring)")
+    ap.add_argument("--tls-io-ab", action="store_true",
+                    help="with --tls: also TLS with tls_io = ssl (GIL-releasing reads and writes)")
+    ap.add_argument("--rounds", type=int, default=2, help="with --tls: rounds of (plain, TLS[, ssl])")
     ap.add_argument("--halt-poll-ns", type=int, default=None,
                     help="host tuning for this run (root; restored after): idle vCPUs poll this "
                          "long before halting (cpuidle-haltpoll guest_halt_poll_ns)")
     a = ap.parse_args()
+    go = run_tls if a.tls else run
     if a.halt_poll_ns is None:
-        return run(a)
+        return go(a)
     before = HALT_POLL.read_text().strip()
     HALT_POLL.write_text(str(a.halt_poll_ns))
     try:
-        return run(a)
+        return go(a)
     finally:
         HALT_POLL.write_text(before)
 
 
-def run(a) -> int:
-    tag = a.tag or f"{a.fire_from}_{a.order_path}"
+HEADLINE = ("tick_to_fire", "signal_to_fire", "leg_gap", "L0_sign_to_sent", "L0_sent_to_response",
+            "stage_parsed")
+
+
+def run_tls(a) -> int:
+    """Plaintext and TLS interleaved (see the module docstring); a side-by-side table."""
+    tag = a.tag or "tls"
+    variants = [("plain", {}, {}), ("held", {"tls_io": "held"}, {"tls": "true"})]
+    if a.tls_io_ab:
+        variants.append(("ssl", {"tls_io": "ssl"}, {"tls": "true"}))
+    rows = []
+    for rnd in range(1, a.rounds + 1):
+        for name, eng, sim in variants:
+            res = run(a, tag=f"{tag}_{name}_{rnd}", engine_over=eng, sim_over=sim)
+            if res is None:
+                return 1
+            rows.append({"variant": name, "round": rnd, "file": f"latency_{tag}_{name}_{rnd}.json",
+                         "triangles": res["triangles"], "reads": res.get("reads"),
+                         "signal_reads_us": res.get("signal_reads_us"),
+                         **{m: {k: res["us"][m][k] for k in ("n", "p50", "p90", "p99")}
+                            for m in HEADLINE if m in res["us"]}})
+    print(f"\nbench_latency: {tag}: interleaved runs of {a.seconds:.0f}s each, same invocation "
+          f"(variants: {', '.join(v[0] for v in variants)}); p50 / p99 in us")
+    print(f"{'run':14s}" + "".join(f"{m:>24s}" for m in HEADLINE) + f"{'read us':>9s}{'sig read p50/p99':>18s}")
+    for r in rows:
+        cells = "".join(f"{r[m]['p50']:11.1f} /{r[m]['p99']:9.1f}  " if m in r else f"{'-':>24s}"
+                        for m in HEADLINE)
+        rd = r.get("reads") or {}
+        sr = r.get("signal_reads_us") or {}
+        print(f"{r['variant'] + ' ' + str(r['round']):14s}{cells}{rd.get('mean_us', float('nan')):9.2f}"
+              f"{sr.get('p50', float('nan')):9.1f} /{sr.get('p99', float('nan')):6.1f}")
+    out = ROOT / "profiles" / "results" / f"latency_{tag}_summary.json"
+    out.write_text(json.dumps({"tag": tag, "seconds": a.seconds, "rounds": a.rounds,
+                               "machine": machine(), "rows": rows}, indent=1))
+    print(f"bench_latency: wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None = None):
+    """One engine run. Returns its result dict (also written as JSON), or None (printed)
+    when the engine failed; main() turns that into the exit code."""
+    single = not tag
+    tag = tag or a.tag or f"{a.fire_from}_{a.order_path}"
     tmp = Path(tempfile.mkdtemp(prefix="bench_latency_"))
     engine = {
         "venue": "sim", "mode": "live", "primary_quotes": "USDT,USDC,BTC,ETH,KCS",
@@ -124,6 +183,7 @@ def run(a) -> int:
     for kv in a.extra:
         k, v = kv.split("=", 1)
         engine[k] = v
+    engine.update(engine_over or {})
     sim = {"symbols": a.symbols, "seed": "3", "update_rate": str(a.update_rate),
            "mispricing_rate": str(a.rate), "mispricing_bps": "40", "take_delay_ms": "300",
            "balances": "USDT=100000,USDC=100000,BTC=2,ETH=40,KCS=5000", "cpus": a.sim_cpus,
@@ -131,6 +191,10 @@ def run(a) -> int:
            # ~150 orders/s, past VIP 0's 4,000 (it then backs off: see executor.py 429000)
            "extra_args": "--vip 12" + (" --nice %d" % a.sim_nice if a.sim_nice else "")
                          + (" --busy-poll" if a.sim_busy_poll else "")}
+    for kv in a.sim_extra:
+        k, v = kv.split("=", 1)
+        sim[k] = v
+    sim.update(sim_over or {})
     ini = tmp / "bench.ini"
     ini.write_text("[engine]\n" + "".join(f"{k} = {v}\n" for k, v in engine.items())
                    + "[sim]\n" + "".join(f"{k} = {v}\n" for k, v in sim.items()))
@@ -142,12 +206,21 @@ def run(a) -> int:
     if proc.returncode != 0 or not journals:
         print(proc.stdout[-3000:])
         print(f"bench_latency: engine exited {proc.returncode}")
-        return 1
+        return 1 if single else None
     res = analyse(journals[0])
     # the result names the temp dir by its basename only (no machine path in a kept file)
     res.update({"tag": tag, "machine": machine(), "wall_s": round(time.time() - t0, 1),
                 "engine": {**engine, "log_dir": tmp.name}, "sim": sim,
                 "engine_summary": [ln for ln in proc.stdout.splitlines() if "status:" in ln][-1:]})
+    m = re.search(r"hot: (\d+) socket reads, ([0-9.]+) us each", proc.stdout)
+    if m:
+        res["reads"] = {"n": int(m[1]), "mean_us": float(m[2])}
+    m = re.search(r"hot: reads that carried a signal: n=(\d+) p50=([0-9.]+) p90=([0-9.]+) p99=([0-9.]+)",
+                  proc.stdout)
+    if m:
+        res["signal_reads_us"] = {"n": int(m[1]), "p50": float(m[2]), "p90": float(m[3]), "p99": float(m[4])}
+    m = re.search(r"(?m)^.*run: started in .*$", proc.stdout)
+    res["started_line"] = m[0] if m else ""
     print(f"triangles: {res['triangles']} {res['status']}  machine: {res['machine']['nproc']} cpus, "
           f"{res['machine']['cpu']}")
     print(f"{'measure (us)':32s} {'n':>6s} {'p50':>9s} {'p90':>9s} {'p99':>9s} {'p99.9':>9s} {'max':>9s}")
@@ -157,7 +230,7 @@ def run(a) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     print(f"bench_latency: wrote {out.relative_to(ROOT)}")
-    return 0
+    return 0 if single else res
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ class Rest:
     def __init__(self, sim):
         self.sim = sim                  # sim.Sim: market, exchange, hub, faults, credentials
         self.limiter = RateLimiter(sim.vip)
+        self.transports: set = set()    # HTTP connections seen (for the close_rest_conns fault)
         p = r"(?P<id>[^/]+)"
         # (method, regex, handler, pool, weight, signed) — pools/weights of docs/kucoin.md 3.7, 5.1, 7.1
         self.routes = [(m, re.compile("^" + rx + "$"), h, pool, w, signed) for m, rx, h, pool, w, signed in [
@@ -107,12 +108,31 @@ class Rest:
         ]]
 
     # ---- dispatch ----------------------------------------------------------------------------
+    def track(self, transport) -> None:
+        if transport is not None and transport not in self.transports:
+            if len(self.transports) > 64:
+                self.transports = {t for t in self.transports if not t.is_closing()}
+            self.transports.add(transport)
+
+    def close_conns(self, keep=None) -> int:
+        """Fault: close every kept-alive HTTP connection (an idle timeout or a restart on the
+        venue's side) except `keep` (the control request's own). Returns how many."""
+        n = 0
+        for t in list(self.transports):
+            if t is keep or t.is_closing():
+                continue
+            t.close()
+            n += 1
+        self.transports = {t for t in self.transports if not t.is_closing()}
+        return n
+
     def _json(self, status: int, body, pool: str, now: int) -> web.Response:
         return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
                             content_type="application/json", headers=self.limiter.headers(pool, now))
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         now = int(time.time() * 1000)
+        self.track(request.transport)
         path = request.path
         match = None
         for method, rx, handler, pool, weight, signed in self.routes:

@@ -7,7 +7,11 @@ orders (sim/exchange.py), with faults on demand (sim/faults.py).
 
 Run:   python -m sim --port 0 --seed 1 --symbols 60 --balances USDT=1000
        prints one line "sim: serving http://127.0.0.1:PORT ws=... symbols=N ..." and
-       exits cleanly on SIGTERM/SIGINT. Credentials: --api-key/--api-secret/--api-passphrase
+       exits cleanly on SIGTERM/SIGINT. With --tls it serves https and wss on the same port
+       (as KuCoin, docs/kucoin.md 2.1, 2.2), with a certificate from a test CA made at
+       start-up (sim/certs.py); the start line then reads "sim: serving https://127.0.0.1:PORT
+       ws=wss://127.0.0.1:PORT/endpoint ... ca=PATH", PATH being the CA certificate (PEM) to
+       trust (--ca-out PATH chooses it; otherwise a temporary file removed at exit). Credentials: --api-key/--api-secret/--api-passphrase
        or SIM_API_KEY/SIM_API_SECRET/SIM_API_PASSPHRASE (the secret and passphrase are
        never printed).
 Test:  python -m pytest -q tests/test_sim.py
@@ -32,7 +36,8 @@ Control/inspection API (not KuCoin; unsigned; loopback only):
     order_visibility_delay_ms (lookups by orderId/clientOid answer "order not exist." until
     the order is this old), reject_orders (n | {count, code, msg}), partial_fill (n | {count, fraction}),
     late_fills_ms, events_before_response (bool), reset_faults (true),
-    paused (bool), update_rate, mispricing_rate, mispricing_bps, take_delay_ms,
+    close_rest_conns (true: close every kept-alive REST connection but the control
+    request's own, as a venue's idle timeout does), paused (bool), update_rate, mispricing_rate, mispricing_bps, take_delay_ms,
     plant ({bps?, primary?} -> the record), set_book ({symbol, bids, asks}),
     set_balances ({ccy: amount}), enable_symbol / disable_symbol (symbol),
     rate_limits ({spot|public|management: quota}), reset_rate_limits (true),
@@ -116,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "(e.g. 19) so that waking it never preempts the engine on a shared core")
     ap.add_argument("--cpus", default="", help="pin the simulator to these CPUs, e.g. 1 or 2,3 "
                     "(keeps it from preempting the engine on a shared core; see README latency)")
+    ap.add_argument("--tls", action="store_true",
+                    help="serve https:// and wss:// (as KuCoin) with a certificate from a test CA "
+                    "made at start-up; the CA certificate's path is printed as ca=PATH")
+    ap.add_argument("--ca-out", default="", help="with --tls: write the CA certificate (PEM) here")
+    ap.add_argument("--tls-names", default="127.0.0.1,localhost,::1",
+                    help="with --tls: the names the server certificate is valid for")
     ap.add_argument("--busy-poll", action="store_true",
                     help="the event loop polls without sleeping (SpinSelector): a latency rig "
                     "setting that burns a CPU; see SpinSelector")
@@ -214,18 +225,19 @@ class Sim:
             kw = await request.json()
             if not isinstance(kw, dict):
                 raise ValueError("body must be a JSON object")
-            out = await self.control(kw)
+            out = await self.control(kw, keep=request.transport)
         except (ValueError, KeyError, TypeError, ArithmeticError) as e:
             return web.json_response({"ok": False, "error": f"{type(e).__name__}: {e}"}, status=400)
         return web.json_response(dict(ok=True, **out))
 
-    async def control(self, kw: dict) -> dict:
+    async def control(self, kw: dict, keep=None) -> dict:
         f, m, hub, out = self.faults, self.market, self.hub, {}
         known = {"reset_faults", "drop_frames", "delay_frames_ms", "sequence_gap", "disconnect", "expire_tokens",
                  "rest_5xx", "rest_429", "rest_5xx_after_execute", "order_visibility_delay_ms", "reject_orders", "partial_fill", "late_fills_ms", "events_before_response",
                  "paused", "update_rate", "mispricing_rate", "mispricing_bps", "take_delay_ms", "plant", "set_book",
                  "set_balances", "enable_symbol", "disable_symbol", "rate_limits", "reset_rate_limits",
-                 "ping_interval_ms", "ping_timeout_ms", "ws_connects_per_min", "pong_id", "inject_frame"}
+                 "ping_interval_ms", "ping_timeout_ms", "ws_connects_per_min", "pong_id", "inject_frame",
+                 "close_rest_conns"}
         bad = set(kw) - known
         if bad:
             raise ValueError(f"unknown control keys {sorted(bad)}")
@@ -327,6 +339,8 @@ class Sim:
             else:
                 raw = base64.b64decode(v["b64"], validate=True)
             out["injected"] = hub.inject(v.get("scope"), raw, int(v.get("opcode", 1)))
+        if kw.get("close_rest_conns"):
+            out["closed_rest_conns"] = self.rest.close_conns(keep)
         if "disconnect" in kw:
             v = kw["disconnect"]
             which, abrupt = (v.get("which", "all"), bool(v.get("abrupt"))) if isinstance(v, dict) else (v, False)
@@ -341,9 +355,14 @@ async def serve(args) -> int:
     sock.bind(("127.0.0.1", args.port))                 # loopback only, by design
     port = sock.getsockname()[1]
     sim.hub.port = port
+    tls = None
+    if args.tls:
+        from .certs import ServerTls
+        tls = ServerTls([n for n in args.tls_names.split(",") if n], args.ca_out)
+        sim.hub.scheme = "wss"          # the bullet answers announce wss:// (docs/kucoin.md 2.1)
     runner = web.AppRunner(sim.app(), handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.SockSite(runner, sock)
+    site = web.SockSite(runner, sock, ssl_context=tls.context if tls else None)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -351,13 +370,19 @@ async def serve(args) -> int:
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.ensure_future(c) for c in (sim.market_loop(), sim.hub.flush_loop(), sim.hub.idle_loop())]
     m = sim.market
-    print(f"sim: serving http://127.0.0.1:{port} ws=ws://127.0.0.1:{port}/endpoint symbols={len(m.symbols)} "
-          f"currencies={len(m.fair)} triangles={len(m.triangles)} seed={args.seed} key={args.api_key}", flush=True)
-    await stop.wait()
-    for t in tasks:
-        t.cancel()
-    await sim.hub.close_conns("all", abrupt=True)
-    await runner.cleanup()
+    http, ws = ("https", "wss") if tls else ("http", "ws")
+    print(f"sim: serving {http}://127.0.0.1:{port} ws={ws}://127.0.0.1:{port}/endpoint symbols={len(m.symbols)} "
+          f"currencies={len(m.fair)} triangles={len(m.triangles)} seed={args.seed} key={args.api_key}"
+          + (f" ca={tls.ca_path}" if tls else ""), flush=True)
+    try:
+        await stop.wait()
+        for t in tasks:
+            t.cancel()
+        await sim.hub.close_conns("all", abrupt=True)
+        await runner.cleanup()
+    finally:
+        if tls is not None:
+            tls.cleanup()
     return 0
 
 

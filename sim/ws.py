@@ -83,6 +83,7 @@ class WsHub:
         self.connects_per_min = connects_per_min
         self.max_backlog = max_backlog
         self.port = 0
+        self.scheme = "ws"                         # "wss" when the simulator serves TLS (--tls)
         self.tokens: dict[str, list] = {}          # token -> [private, expires_at, expired_flag]
         self.conns: dict[str, WsConn] = {}
         self.subs: dict[tuple[str, str], set] = collections.defaultdict(set)
@@ -100,7 +101,10 @@ class WsHub:
         raw = base64.urlsafe_b64encode(os.urandom(40)).decode() + "." + base64.urlsafe_b64encode(os.urandom(16)).decode()
         self.tokens[raw] = [private, time.time() + self.token_ttl_s, False]
         return {"token": raw, "instanceServers": [{
-            "endpoint": f"ws://127.0.0.1:{self.port}/endpoint", "encrypt": False, "protocol": "websocket",
+            # docs/kucoin.md 2.1: KuCoin announces wss:// with "encrypt": true; plain ws:// only
+            # when the simulator serves plain loopback
+            "endpoint": f"{self.scheme}://127.0.0.1:{self.port}/endpoint", "encrypt": self.scheme == "wss",
+            "protocol": "websocket",
             "pingInterval": self.ping_interval_ms, "pingTimeout": self.ping_timeout_ms}]}
 
     def expire_tokens(self) -> int:

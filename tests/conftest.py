@@ -15,7 +15,9 @@ reconnect a lot. For a module-scoped simulator with other flags, `from conftest 
 SimProcess` and build your own fixture (tests/test_sim.py does).
 
 SimProcess(**cli) attributes and helpers:
-  base_url ("http://127.0.0.1:PORT"), port, api_key, api_secret, api_passphrase,
+  base_url ("http://127.0.0.1:PORT", or "https://..." with tls=True), port, api_key,
+  api_secret, api_passphrase, ca_file (tls=True: the simulator's test CA, PEM; else ""),
+  ssl_context (tls=True: a context trusting ca_file; else None),
   control(**kw) -> dict     POST /sim/control (see sim/server.py's docstring for the keys);
                             raises AssertionError when the sim answers ok=false
   get(path) -> JSON         GET base_url + path (unsigned: public and /sim/ endpoints)
@@ -32,6 +34,7 @@ import os
 import re
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -43,7 +46,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LINE_RE = re.compile(r"http://127\.0\.0\.1:(\d+)")
+LINE_RE = re.compile(r"(https?)://127\.0\.0\.1:(\d+)")
+CA_RE = re.compile(r" ca=(\S+)")
 
 
 class SimProcess:
@@ -69,14 +73,24 @@ class SimProcess:
             self.stop()
             raise RuntimeError(f"sim did not start: {line!r} {self.stderr()}")
         self.start_line = line.strip()
-        self.port = int(m.group(1))
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.port = int(m.group(2))
+        self.base_url = f"{m.group(1)}://127.0.0.1:{self.port}"
+        ca = CA_RE.search(line)
+        self.ca_file = ca.group(1) if ca else ""
+        self.ssl_context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
         deadline = time.monotonic() + 10
         while True:
             try:
                 self.get("/api/v1/timestamp")
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except urllib.error.URLError as e:
+                if isinstance(e.reason, ssl.SSLCertVerificationError):
+                    break           # serving TLS under names the test chose (tls_names)
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+            except ConnectionError:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise
@@ -87,7 +101,7 @@ class SimProcess:
         return self._stderr.read().decode(errors="replace")
 
     def get(self, path: str):
-        with urllib.request.urlopen(self.base_url + path, timeout=10) as r:
+        with urllib.request.urlopen(self.base_url + path, timeout=10, context=self.ssl_context) as r:
             return json.loads(r.read())
 
     def post(self, path: str, body=None):
@@ -95,7 +109,7 @@ class SimProcess:
         req = urllib.request.Request(self.base_url + path, data=data, method="POST",
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10, context=self.ssl_context) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as e:
             return json.loads(e.read())

@@ -1,7 +1,8 @@
 """Start the whole engine in-process against its own simulator, for end-to-end tests.
 
 `EngineRun(**engine_overrides, sim=dict(...))` writes an ini, starts run.Engine (which
-starts the simulator, python -m sim, on a free port), and exposes: `records` (report records emitted so far),
+starts the simulator, python -m sim, on a free port; sim={"tls": "true"} makes it serve
+https/wss and the engine trust its test CA), and exposes: `records` (report records emitted so far),
 `counters()`, `sim_get(path)`, `sim_control(**kw)`, `wait_for(pred, timeout)`, `stop()`
 (clean shutdown, returns the exit code). Used by tests/test_hot.py and tests/test_executor.py.
 """
@@ -56,7 +57,9 @@ class EngineRun:
         except BaseException:
             self.stop()
             raise
-        self.http = urllib3.PoolManager()
+        # the simulator's own endpoints, over TLS too when [sim] tls = true (its test CA)
+        ca = getattr(self.engine, "ca_file", "")
+        self.http = urllib3.PoolManager(ca_certs=ca) if ca else urllib3.PoolManager()
 
     @property
     def sh(self):

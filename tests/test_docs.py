@@ -19,7 +19,7 @@ NUM_RE = re.compile(r"\d+(?:\.\d+)?")
 HEADING_RE = re.compile(r"^#{2,4}\s+(\d+(?:\.\d+)?)\.?\s", re.MULTILINE)
 MD_NAME_RE = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.md)\b")
 # Absolute paths of a machine: home and work folders, a venv's interpreter, pyenv shims.
-ABS_PATH_RE = re.compile(r"(?<![\w.])/(?:home|root|work|Users|mnt|srv)/[\w.-]+|/tmp/[\w-]+_[\w]{6,}"
+ABS_PATH_RE = re.compile(r"(?<![\w.])/(?:home|root|work|Users|mnt|srv)/[\w.-]+|/tmp/[\w.-]+"
                          r"|[A-Za-z]:\\\\Users")
 
 

@@ -19,8 +19,12 @@ What is asserted (the acceptance criteria, docs/design.md 6 and 8):
 - the simulator's secret and passphrase appear in no log, report, journal, captured
   output or exception text, across a run with rejections, 5xx and auth errors.
 
+Over TLS too (ids [plain] / [tls]): the shared live run (every fill accounted for) runs
+against a plain simulator and one serving https/wss; and over TLS, order connections the
+venue closes are replaced by the idle executors before the next fire needs them.
+
 Timing: only generous timeouts (the machine has 2 cores shared with other tests); no
-latency is asserted. ~30 s in all on an idle 2-core machine (seven engine runs).
+latency is asserted. ~45 s in all on an idle 2-core machine (nine engine runs).
 Run: python -m pytest -q tests/test_executor.py
 """
 from __future__ import annotations
@@ -132,12 +136,14 @@ class LiveRun:
     pass
 
 
-@pytest.fixture(scope="module")
-def live():
+@pytest.fixture(scope="module", params=["plain", "tls"])
+def live(request):
     """Live mode, one slot (triangles never overlap), ~1 planted mispricing per second;
-    trade ~8 s after the first FILLED, halt, read the simulator's books, stop."""
+    trade ~8 s after the first FILLED, halt, read the simulator's books, stop. Twice: over
+    plain loopback and over TLS ([sim] tls = true)."""
     res = LiveRun()
-    with EngineRun(slots=1, sim={"mispricing_rate": 1.0, "balances": BALANCES}) as er:
+    tls = str(request.param == "tls").lower()
+    with EngineRun(slots=1, sim={"mispricing_rate": 1.0, "balances": BALANCES, "tls": tls}) as er:
         t_ret = time.monotonic()
         got = er.wait_for(lambda: any(r.status == report.STATUS_FILLED for r in er.records), 30)
         res.first_filled_s = time.monotonic() - t_ret if got else None
@@ -512,3 +518,30 @@ def test_trade_when_hot_thread_busy_polls_then_fills_and_stops_cleanly():
     assert got, [report.format_line(r) for r in er.records]
     assert code == 0
     assert er.counters()["bad_frames"] == 0
+
+
+# -- TLS order connections: replaced off the order path ---------------------------------------------
+
+def test_order_conns_when_venue_closes_them_over_tls_then_replaced_before_the_next_fire():
+    """The simulator closes every kept-alive REST connection (as a venue's idle timeout
+    does). Each idle executor finds its three order connections closed (a GIL-holding peek
+    every 0.25 s) and opens new ones, TLS handshake included, off the order path; the next
+    triangle fires on them without a reconnect of its own and fills."""
+    with EngineRun(slots=2, sim={"balances": BALANCES, "tls": "true"}) as er:
+        assert er.sh.rest_url.startswith("https://")
+        wait_synced(er)
+        conns = [c for ex in er.engine.executors for c in ex.conns]
+        assert all(c.wire is not None and c.wire.held is not None for c in conns)
+        old = [c.wire for c in conns]
+        assert er.sim_control(close_rest_conns=True)["closed_rest_conns"] >= len(conns)
+        assert er.wait_for(lambda: all(c.wire is not w for c, w in zip(conns, old)), 10), \
+            [x for x in er.log_lines if "order connection" in x]
+        replaced = [x for x in er.log_lines if "replaced (closed by the venue)" in x]
+        assert len(replaced) == len(conns), replaced
+        assert all(c.wire.resumed for c in conns), "TLS sessions not resumed"
+        plant(er)
+        rec = first_record(er)
+        quiesce(er)
+        er.stop()
+    assert rec.status == report.STATUS_FILLED, report.format_line(rec)
+    assert sum(c.inline_reconnects for c in conns) == 0

@@ -27,7 +27,11 @@
    one mispricing may not signal for the next one planted on it within a second, which is
    the documented retrigger rule, not a miss of the hot path under test.
 
-Run: `python -m pytest -q tests/test_hot.py` (~50 s).
+3. Over TLS too: the books-through-faults tests run twice, against a plain simulator and
+   against one serving https/wss (`[sim] tls = true`: the engine's links read TLS records
+   with the GIL held, tlsio.py), ids [plain] and [tls].
+
+Run: `python -m pytest -q tests/test_hot.py` (~75 s).
 """
 from __future__ import annotations
 
@@ -146,10 +150,12 @@ def wait_links_back(er, old_ids: set, timeout: float = 15.0) -> None:
 
 # ---- 1. books through faults ----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def paper():
-    with EngineRun(sim={"update_rate": 300, "symbols": 40, "seed": 11},
+@pytest.fixture(scope="module", params=["plain", "tls"])
+def paper(request):
+    tls = request.param == "tls"
+    with EngineRun(sim={"update_rate": 300, "symbols": 40, "seed": 11, "tls": str(tls).lower()},
                    mode="paper", min_profit_bps=NEVER_BPS, status_interval_s=5) as er:
+        assert er.sh.rest_url.startswith("https://" if tls else "http://")
         assert er.wait_for(lambda: er.books_synced() == nsym(er), 20), er.counters()
         yield er
 

@@ -3,15 +3,18 @@
 - `python run.py` without a config: usage on stderr, exit 2;
 - a bad config: one line per problem, exit 2, no traceback, no secret;
 - a start-up failure against an unreachable venue: one clear line, no secret;
+- a TLS venue whose certificate fails verification (no CA for it, another CA, another host
+  name): one line naming the URL and OpenSSL's reason, exit 1, no traceback;
 - `python run.py sim.ini` (sim.ini with run_seconds, log_dir and status_interval_s changed)
   exits 0 on its own, prints status lines and the session summary and writes report.log,
-  journal.jsonl and engine.log under log_dir; SIGTERM after the first status line also
+  journal.jsonl and engine.log under log_dir, over plain loopback and with `[sim] tls = true`
+  (https/wss; run.py hands the simulator's CA to the engine); SIGTERM after the first status line also
   exits 0 with the summary;
 - live.example.ini and sim.ini mention every key of config.SCHEMA (set or commented out)
   and no unknown key; live.example.ini parses (with fake environment secrets) as a live
   KuCoin config, holds no secret, and every option in it has its own comment.
 
-~30 s (two short engine runs with their simulators). No network beyond 127.0.0.1.
+~45 s (three short engine runs with their simulators, three failed TLS start-ups). No network beyond 127.0.0.1.
 Run: python -m pytest -q tests/test_run.py
 """
 from __future__ import annotations
@@ -46,7 +49,8 @@ def run_py(*args, env=None, timeout=60):
 
 
 def sim_ini_with(tmp_path: Path, **changes) -> Path:
-    """sim.ini as shipped, with some [engine] values replaced (keys must exist in it)."""
+    """sim.ini as shipped, with some values replaced (the first `key = ` line of each; keys
+    must exist in it)."""
     text = (ROOT / "sim.ini").read_text()
     for k, v in changes.items():
         text, n = re.subn(rf"(?m)^{k}\s*=.*$", f"{k} = {v}", text, count=1)
@@ -119,12 +123,56 @@ def test_run_when_venue_unreachable_then_one_failure_line_without_secrets(tmp_pa
         assert SECRET not in text and PASSPHRASE not in text
 
 
+@pytest.fixture(scope="module")
+def tls_sims():
+    from conftest import SimProcess
+    good = SimProcess(tls=True, symbols=10, update_rate=10)
+    misnamed = SimProcess(tls=True, tls_names="other.example", symbols=10, update_rate=10)
+    yield good, misnamed
+    good.stop()
+    misnamed.stop()
+
+
+@pytest.mark.parametrize("case", ["no_ca", "other_ca", "other_name"])
+def test_run_when_tls_certificate_fails_verification_then_one_line_with_url_and_reason(tmp_path, tls_sims, case):
+    import trustme
+    good, misnamed = tls_sims
+    sim, ca = good, ""
+    if case == "other_ca":
+        ca = str(tmp_path / "other-ca.pem")
+        trustme.CA().cert_pem.write_to_path(ca)
+    elif case == "other_name":
+        sim, ca = misnamed, misnamed.ca_file
+    p = tmp_path / "tls.ini"
+    p.write_text(f"[engine]\nvenue = kucoin\nmode = live\nrest_url = {sim.base_url}\nca_file = {ca}\n"
+                 f"log_dir = {tmp_path / 'logs'}\n")
+    r = run_py(str(p), env={"KUCOIN_API_KEY": "key-1", "KUCOIN_API_SECRET": SECRET,
+                            "KUCOIN_API_PASSPHRASE": PASSPHRASE}, timeout=90)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "Traceback" not in out and SECRET not in out and PASSPHRASE not in out
+    failed = [x for x in out.splitlines() if "run: failed: " in x]
+    reason = {"no_ca": "unable to get local issuer certificate (trusting the system CA store)",
+              "other_ca": f"unable to get local issuer certificate (trusting ca_file {ca})",
+              "other_name": "IP address mismatch, certificate is not valid for '127.0.0.1'."}[case]
+    assert len(failed) == 1, out
+    assert failed[0].endswith(f"run: failed: TLS certificate verification failed for {sim.base_url}: "
+                              + reason + ("" if case != "other_name" else f" (trusting ca_file {ca})")), failed
+
+
 # -- whole runs ----------------------------------------------------------------------------------
 
-def test_run_when_run_seconds_then_exits_0_with_status_summary_and_report_files(tmp_path):
-    ini = sim_ini_with(tmp_path, run_seconds=8, status_interval_s=1, log_dir=tmp_path / "logs")
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_run_when_run_seconds_then_exits_0_with_status_summary_and_report_files(tmp_path, tls):
+    ini = sim_ini_with(tmp_path, run_seconds=8, status_interval_s=1, log_dir=tmp_path / "logs",
+                       tls=str(tls).lower())
     r = run_py(str(ini), timeout=90)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    if tls:
+        assert re.search(r"sim: serving https://127\.0\.0\.1:\d+ ws=wss://127\.0\.0\.1:\d+/endpoint .* ca=/\S+",
+                         r.stdout), r.stdout[:2000]
+        assert "TLS (ca_file " in r.stdout and "reads and writes keep the GIL" in r.stdout
+        assert r.stdout.count("link ") and "(60 symbols, TLS, reads keep the GIL)" in r.stdout
     assert re.search(r"(?m)^\d\d:\d\d:\d\d\.\d{3} status: .* msg/s \| books \d+/\d+ synced", r.stdout)
     assert "run: session summary" in r.stdout
     assert re.search(r"(?m)^session summary \(paper\): tried=\d+ filled=\d+", r.stdout)
