@@ -453,7 +453,9 @@ class Engine:
         return (f"status: {msgs / dt:,.0f} msg/s | books {n_sync}/{len(self.sh.book_state)} synced | "
                 f"gaps {c[C['gaps']]} resyncs {c[C['resyncs']]} | signals {c[C['signals']]} "
                 f"(no slot {c[C['no_slot']]}) | tried {s.tried} filled {s.filled} failed {s.failed} "
-                f"aborted {s.aborted} | PnL {pnl} | tick-to-fire p50 {ttf.get('p50', '-')} "
+                f"aborted {s.aborted} missed {s.missed}"
+                + (f" | unwound {s.unwound} unwind_failed {s.unwind_failed}" if s.unwound or s.unwind_failed else "")
+                + f" | PnL {pnl} | tick-to-fire p50 {ttf.get('p50', '-')} "
                 f"p99 {ttf.get('p99', '-')} us | bad frames {c[C['bad_frames']]} reconnects {c[C['reconnects']]}")
 
     def run(self) -> int:
