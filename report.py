@@ -333,7 +333,7 @@ class StartupReport:
         out += [f"    {d}" for d in self.dead]
         out.append(f"  active orders of ours cancelled: {len(self.cancelled)}"
                    + "".join(f"\n    {c} {s}: {o}" for c, s, o in self.cancelled))
-        out.append("  balances outside the primary quotes: " + ("none" if not self.balances else ""))
+        out.append("  balances outside the primary quotes:" + (" none" if not self.balances else ""))
         for c, a, v, n in self.balances:
             out.append(f"    {c} {fmt_num(a)}" + (f" (~{fmt_num(v)} {self.ref})" if v is not None else " (no price)")
                        + (f" {n}" if n else ""))
