@@ -34,6 +34,10 @@ import time
 
 T0 = time.monotonic()   # ~process start: the first-evaluation log line measures from here
 
+import kernelcache  # noqa: E402
+
+kernelcache.use_source_keyed_cache()   # before anything imports numba (kernelcache.py)
+
 import collections
 import os
 import queue
