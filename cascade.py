@@ -324,3 +324,51 @@ def triangle_pnl(start: float, final_output: float) -> tuple[float, float]:
     """
     profit = final_output - start
     return profit, (profit / start * 1e4 if start > 0.0 else 0.0)
+
+
+# -- limit IOC orders (docs/kucoin.md 5.10; docs/design.md 6.7) ------------------------------
+
+ROUND_NEAREST = 0    # a price read from the book: already a multiple of priceIncrement
+ROUND_UP = 1         # a bound for a sell: never accept less than asked
+ROUND_DOWN = 2       # a bound for a buy: never pay more than asked
+
+
+def price_units(rules: SymbolRules, price: float, rounding: int = ROUND_NEAREST) -> int:
+    """`price` in units of the price increment's scale, a multiple of priceIncrement (0 if
+    not positive). ROUND_NEAREST for a book price (a multiple up to float noise); UP / DOWN
+    for a computed bound, exactly (Decimal of the float's shortest repr)."""
+    pi = rules.price_inc
+    if not price > 0.0 or not price < math.inf:
+        return 0
+    if rounding == ROUND_NEAREST:
+        n = round(price * pi.per_inc)
+        return n * pi.inc_units
+    q = Decimal(repr(price)) / Decimal(pi.text)
+    with localcontext(prec=60):
+        n = int(q.to_integral_value(ROUND_CEILING if rounding == ROUND_UP else ROUND_FLOOR))
+    return n * pi.inc_units
+
+
+def size_limit(rules: SymbolRules, side: int, base_amount: float, price: float,
+               rounding: int = ROUND_NEAREST):
+    """Size a limit IOC order of `base_amount` base at `price`: (size text, size, price text,
+    price) or the reason it cannot be placed (a str). The size is floored to baseIncrement;
+    the checks are KuCoin's (5.9, 5.10): baseMinSize <= size <= baseMaxSize and price * size
+    >= minFunds. The caller caps a buy's size so that its hold, price * size * (1 + fee)
+    (6.6), fits what it holds."""
+    if not (base_amount < math.inf):
+        return f"invalid input amount {base_amount!r} ({rules.symbol})"
+    pu = price_units(rules, price, rounding)
+    if pu <= 0:
+        return f"no price for a limit order ({rules.symbol})"
+    pi, bi = rules.price_inc, rules.base_inc
+    px = pu / pi.scale
+    units = floor_to_increment(base_amount, bi)
+    if units < rules.base_min_u:
+        return f"size {bi.to_str(units)} below baseMinSize {rules.base_min} ({rules.symbol})"
+    if units > rules.base_max_u:
+        return f"size {bi.to_str(units)} above baseMaxSize {rules.base_max} ({rules.symbol})"
+    if rules.min_funds_u and units / bi.scale * px < rules.min_funds_f:
+        return (f"size {bi.to_str(units)} x price {pi.to_str(pu)} below minFunds {rules.min_funds} "
+                f"({rules.symbol})")
+    return units_to_str(units, bi.dp), units / bi.scale, units_to_str(pu, pi.dp), px

@@ -25,6 +25,8 @@ MODES = ("paper", "live")
 ORDER_PATHS = ("async", "sync")
 FIRE_FROM = ("executor", "hot")
 TLS_IO = ("held", "ssl")
+UNWIND = ("off", "market")
+LEG0_ORDER = ("market", "ioc")
 
 
 class ConfigError(ValueError):
@@ -146,6 +148,13 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "warm_kernel": (_bool, "true"),
         "busy_poll_us": (_num(float, 0, 3_600_000_000), "0"),
         "log_dir": (_str, "runs"),
+        # docs/design.md 6.7: leftovers of a FAILED / ABORTED / PARTIAL triangle (and of earlier
+        # sessions, at start-up) sold back to the triangle's start currency
+        "unwind": (_choice(UNWIND), "off"),
+        "unwind_max_loss_bps": (_num(float, 0, 10000), "100"),
+        "keep": (lambda s: tuple(c.upper() for c in _csv(s)), ""),
+        # docs/design.md 6.7, docs/kucoin.md 5.10: leg 0 as a market order or a limit IOC
+        "leg0_order": (_choice(LEG0_ORDER), "market"),
         "cpus": (_cpus, ""),
         "ca_file": (_ca_file, ""),
         "tls_io": (_choice(TLS_IO), "held"),
@@ -281,6 +290,9 @@ def parse_config(text: str, path: str = "<string>", environ=None) -> Config:
         for q in eng["primary_quotes"]:
             if q not in eng["max_start"]:
                 problems.append(f"{path}: [engine] max_start has no amount for primary quote {q}")
+    for c in eng.get("keep", ()):
+        if not c.isalnum():
+            problems.append(f"{path}: [engine] keep = {','.join(eng['keep'])!r}: {c!r} is not a currency code")
     sym = values["sim"].get("symbols")
     if sym is not None and sym != "all" and not (sym.isdigit() and int(sym) >= 3):
         problems.append(f"{path}: [sim] symbols = {sym!r}: expected 'all' or a count >= 3")

@@ -83,6 +83,8 @@ EXEC_DTYPE = np.dtype([
     ("woke_ns", "i8"),
     ("coid", "S40", (3,)), ("order_id", "S24", (3,)), ("order_text", "S40", (3,)),
     ("order_field", "S8", (3,)), ("fail", "S200", (3,)),
+    ("limit_px", "f8", (3,)),        # a limit IOC's price (leg0_order = ioc), 0.0: market
+    ("limit_text", "S24", (3,)),     # that price as sent
 ])
 
 
@@ -96,7 +98,8 @@ SOURCE_NAMES = ("", "feed", "rest", "paper")
 
 # The fire path reads and writes these records with struct (rings.record_struct): one small
 # C call, where each numpy field access costs ~2 us cold between two orders.
-SIG_FIRE = rings.record_struct(rings.SIGNAL_DTYPE, ("corr", "tri", "start_vol", "bid0"))
+SIG_FIRE = rings.record_struct(rings.SIGNAL_DTYPE, ("corr", "tri", "start_vol", "bid0", "ask0", "bid1",
+                                                    "ask1", "bid2", "ask2", "lim0", "base0"))
 ROW_CORR_TRI = rings.record_struct(EXEC_DTYPE, ("corr", "tri"))
 ROW_PHASES = rings.record_struct(EXEC_DTYPE, ("phase",))
 SLOT_CANCEL = rings.record_struct(slotmod.INFLIGHT_DTYPE, ("cancel",))
@@ -137,9 +140,27 @@ def leg_plans(uni) -> list:
     return plans
 
 
+def ioc_formats(uni) -> list:
+    """Per triangle: leg 0's body as a limit IOC order (leg0_order = ioc, docs/kucoin.md 5.10),
+    with %s for clientOid, price and size. Made once at start-up, like leg_plans."""
+    fmts = getattr(uni, "ioc_formats", None)
+    if fmts is None:
+        fmts = []
+        for t in uni.tris:
+            side, rules = int(t["side0"]), uni.rules[int(t["sym0"])]
+            fmts.append('{"clientOid":"%%s","side":"%s","symbol":"%s","type":"limit","price":"%%s",'
+                        '"size":"%%s","timeInForce":"IOC"}'
+                        % ("buy" if side == cascade.LEG_BUY else "sell", rules.symbol))
+        uni.ioc_formats = fmts
+    return fmts
+
+
 class Executor:
-    def __init__(self, slot: int, sh, cfg, signer, client: KucoinClient, emit, log):
-        """emit(report.TriangleReport) and log(str) hand lines to the log thread; never block."""
+    def __init__(self, slot: int, sh, cfg, signer, client: KucoinClient, emit, log, intent=None,
+                 unwinder=None):
+        """emit(report.TriangleReport) and log(str) hand lines to the log thread; never block.
+        intent(tuple): the durable record of an order whose bytes are out (run.LogWriter.intent,
+        docs/design.md 6.7); unwinder: unwind.Unwinder when unwind = market, else None."""
         self.slot = slot
         self.sh = sh
         self.uni = sh.universe
@@ -183,6 +204,14 @@ class Executor:
         self.claims: dict = {}                # (corr, leg) -> thread ident that fires it
         self.hot_fires_legs = cfg.fire_from == "hot" and cfg.mode == "live"
         self.plan = self.plans[0] if self.plans else None
+        self.ioc = getattr(cfg, "leg0_order", "market") == "ioc"
+        self.ioc_fmts = ioc_formats(sh.universe) if self.ioc else None
+        self.intent = intent
+        self.unwinder = unwinder
+        self.tri = 0
+        self.refs = ()            # the signal's (ask, bid) per leg, for the intent record
+        self.run_id = int(getattr(sh, "run_id", 0))
+        self.late_earlier = 0     # events of an earlier session's orders (docs/design.md 6.7)
 
     # -- start-up -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -237,10 +266,14 @@ class Executor:
     def fire_leg0(self) -> None:
         """Hot thread, fire_from = hot: fire leg 0 of the staged signal (sh.sig_stage) on
         this thread."""
-        corr, tri, start_vol, bid0 = SIG_FIRE.unpack_from(self.sig_mv, 0)
+        corr, tri, start_vol, bid0, a0, b1, a1, b2, a2, lim0, base0 = SIG_FIRE.unpack_from(self.sig_mv, 0)
         self.corr = corr                 # the clientOid's; the row is reset once the bytes are out
         self.plan = self.plans[tri]
-        self.fire_leg(0, start_vol, bid0, new_tri=tri)
+        self.refs = (a0, bid0, a1, b1, a2, b2)
+        if self.ioc:
+            self.fire_leg(0, start_vol, bid0, new_tri=tri, lim=lim0, lim_base=base0)
+        else:
+            self.fire_leg(0, start_vol, bid0, new_tri=tri)
         # read by execute() only after the signal is pushed, which is after this
         self.f["fired0_by_hot"][0] = 1
 
@@ -252,9 +285,17 @@ class Executor:
         9; README latency table). Returns the request length (so nothing is
         optimised away)."""
         sym, side, rules, body_fmt = self.plans[tri][0]
-        sized = cascade.size_leg(rules, side, 1e9, 1.0)
-        text = sized[1] if type(sized) is tuple else "1"
-        body = (body_fmt % (self.coid_fmt[0] % 0, text)).encode()
+        if self.ioc:
+            # a size and price that pass the checks, so that the whole sizing path runs
+            px = max(1.0, rules.min_funds_f)
+            sized = cascade.size_limit(rules, side, max(float(rules.base_min), 1.0) * 2.0, px)
+            text = sized[0] if type(sized) is tuple else "1"
+            body = (self.ioc_fmts[tri] % (self.coid_fmt[0] % 0, sized[2] if type(sized) is tuple else "1",
+                                          text)).encode()
+        else:
+            sized = cascade.size_leg(rules, side, 1e9, 1.0)
+            text = sized[1] if type(sized) is tuple else "1"
+            body = (body_fmt % (self.coid_fmt[0] % 0, text)).encode()
         req = self.conns[0].post_request(self.signer, self.path_b,
                                          time.time_ns() // 1_000_000 + self.client.clock_offset_ms, body)
         return len(req)
@@ -269,9 +310,11 @@ class Executor:
         self.row_mv[:] = self.zero_row
         ROW_CORR_TRI.pack_into(self.row_mv, 0, corr, tri)
         self.corr = corr
+        self.tri = tri
         self.plan = self.plans[tri]
 
-    def fire_leg(self, k: int, amount: float, best_bid: float, new_tri: int = -1) -> bool:
+    def fire_leg(self, k: int, amount: float, best_bid: float, new_tri: int = -1,
+                 lim: float = 0.0, lim_base: float = 0.0) -> bool:
         """Size leg k from `amount` of the held currency and write the order. Returns False
         (with the reason in fail[k]) when the leg cannot be placed or was not sent.
 
@@ -279,15 +322,27 @@ class Executor:
         precomputed Python objects: the triangle's leg plan (symbol rules and a body format
         made once at start-up) and this slot's field views (one numpy item write each).
         new_tri >= 0: leg 0 of a new signal (fire_leg0; self.corr and self.plan already
-        set); the slot row is reset (_reset) once the bytes are out, not before."""
+        set); the slot row is reset (_reset) once the bytes are out, not before.
+        lim > 0 (leg 0, leg0_order = ioc): a limit IOC order of lim_base base at price lim, the
+        worst level the evaluation walked (docs/kucoin.md 5.10, docs/design.md 6.7)."""
         sym, side, rules, body_fmt = self.plan[k]
-        sized = cascade.size_leg(rules, side, amount, best_bid)
-        if type(sized) is str:
-            return self._leg_failed(k, amount, 0, f"L{k} not placed: {sized}", new_tri)
-        field, text, value = sized
         coid = self.coid_fmt[k] % self.corr
-        # docs/kucoin.md 0 and 8.6: compact JSON, signed over exactly the bytes sent.
-        body = (body_fmt % (coid, text)).encode()
+        if lim > 0.0:
+            sized = cascade.size_limit(rules, side, lim_base, lim)
+            if type(sized) is str:
+                self._leg_failed(k, amount, 0, f"L{k} not placed (IOC at {lim!r}): {sized}", new_tri)
+                self.f["limit_px"][k] = lim
+                return False
+            text, value, lim_text, lim = sized
+            field = cascade.FIELD_SIZE
+            body = (self.ioc_fmts[self.tri if new_tri < 0 else new_tri] % (coid, lim_text, text)).encode()
+        else:
+            sized = cascade.size_leg(rules, side, amount, best_bid)
+            if type(sized) is str:
+                return self._leg_failed(k, amount, 0, f"L{k} not placed: {sized}", new_tri)
+            field, text, value = sized
+            # docs/kucoin.md 0 and 8.6: compact JSON, signed over exactly the bytes sent.
+            body = (body_fmt % (coid, text)).encode()
         conn = self.conns[k]
         req = conn.post_request(self.signer, self.path_b,
                                 time.time_ns() // 1_000_000 + self.client.clock_offset_ms, body)
@@ -308,7 +363,15 @@ class Executor:
         f["order_text"][k] = text.encode()
         f["order_field"][k] = field.encode()
         f["order_amt"][k] = value
+        if lim > 0.0:
+            f["limit_px"][k] = lim
+            f["limit_text"][k] = lim_text.encode()
         f["phase"][k] = PH_SENT
+        if self.intent is not None:
+            # docs/design.md 6.7: the durable record of this order, written (and fsynced) by
+            # the log thread; on this thread only a tuple on its queue, after the bytes are out
+            self.intent((self.slot, self.corr, self.tri, k, coid, field, text, amount,
+                         lim_text if lim > 0.0 else "", self.refs if k == 0 else ()))
         return True
 
     def _leg_failed(self, k: int, amount: float, signed_ns: int, why: str, new_tri: int) -> bool:
@@ -332,7 +395,12 @@ class Executor:
             woke = int(r["woke_ns"][0])
             self._reset(corr, tri_id)
             r["woke_ns"][0] = woke
-            self.fire_leg(0, float(sig["start_vol"]), float(sig["bid0"]))
+            self.refs = tuple(float(sig[f]) for f in ("ask0", "bid0", "ask1", "bid1", "ask2", "bid2"))
+            if self.ioc:
+                self.fire_leg(0, float(sig["start_vol"]), float(sig["bid0"]), lim=float(sig["lim0"]),
+                              lim_base=float(sig["base0"]))
+            else:
+                self.fire_leg(0, float(sig["start_vol"]), float(sig["bid0"]))
         amount = float(sig["start_vol"])
         try:
             self._run_legs(rec, corr, tri, amount)
@@ -360,6 +428,11 @@ class Executor:
                 # is followed up in the background (_follow_up) and a FOLLOWUP line written.
                 self._watch_unknown(rec, k)
                 return self._finish(rec, report.STATUS_UNKNOWN, error=r["fail"][0, k].decode())
+            if k == 0 and r["limit_px"][0, 0] > 0.0 and r["phase"][0, 0] == PH_DONE and rec.legs[0].filled_sz <= 0.0:
+                # docs/design.md 6.7: an IOC leg 0 that took nothing at its price: the edge was
+                # gone before it arrived; nothing was spent, nothing is held
+                return self._finish(rec, report.STATUS_MISSED, reason=(
+                    f"L0 IOC {rec.legs[0].order_text} @ {rec.legs[0].limit_price} filled nothing"))
             if not ok:
                 return self._finish(rec, report.STATUS_FAILED, error=r["fail"][0, k].decode())
             amount = rec.legs[k].received
@@ -468,7 +541,10 @@ class Executor:
         sh = self.sh
         sym = int(tri[f"sym{k}"])
         rules = self.uni.rules[sym]
-        if int(tri[f"side{k}"]) == cascade.LEG_BUY:
+        if r["limit_px"][0, k] > 0.0:
+            base, notional = books_walk_limit(sh.book_px, sh.book_sz, sym, int(tri[f"side{k}"]),
+                                              float(r["order_amt"][0, k]), float(r["limit_px"][0, k]))
+        elif int(tri[f"side{k}"]) == cascade.LEG_BUY:
             base, notional = books.walk_buy_funds(sh.book_px, sh.book_sz, sym,
                                                   float(r["order_amt"][0, k]), rules.base_inc.value)
         else:
@@ -483,6 +559,7 @@ class Executor:
         r["source"][0, k] = SRC_PAPER
         r["phase"][0, k] = PH_DONE
         if base <= 0.0:
+            r["terminal"][0, k] = rings.FILL_CANCELED
             r["fail"][0, k] = f"L{k} paper fill empty: no depth on {rules.symbol}".encode()
             return False
         return True
@@ -492,6 +569,10 @@ class Executor:
         terminal with no matches says filledSize 0 only through REST, never by itself)."""
         r = self.row
         n, got, term = int(r["n_match"][0, k]), float(r["filled_sz"][0, k]), float(r["term_filled_sz"][0, k])
+        if n == 0 and term == 0.0 and r["limit_px"][0, k] > 0.0 and r["terminal"][0, k] == rings.FILL_CANCELED:
+            # a limit IOC with nothing at its price: `received` -> `canceled` with filledSize
+            # 0 is its documented end (docs/kucoin.md 5.10), not a lost event
+            return True
         return n > 0 and abs(got - term) <= 1e-9 * got
 
     def _await_fills(self, k: int, tri) -> bool:
@@ -553,6 +634,14 @@ class Executor:
         if watch is not None:
             watch.events += 1            # the follow-up asks REST at once (_follow_up)
             watch.next_at = 0.0
+            return
+        if self.run_id and int(e["corr"]) >> 24 != self.run_id:
+            # corr = run_id << 24 | n (pipeline.alloc_pstate): an order of an earlier session,
+            # which the start-up reconciliation looked up by clientOid (docs/design.md 6.7)
+            self.late_earlier += 1
+            self.log(f"executor {self.slot}: event of an earlier session's order {coid} kind="
+                     f"{int(e['kind'])} match={e['match_sz']}@{e['match_px']} (its figures are in "
+                     f"the start-up reconciliation)")
             return
         self.stray += 1
         self.log(f"executor {self.slot}: STRAY fill event corr={int(e['corr']):x} leg={int(e['leg'])} "
@@ -728,6 +817,9 @@ class Executor:
         lg.set_fills(float(r["filled_sz"][0, k]), float(r["filled_funds"][0, k]), rules.taker_fee)
         lg.source = SOURCE_NAMES[int(r["source"][0, k])]
         lg.unknown = int(r["phase"][0, k]) == PH_UNKNOWN
+        if r["limit_px"][0, k] > 0.0:
+            lg.order_type = "limit"
+            lg.limit_price = r["limit_text"][0, k].decode()
         if int(r["phase"][0, k]) == PH_DONE and lg.filled_sz > 0.0:
             lg.unfilled = _unfilled(rules, side, float(r["order_amt"][0, k]), lg)
         rec.legs.append(lg)
@@ -746,6 +838,32 @@ class Executor:
         rec.settle()
         rec.value_open(self.valuer)
         self.emit(rec)
+        if self.unwinder is not None and status in (report.STATUS_FAILED, report.STATUS_ABORTED,
+                                                    report.STATUS_PARTIAL):
+            # docs/design.md 6.7: what the failure left is sold back to the start currency by
+            # the unwind worker (never here: this slot's triangle is over; its line is out)
+            held = [(a, c) for a, c in rec.held() if a > 0.0]
+            if held:
+                self.unwinder.request(held, rec.triangle[0], rec.corr, status,
+                                      ref_books=dict(zip(rec.symbols, rec.books)))
+
+
+def books_walk_limit(book_px, book_sz, sym: int, side: int, size: float, limit: float) -> tuple:
+    """Paper fill of a limit IOC order of `size` base at `limit`: (base, notional) walked on
+    the local book, levels at the limit or better only (docs/kucoin.md 5.10)."""
+    bs = books.SIDE_ASK if side == cascade.LEG_BUY else books.SIDE_BID
+    left, base, notional = size, 0.0, 0.0
+    for i in range(book_px.shape[2]):
+        p, q = float(book_px[sym, bs, i]), float(book_sz[sym, bs, i])
+        if not q > 0.0 or left <= size * 1e-12:
+            break
+        if (side == cascade.LEG_BUY and p > limit * (1 + 1e-12)) or (side == cascade.LEG_SELL and p < limit * (1 - 1e-12)):
+            break
+        take = min(q, left)
+        base += take
+        notional += take * p
+        left -= take
+    return base, notional
 
 
 def _unfilled(rules, side: int, order_amt: float, lg) -> float:
@@ -755,7 +873,7 @@ def _unfilled(rules, side: int, order_amt: float, lg) -> float:
     fee held) would have bought at least one more base increment at its average price plus
     5 % (the last level walked costs more than the average), which is the leftover KuCoin
     leaves on every full fill (docs/kucoin.md 6.6)."""
-    if side == cascade.LEG_SELL:
+    if side == cascade.LEG_SELL or lg.order_type == "limit":   # an order by size
         left = order_amt - lg.filled_sz
         return left if left > 0.5 * rules.base_inc.value else 0.0
     left = order_amt - lg.filled_funds

@@ -246,7 +246,7 @@ def classify_order_answer(status: int, body: bytes) -> tuple[int, str, str, str]
 
 
 def order_body(symbol: str, side: str, clientOid: str, size=None, funds=None,
-               type: str = "market", price=None) -> bytes:
+               type: str = "market", price=None, time_in_force: str | None = None) -> bytes:
     """Compact JSON body of an HF order (docs/kucoin.md 5.2), built once as the exact bytes
     that are signed and sent (docs/kucoin.md 8.6: a body re-serialized differently from the
     signed one fails with 400005).
@@ -276,6 +276,11 @@ def order_body(symbol: str, side: str, clientOid: str, size=None, funds=None,
         parts.append(f',"size":"{decimal_str(size, "size")}"')
     if funds is not None:
         parts.append(f',"funds":"{decimal_str(funds, "funds")}"')
+    if time_in_force is not None:
+        # docs/kucoin.md 5.2, 5.10: GTC (default), GTT, IOC, FOK; limit orders only
+        if type != "limit" or time_in_force not in ("GTC", "GTT", "IOC", "FOK"):
+            raise ValueError(f"timeInForce {time_in_force!r} needs a limit order and one of GTC, GTT, IOC, FOK")
+        parts.append(f',"timeInForce":"{time_in_force}"')
     parts.append("}")
     return "".join(parts).encode("ascii")
 
@@ -574,30 +579,48 @@ class KucoinClient:
 
     # ---- orders ---------------------------------------------------------------------
 
-    def _post_order(self, path, symbol, side, clientOid, size, funds, type, price):
+    def _post_order(self, path, symbol, side, clientOid, size, funds, type, price,
+                    time_in_force=None):
         body = order_body(symbol, side, clientOid, size=size, funds=funds, type=type,
-                          price=price)
+                          price=price, time_in_force=time_in_force)
         return self._request("POST", path, body=body, signed=True, kind=_KIND_PLACE)
 
     def place_order(self, symbol, side, clientOid, size=None, funds=None, type="market",
-                    price=None) -> dict:
+                    price=None, time_in_force=None) -> dict:
         """POST /api/v1/hf/orders (docs/kucoin.md 5.1/5.2) -> {"orderId", "clientOid"}.
         Never retried. On ServerError/TransportError the order may exist: query it by
         clientOid (get_order_by_client_oid) before doing anything else."""
         return self._post_order("/api/v1/hf/orders", symbol, side, clientOid, size, funds,
-                                type, price)
+                                type, price, time_in_force)
 
     def test_order(self, symbol, side, clientOid, size=None, funds=None, type="market",
-                   price=None) -> dict:
+                   price=None, time_in_force=None) -> dict:
         """POST /api/v1/hf/orders/test (docs/kucoin.md 5.3): validated, never matched."""
         return self._post_order("/api/v1/hf/orders/test", symbol, side, clientOid, size,
-                                funds, type, price)
+                                funds, type, price, time_in_force)
 
     def place_order_sync(self, symbol, side, clientOid, size=None, funds=None,
-                         type="market", price=None) -> dict:
+                         type="market", price=None, time_in_force=None) -> dict:
         """POST /api/v1/hf/orders/sync (docs/kucoin.md 5.4): order state after matching."""
         return self._post_order("/api/v1/hf/orders/sync", symbol, side, clientOid, size,
-                                funds, type, price)
+                                funds, type, price, time_in_force)
+
+    def active_order_symbols(self) -> list:
+        """GET /api/v1/hf/orders/active/symbols (docs/kucoin.md 5.1): symbols with active HF
+        orders."""
+        data = self._request("GET", "/api/v1/hf/orders/active/symbols", signed=True)
+        return list((data or {}).get("symbols") or [])
+
+    def active_orders(self, symbol: str) -> list:
+        """GET /api/v1/hf/orders/active?symbol= (docs/kucoin.md 5.1): the symbol's active HF
+        orders (order objects, 5.6)."""
+        return list(self._request("GET", "/api/v1/hf/orders/active",
+                                  [("symbol", _token(symbol, "symbol"))], signed=True) or [])
+
+    def level1(self, symbol: str) -> dict:
+        """GET /api/v1/market/orderbook/level1?symbol= (public): best bid and ask."""
+        return self._request("GET", "/api/v1/market/orderbook/level1",
+                             [("symbol", _token(symbol, "symbol"))]) or {}
 
     def get_order(self, order_id: str, symbol: str) -> dict:
         """GET /api/v1/hf/orders/{orderId}?symbol= (docs/kucoin.md 5.6). NotFound if unknown."""

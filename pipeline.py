@@ -96,6 +96,8 @@ def _stage_signal(c, corr, now_ns, recv_ns, parsed_ns, book_ns, stage, origin):
     s["bid_sz1"] = c["bid_sz1"]; s["ask_sz1"] = c["ask_sz1"]
     s["bid_sz2"] = c["bid_sz2"]; s["ask_sz2"] = c["ask_sz2"]
     s["book_ts_ms"] = c["book_ts_ms"]
+    s["lim0"] = c["lim0"]
+    s["base0"] = c["base0"]
     s["recv_ns"] = recv_ns
     s["parsed_ns"] = parsed_ns
     s["book_ns"] = book_ns

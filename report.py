@@ -49,8 +49,18 @@ STATUS_PARTIAL = "PARTIAL"    # three legs done, but a leg filled less than it w
 STATUS_FAILED = "FAILED"      # a leg was rejected, not sent, or ended with no fill
 STATUS_ABORTED = "ABORTED"    # the cancel flag stopped it between legs
 STATUS_UNKNOWN = "UNKNOWN"    # a leg's outcome could not be learned from the exchange in time
-STATUSES = (STATUS_FILLED, STATUS_PARTIAL, STATUS_FAILED, STATUS_ABORTED, STATUS_UNKNOWN)
+STATUS_MISSED = "MISSED"      # leg 0 was a limit IOC (leg0_order = ioc) and nothing filled at
+                              # its price: the edge was gone; zero cost (docs/design.md 6.7)
+STATUS_RECOVERED = "RECOVERED"  # a triangle an earlier session left in flight (killed), as the
+                              # exchange says its orders ended; written at start-up (6.7)
+STATUSES = (STATUS_FILLED, STATUS_PARTIAL, STATUS_FAILED, STATUS_ABORTED, STATUS_UNKNOWN,
+            STATUS_MISSED, STATUS_RECOVERED)
 FOLLOWUP = "FOLLOWUP"         # a later word from the exchange on an UNKNOWN leg (not a triangle)
+UNWOUND = "UNWOUND"           # a triangle's leftovers sold back to its start currency (6.7):
+                              # nothing sellable is left (dust below a minimum may remain)
+UNWIND_FAILED = "UNWIND_FAILED"  # an unwind that left something sellable held: rejected, no
+                              # route or book, or nothing filled within unwind_max_loss_bps
+STARTUP = "STARTUP"           # the start-up reconciliation's summary (6.7; not a triangle)
 
 SIDE_NAMES = ("buy", "sell")   # indexed by cascade.LEG_BUY / LEG_SELL
 
@@ -94,6 +104,8 @@ class LegReport:
     source: str = ""           # whose figures: "feed" (private events), "rest" (order
                                # lookup), "paper"; "" when the leg has no order
     unknown: bool = False      # the outcome could not be learned: figures are what was seen
+    order_type: str = "market"  # "limit": a limit IOC (leg0_order = ioc, unwind_max_loss_bps)
+    limit_price: str = ""      # its price, as sent
 
     @property
     def avg_px(self) -> float:
@@ -233,6 +245,110 @@ class FollowUp:
         return got[0] if got else None
 
 
+@dataclass(slots=True)
+class UnwindReport:
+    """One unwind (docs/design.md 6.7): a triangle's leftovers sold back to its start
+    currency, by the unwind worker (unwind.Unwinder). `corr` is the triangle's. Each order is
+    a LegReport (leg = its number within the unwind, 0, 1, ...), with the exchange's figures.
+
+    cost_bps: what the leftovers fetched against their value at the signal's prices (the
+    books the triangle was signalled on; for a leftover of an earlier session without them,
+    the best prices when the unwind started), fees included; positive = a loss."""
+    status: str                              # UNWOUND | UNWIND_FAILED
+    ts_ms: int
+    corr: int
+    start: str                               # the triangle's start currency: the target
+    reason: str                              # what asked for it: "FAILED", "startup", ...
+    mode: str = ""
+    requested: list = field(default_factory=list)   # [(amount, ccy)] asked to unwind
+    legs: list = field(default_factory=list)        # [LegReport] orders placed, in order
+    dust: list = field(default_factory=list)        # [(amount, ccy, why)] below a minimum
+    kept: list = field(default_factory=list)        # [(amount, ccy)] in the `keep` list
+    left: list = field(default_factory=list)        # [(amount, ccy, why)] sellable, still held
+    ref_value: float | None = None           # the sold amounts' value at the reference prices
+    error: str = ""
+
+    def net(self) -> dict:
+        net = {}
+        for lg in self.legs:
+            net[lg.from_ccy] = net.get(lg.from_ccy, 0.0) - lg.spent
+            net[lg.to_ccy] = net.get(lg.to_ccy, 0.0) + lg.received
+        return net
+
+    @property
+    def profit(self):
+        """What the start currency received (the proceeds: a real change of it)."""
+        return self.net().get(self.start) if self.legs else None
+
+    @property
+    def triangle(self) -> tuple:
+        return (self.start,)
+
+    def held(self) -> list:
+        """The holdings this changed: sold leftovers negative, a two-hop route's middle
+        currency what its second order did not take."""
+        return [(a, c) for c, a in self.net().items() if c != self.start and a != 0.0]
+
+    @property
+    def received(self) -> float:
+        return self.net().get(self.start, 0.0)
+
+    @property
+    def cost_bps(self):
+        if not self.ref_value or not self.legs:
+            return None
+        return (self.ref_value - self.received) / self.ref_value * 1e4
+
+    def unknown_legs(self) -> list:
+        return [lg for lg in self.legs if lg.unknown]
+
+
+@dataclass(slots=True)
+class StartupReport:
+    """The start-up reconciliation (docs/design.md 6.7): what earlier sessions left. One
+    record; `text()` is the multi-line summary printed at start, `line()` its report line."""
+    ts_ms: int
+    account: str                              # the state file's account label
+    previous: list = field(default_factory=list)    # run ids of earlier sessions on record
+    dead: list = field(default_factory=list)        # [str] a RECOVERED line per dead triangle
+    cancelled: list = field(default_factory=list)   # [(clientOid, symbol, outcome)] active orders of ours
+    balances: list = field(default_factory=list)    # [(ccy, amount, value or None, note)]
+    leftovers: list = field(default_factory=list)   # [(amount, ccy, start, corr)] ours, from records
+    unwinds: list = field(default_factory=list)     # [(amount, ccy, start, corr)] asked to unwind
+    ref: str = ""
+    notes: list = field(default_factory=list)
+
+    def line(self) -> str:
+        bal = ",".join(f"{fmt_num(a)} {c}" + (f"(~{fmt_num(v)} {self.ref})" if v is not None else "")
+                       + (f"[{n}]" if n else "") for c, a, v, n in self.balances) or "-"
+        return " | ".join([
+            f"{fmt_ts_ms(self.ts_ms)} {STARTUP}", "corr=-", f"account={self.account}",
+            "previous=[" + ",".join(f"{r:x}" for r in self.previous) + "]",
+            f"dead={len(self.dead)}", f"cancelled={len(self.cancelled)}",
+            f"balances={bal}",
+            "leftovers=" + (",".join(f"{fmt_num(a)} {c}->{s} corr={k:x}" for a, c, s, k in self.leftovers) or "-"),
+            "unwind=" + (",".join(f"{fmt_num(a)} {c}->{s}" for a, c, s, _ in self.unwinds) or "-")]
+            + ([f"notes={_one_line('; '.join(self.notes))}"] if self.notes else []))
+
+    def text(self) -> str:
+        out = [f"start-up reconciliation (account {self.account}; earlier sessions on record: "
+               + (", ".join(f"{r:x}" for r in self.previous) or "none") + ")"]
+        out.append(f"  triangles left in flight by an earlier session: {len(self.dead)}")
+        out += [f"    {d}" for d in self.dead]
+        out.append(f"  active orders of ours cancelled: {len(self.cancelled)}"
+                   + "".join(f"\n    {c} {s}: {o}" for c, s, o in self.cancelled))
+        out.append("  balances outside the primary quotes:" + (" none" if not self.balances else ""))
+        for c, a, v, n in self.balances:
+            out.append(f"    {c} {fmt_num(a)}" + (f" (~{fmt_num(v)} {self.ref})" if v is not None else " (no price)")
+                       + (f" {n}" if n else ""))
+        out.append("  leftovers of our triangles: " + (", ".join(
+            f"{fmt_num(a)} {c} (start {s}, corr {k:x})" for a, c, s, k in self.leftovers) or "none"))
+        out.append("  unwinding now: " + (", ".join(f"{fmt_num(a)} {c} -> {s}" for a, c, s, _ in self.unwinds)
+                                          or "nothing"))
+        out += [f"  note: {n}" for n in self.notes]
+        return "\n".join(out)
+
+
 # -- number and time formatting ------------------------------------------------------------
 
 def fmt_num(x) -> str:
@@ -284,11 +400,14 @@ def format_fill(lg: LegReport) -> str:
     head = f"L{lg.leg}:{SIDE_NAMES[lg.side]} {lg.symbol} {lg.from_ccy}->{lg.to_ccy}"
     if lg.filled_sz <= 0.0:
         sent = f"{lg.order_field}={lg.order_text}" if lg.order_text else "not placed"
+        if lg.order_type == "limit" and lg.order_text:
+            sent += f" IOC@{lg.limit_price}"
         return f"{head} unfilled({sent})"
     lat = lg.lat_ms
     lat_s = f"{lat:.1f}ms" if lat is not None else "-"
+    ioc = f" IOC@{lg.limit_price}" if lg.order_type == "limit" else ""
     return (f"{head} {fmt_num(lg.filled_sz)}@{fmt_num(lg.avg_px)}"
-            f"(fee={fmt_num(lg.fee)} {lg.fee_ccy} lat={lat_s})")
+            f"(fee={fmt_num(lg.fee)} {lg.fee_ccy} lat={lat_s}{ioc})")
 
 
 def format_followup(fu: FollowUp) -> str:
@@ -308,6 +427,10 @@ def format_line(rec: TriangleReport) -> str:
     """The report line (module docstring). Renders only the record's known fields."""
     if isinstance(rec, FollowUp):
         return format_followup(rec)
+    if isinstance(rec, UnwindReport):
+        return format_unwind(rec)
+    if isinstance(rec, StartupReport):
+        return rec.line()
     out = [
         f"{fmt_ts_ms(rec.ts_ms)} {rec.status}",
         f"corr={rec.corr:x}",
@@ -321,7 +444,7 @@ def format_line(rec: TriangleReport) -> str:
         out.append(f"error={_one_line(rec.error)}")
     elif rec.status in (STATUS_FAILED, STATUS_UNKNOWN):
         out.append("error=unknown")
-    elif rec.status == STATUS_ABORTED:
+    elif rec.status in (STATUS_ABORTED, STATUS_MISSED, STATUS_RECOVERED):
         out.append(f"reason={_one_line(rec.reason) or 'unknown'}")
     unknown = rec.unknown_legs()
     if unknown:
@@ -341,6 +464,27 @@ def format_line(rec: TriangleReport) -> str:
     return " | ".join(out)
 
 
+def format_unwind(u: UnwindReport) -> str:
+    out = [f"{fmt_ts_ms(u.ts_ms)} {u.status}", f"corr={u.corr:x}", f"start={u.start}",
+           f"reason={_one_line(u.reason) or '-'}",
+           "requested=" + (",".join(f"{fmt_num(a)} {c}" for a, c in u.requested) or "-"),
+           f"received={fmt_num(u.received)} {u.start}",
+           f"cost_bps={fmt_bps(u.cost_bps)}"]
+    if u.error:
+        out.append(f"error={_one_line(u.error)}")
+    if u.unknown_legs():
+        out.append("unknown=[" + ", ".join(f"U{lg.leg} {lg.client_oid} {lg.symbol}" for lg in u.unknown_legs()) + "]")
+    if u.dust:
+        out.append("dust=" + ",".join(f"{fmt_num(a)} {c}({_one_line(w)})" for a, c, w in u.dust))
+    if u.kept:
+        out.append("kept=" + ",".join(f"{fmt_num(a)} {c}" for a, c in u.kept))
+    if u.left:
+        out.append("held=" + ",".join(f"{fmt_num(a)} {c}({_one_line(w)})" for a, c, w in u.left))
+    out.append("fills=[" + ", ".join(format_fill(lg).replace(f"L{lg.leg}:", f"U{lg.leg}:", 1)
+                                     for lg in u.legs) + "]")
+    return " | ".join(out)
+
+
 # -- the journal ---------------------------------------------------------------------------
 
 def _json_num(x):
@@ -351,6 +495,21 @@ def _json_num(x):
 
 
 def journal_dict(rec: TriangleReport) -> dict:
+    if isinstance(rec, UnwindReport):
+        d = {f.name: getattr(rec, f.name) for f in fields(UnwindReport) if f.name != "legs"}
+        d = json.loads(json.dumps(d, default=str))
+        d["legs"] = [{k: _json_num(x) for k, x in asdict(lg).items()} | {"side_name": SIDE_NAMES[lg.side],
+                                                                         "avg_px": lg.avg_px} for lg in rec.legs]
+        d.update(ts=fmt_ts_ms(rec.ts_ms), corr_hex=f"{rec.corr:x}", received=rec.received,
+                 cost_bps=_json_num(rec.cost_bps), held=[[a, c] for a, c in rec.held()],
+                 ref_value=_json_num(rec.ref_value))
+        return d
+    if isinstance(rec, StartupReport):
+        d = json.loads(json.dumps(asdict(rec), default=str))
+        # corr null (corr=- on the line, whose shape stays "TS STATUS | corr=..."): a reader
+        # that keys records by corr meets no triangle here
+        d.update(status=STARTUP, ts=fmt_ts_ms(rec.ts_ms), corr=None, corr_hex="-", text=rec.text())
+        return d
     if isinstance(rec, FollowUp):
         return {"status": FOLLOWUP, "ts": fmt_ts_ms(rec.ts_ms), "ts_ms": rec.ts_ms, "corr": rec.corr,
                 "corr_hex": f"{rec.corr:x}", "triangle": list(rec.triangle), "found": rec.found,
@@ -514,6 +673,12 @@ class SessionSummary:
     partial: int = 0
     unknown: int = 0                               # triangles with an UNKNOWN leg
     followups: int = 0                             # FOLLOWUP records (an UNKNOWN leg resolved)
+    missed: int = 0                                # MISSED: leg 0 IOC filled nothing (not in tried)
+    recovered: int = 0                             # RECOVERED: an earlier session's dead triangle
+    unwound: int = 0                               # UNWOUND records
+    unwind_failed: int = 0                         # UNWIND_FAILED records
+    unwind_cost: dict = field(default_factory=dict)  # start ccy -> value at the reference
+                                                   # prices minus what the unwinds fetched
     unresolved: dict = field(default_factory=dict)  # clientOid -> corr of UNKNOWN legs not yet
                                                    # resolved by a FOLLOWUP (found or not)
     pnl: dict = field(default_factory=dict)        # start ccy -> sum of its real change
@@ -530,6 +695,30 @@ class SessionSummary:
         self.errors[key] += 1
 
     def add(self, rec) -> None:
+        if isinstance(rec, StartupReport):
+            return
+        if isinstance(rec, UnwindReport):
+            if rec.status == UNWOUND:
+                self.unwound += 1
+            else:
+                self.unwind_failed += 1
+                self.errors[_one_line("unwind: " + rec.error)[:80]] += 1
+            if rec.ref_value and rec.legs:
+                self.unwind_cost[rec.start] = self.unwind_cost.get(rec.start, 0.0) + rec.ref_value - rec.received
+            for lg in rec.unknown_legs():
+                if len(self.unresolved) < 10_000:
+                    self.unresolved[lg.client_oid] = rec.corr
+            self._money(rec)
+            return
+        if isinstance(rec, TriangleReport) and rec.status == STATUS_RECOVERED:
+            self.recovered += 1
+            self._money(rec)
+            return
+        if isinstance(rec, TriangleReport) and rec.status == STATUS_MISSED:
+            self.tried += 1
+            self.missed += 1
+            self._latencies(rec)
+            return
         if isinstance(rec, FollowUp):
             self.followups += 1
             self.unresolved.pop(rec.leg.client_oid, None)
@@ -590,7 +779,9 @@ class SessionSummary:
         return {
             "mode": self.mode, "tried": self.tried, "filled": self.filled,
             "partial": self.partial, "failed": self.failed, "aborted": self.aborted,
-            "unknown": self.unknown, "followups": self.followups,
+            "unknown": self.unknown, "followups": self.followups, "missed": self.missed,
+            "recovered": self.recovered, "unwound": self.unwound, "unwind_failed": self.unwind_failed,
+            "unwind_cost": dict(self.unwind_cost),
             "unresolved": sorted(self.unresolved),
             "pnl": dict(self.pnl), "held": dict(self.held), "errors": dict(self.errors),
             "tick_to_fire_us": self._stats(self.tick_to_fire_us),
@@ -603,7 +794,13 @@ class SessionSummary:
         d = self.as_dict()
         lines = [f"session summary ({self.mode or '-'}): tried={self.tried} filled={self.filled} "
                  f"partial={self.partial} failed={self.failed} aborted={self.aborted} "
-                 f"unknown={self.unknown}" + (f" followups={self.followups}" if self.followups else "")]
+                 f"unknown={self.unknown} missed={self.missed}"
+                 + (f" followups={self.followups}" if self.followups else "")
+                 + (f" recovered={self.recovered}" if self.recovered else "")]
+        if self.unwound or self.unwind_failed:
+            cost = " ".join(f"{c}={fmt_num(v)}" for c, v in sorted(self.unwind_cost.items())) or "-"
+            lines.append(f"  unwinds: unwound={self.unwound} unwind_failed={self.unwind_failed} "
+                         f"cost (value at the signals' prices - received): {cost}")
         pnl = " ".join(f"{c}={fmt_num(v)}" for c, v in sorted(self.pnl.items())) or "-"
         lines.append(f"  pnl (start currencies' real change): {pnl}")
         if self.held:

@@ -121,6 +121,8 @@ SIGNAL_DTYPE = np.dtype([
     ("eval_ns", "i8"),       # triangle evaluated
     ("push_ns", "i8"),       # signal published
     ("origin", "i1"),        # ORIGIN_FRAME: a level2 frame; ORIGIN_REEVAL: a slot release
+    ("lim0", "f8"),          # leg 0 as an IOC limit (leg0_order = ioc): the worst price the
+    ("base0", "f8"),         # evaluation walked and the base size (triangles._leg0_ioc)
 ], align=True)
 ORIGIN_FRAME = 0
 ORIGIN_REEVAL = 1

@@ -34,6 +34,10 @@ import time
 
 T0 = time.monotonic()   # ~process start: the first-evaluation log line measures from here
 
+import kernelcache  # noqa: E402
+
+kernelcache.use_source_keyed_cache()   # before anything imports numba (kernelcache.py)
+
 import collections
 import os
 import queue
@@ -69,12 +73,31 @@ class LogWriter:
         self.echo = echo
         self.summary = None
         self.records: collections.deque = collections.deque(maxlen=keep_records)
+        self.run_dir = run_dir
+        self.startup = None      # the start-up reconciliation's report.StartupReport
+        self.state = None        # recovery.StateLog once start-up has reconciled (docs/design.md 6.7)
+        self.state_errors = 0
 
     def log(self, text: str) -> None:
         self.q.put(("log", _log_line(text)))
 
     def emit(self, rec) -> None:
         self.q.put(("report", rec))
+
+    def intent(self, t: tuple) -> None:
+        """An order's bytes are out (Executor.fire_leg): its durable record, written and
+        fsynced by this thread before any later line (docs/design.md 6.7). Never blocks."""
+        self.q.put(("intent", t))
+
+    def _state(self, fn, item) -> None:
+        if self.state is None:
+            return
+        try:
+            fn(item)
+        except OSError as e:   # never stop logging reports because the state file failed
+            self.state_errors += 1
+            if self.state_errors <= 3:
+                self.engine_f.write(_log_line(f"run: state file write failed: {e}") + "\n")
 
     def run(self) -> None:
         import report
@@ -86,17 +109,27 @@ class LogWriter:
                 self.engine_f.write(item + "\n")
                 if self.echo:
                     print(item, flush=True)
+            elif kind == "intent":
+                if self.state is not None:
+                    self._state(self.state.write_intent, item)
             elif kind == "report":
                 line = report.format_line(item)
                 self.report_f.write(line + "\n")
                 self.journal_f.write(report.journal_line(item) + "\n")
+                if self.state is not None:
+                    self._state(self.state.write_record, item)
                 if self.summary is not None:
                     self.summary.add(item)
-                self.records.append(item)
+                if isinstance(item, report.StartupReport):
+                    self.startup = item      # not a trading record (docs/design.md 6.7)
+                else:
+                    self.records.append(item)
                 if self.echo:
                     print(line, flush=True)
         for f in (self.report_f, self.journal_f, self.engine_f):
             f.flush()
+        if self.state is not None:
+            self.state.close()
 
     def stop(self) -> None:
         self.q.put(("stop", None))
@@ -218,7 +251,8 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.reeval = np.zeros(n, np.int8)                               # hot thread: symbols to look at again
     sh.hot_acc = np.zeros((cfg.slots, 3, 2))                       # hot thread: per leg (filled base, notional)
     sh.hot_acc_corr = np.zeros(cfg.slots, np.uint64)               # hot thread: corr those totals belong to
-    sh.rate_backoff_ns = np.zeros(cfg.slots, np.int64)             # executor k writes cell k: 429 backoff
+    sh.rate_backoff_ns = np.zeros(cfg.slots + 1, np.int64)         # executor k writes cell k: 429 backoff;
+                                                                   # the last cell: unwind.Unwinder (its pause)
     sh.fill_stage = np.zeros(1, rings.FILL_DTYPE)                  # hot thread: the FILL record being routed
     sh.slot_fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(cfg.slots)]
     sh.hot_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
@@ -389,9 +423,10 @@ class Engine:
         uni = universe.Universe(enabled, cfg.primary_quotes, fees, cfg.default_taker_fee,
                                 only_symbols=only)
         summ = uni.summary()
-        balances = {}
+        balances, totals = {}, {}
         for a in client.accounts(type="trade"):
             balances[a["currency"]] = balances.get(a["currency"], 0) + a["available"]
+            totals[a["currency"]] = totals.get(a["currency"], 0) + a["balance"]
         self.log(f"run: clock offset {offset} ms; {len(enabled)} symbols enabled; universe "
                  f"{summ['symbols']} symbols, {summ['currencies']} currencies, {summ['triangles']} "
                  f"triangles {summ['per_primary']}; balances "
@@ -407,15 +442,22 @@ class Engine:
             # keep-warm of the TLS record code too (tlsio.WarmPair; ~0.15 s, mostly importing
             # trustme). A/B in README, TLS: tick-to-fire p50 161/168 -> 154/134 us
             sh.tls_warm = tlsio.WarmPair.make()
+        sh.run_id = run_id
         warm_s = warm_up(sh)
         self.log(f"run: kernels warm in {warm_s:.2f}s")
         self.summary = report.SessionSummary(mode=cfg.mode)
         self.lw.summary = self.summary
+        unwind_requests = self._reconcile(cfg, client, uni, enabled, fees, totals, run_id, signer)
+        self.unwinder = None
+        if cfg.unwind == "market":
+            import unwind
+            self.unwinder = unwind.Unwinder(sh, cfg, client, self.lw.emit, self.log, run_id)
 
         self.maint = maint.MaintLoop(client, uni.symbols, cfg.book_depth, sh.snap_req, sh.snap_ring,
                                      sh.maint_wake_fd, sh.hot_wake_fd, sh.stop, self.log,
                                      levels=str(sh.snap_levels), ca_file=ca_file, on_fatal=self.fatal)
-        self.executors = [executor.Executor(k, sh, cfg, signer, client, self.lw.emit, self.log)
+        self.executors = [executor.Executor(k, sh, cfg, signer, client, self.lw.emit, self.log,
+                                            intent=self.lw.intent, unwinder=self.unwinder)
                           for k in range(cfg.slots)]
         for ex in self.executors:
             ex.connect()
@@ -424,12 +466,17 @@ class Engine:
                         threading.Thread(target=self.hot.run, name="hot", daemon=True)]
         self.threads += [threading.Thread(target=ex.run, name=f"exec{k}", daemon=True)
                          for k, ex in enumerate(self.executors)]
+        if self.unwinder is not None:
+            self.threads.append(threading.Thread(target=self.unwinder.run, name="unwind", daemon=True))
         sys.setswitchinterval(cfg.switch_interval_us / 1e6)
         for t in self.threads:
             t.start()
         for link_syms in maint.plan_links(uni.symbols):
             self.maint.request_link("public", link_syms)
         self.maint.request_link("private", [])
+        if self.unwinder is not None:
+            for req in unwind_requests:   # earlier sessions' leftovers (docs/design.md 6.7)
+                self.unwinder.request(*req)
         self.t0 = time.monotonic()
         tls = ""
         if rest_url.startswith("https://"):
@@ -439,6 +486,32 @@ class Engine:
                    f"{'; TLS keep-warm on' if sh.tls_warm is not None else ''})")
         self.log(f"run: started in {time.perf_counter() - t_start:.2f}s: {cfg.mode} mode on {cfg.venue}, "
                  f"{cfg.slots} slots, fire_from={cfg.fire_from}{tls}")
+
+    def _reconcile(self, cfg, client, uni, enabled, fees, totals, run_id, signer) -> list:
+        """The start-up reconciliation (docs/design.md 6.7, recovery.py): before trading, what
+        earlier sessions left (orders in flight, active orders, leftovers) is looked up,
+        reported and written to the journal; returns the unwind requests for later."""
+        import recovery
+        if cfg.venue == "sim":
+            # a fresh simulator every run: nothing earlier can be on its books
+            account = "sim"
+            path = self.lw.run_dir / "state.jsonl"
+            prior = recovery.Prior()
+        else:
+            account = recovery.account_label(cfg.rest_url, signer.api_key if hasattr(signer, "api_key")
+                                              else cfg.secrets.api_key)
+            path = HERE / cfg.log_dir / "state" / f"{account}.jsonl"
+            prior = recovery.load(path)
+        state = recovery.StateLog(path, uni, run_id, lock=cfg.venue != "sim")
+        su, recovered, requests, carry, unresolved = recovery.reconcile(
+            client, cfg, prior, enabled, fees, totals, self.log, account)
+        state.compact(prior, carry, set(prior.dead))
+        self.lw.state = state
+        for rec in recovered:
+            self.lw.emit(rec)
+        self.lw.emit(su)
+        self.log("run: " + su.text())
+        return requests
 
     def status_line(self, prev, dt) -> str:
         import maint
@@ -458,7 +531,9 @@ class Engine:
                 f"{n_crossed} crossed, {n_silent} silent | "
                 f"gaps {c[C['gaps']]} resyncs {c[C['resyncs']]} | signals {c[C['signals']]} "
                 f"(no slot {c[C['no_slot']]}) | tried {s.tried} filled {s.filled} failed {s.failed} "
-                f"aborted {s.aborted} | PnL {pnl} | tick-to-fire p50 {ttf[0]} "
+                f"aborted {s.aborted} missed {s.missed}"
+                + (f" | unwound {s.unwound} unwind_failed {s.unwind_failed}" if s.unwound or s.unwind_failed else "")
+                + f" | PnL {pnl} | tick-to-fire p50 {ttf[0]} "
                 f"p99 {ttf[1]} us | bad frames {c[C['bad_frames']]} errors {c[C['hot_errors']]} "
                 f"reconnects {c[C['reconnects']]}")
 
@@ -488,6 +563,12 @@ class Engine:
             deadline = time.monotonic() + 2 * self.cfg.fill_timeout_ms / 1000 + 1
             while time.monotonic() < deadline and any(slots.is_busy(sh.slots, k) for k in range(len(sh.slots))):
                 time.sleep(0.01)
+        if getattr(self, "unwinder", None) is not None:
+            # leftovers of the last triangles (an ABORTED one included) are sold while the
+            # books are still live (docs/design.md 6.7)
+            if not self.unwinder.drain(max(10.0, 2 * self.cfg.order_lookup_ms / 1000)):
+                self.log("run: unwinds still running at shutdown: their leftovers stay held "
+                         "(the next start lists them)")
         sh.stop.set()
         for fd in sh.slot_fds + [sh.hot_wake_fd, sh.maint_wake_fd]:
             os.eventfd_write(fd, 1)

@@ -129,6 +129,10 @@ CANDIDATE_DTYPE = np.dtype([
     ("bid_sz2", "f8"), ("ask_sz2", "f8"),    # sizes at those prices, base units
     ("amt0", "f8"), ("amt1", "f8"), ("amt2", "f8"),  # predicted order amounts: funds (buy)
                                                      # or size (sell) of each leg
+    ("lim0", "f8"),              # leg 0's worst price walked for amt0 (leg0_order = ioc:
+                                 # the IOC limit price, docs/kucoin.md 5.10)
+    ("base0", "f8"),             # leg 0's base size for an IOC limit: what the walk buys
+                                 # (capped so price*size*(1+fee) fits the balance), or amt0
     ("book_ts_ms", "i8"),        # oldest exchange ts_ms of the three books
     ("eval_ns", "i8"),           # now_ns passed to the kernel
 ], align=True)
@@ -264,6 +268,48 @@ def _fill_inverse(px, sz, sym, leg_side, fee, base_inc, inc, nlev, target):
         cum_s += s
         cum_q += s * p
     return np.inf
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _leg0_ioc(px, sz, sym, leg_side, fee, base_inc, nlev, amount, balance):
+    """(worst price, base size) of leg 0 as a limit IOC order (leg0_order = ioc, docs/design.md
+    6.7, docs/kucoin.md 5.10): the price of the last level the market order of `amount`
+    would touch (the walk `_fill` does), and the base it would take. A buy's limit holds
+    price * size * (1 + fee) (6.6), more than the market order's funds: the size is capped so
+    that the hold fits `balance`, floored to base_inc. A sell's size is `amount` itself."""
+    side = _book_side(leg_side)
+    worst = np.nan
+    if leg_side == LEG_BUY:
+        spent = 0.0
+        base = 0.0
+        for i in range(nlev):
+            p = px[sym, side, i]
+            s = sz[sym, side, i]
+            c = p * s
+            if spent + c <= amount * (1.0 + REL_TOL):
+                spent += c
+                base += s
+                worst = p
+            else:
+                part = _floor_n((amount - spent) / p, base_inc, amount / p) * base_inc
+                if part > 0.0:
+                    base += part
+                    worst = p
+                break
+        if worst > 0.0:
+            cap = balance / (worst * (1.0 + fee))
+            if base > cap:
+                base = _floor_n(cap, base_inc, cap) * base_inc
+        return worst, base
+    left = amount
+    for i in range(nlev):
+        take = min(left, sz[sym, side, i])
+        if take > 0.0:
+            worst = px[sym, side, i]
+        left -= take
+        if left <= amount * REL_TOL:
+            break
+    return worst, amount
 
 
 # A leg tuple `lg` = (syms, sides, fees, bincs, incs, nlevs, amins, amaxs), each a 3-tuple:
@@ -682,6 +728,8 @@ def evaluate_triangle(t, now_ns, book_state, px, sz, symtab, tris, balances, max
     row["amt0"] = a0
     row["amt1"] = a1
     row["amt2"] = a2
+    row["lim0"], row["base0"] = _leg0_ioc(px, sz, syms[0], sides[0], fees[0], lg[3][0], n0, a0,
+                                          balances[tr["ccy0"]])
     row["book_ts_ms"] = min(min(book_state[syms[0]]["ts_ms"], book_state[syms[1]]["ts_ms"]),
                             book_state[syms[2]]["ts_ms"])
     row["eval_ns"] = now_ns

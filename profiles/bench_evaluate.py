@@ -38,6 +38,8 @@ from numba import njit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import kernelcache  # noqa: E402
+kernelcache.use_source_keyed_cache()   # before numba (kernelcache.py)
 
 import triangles as T  # noqa: E402
 import universe as U  # noqa: E402

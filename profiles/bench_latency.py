@@ -67,7 +67,8 @@ def stats(vals: list[float]) -> dict:
 
 
 def analyse(journal: Path) -> dict:
-    recs = [json.loads(line) for line in journal.open()]
+    every = [json.loads(line) for line in journal.open()]
+    recs = [r for r in every if "recv_ns" in r]   # triangles (not STARTUP, UNWOUND, FOLLOWUP)
     out: dict[str, list[float]] = {}
 
     def add(name, a, b):
@@ -96,10 +97,17 @@ def analyse(journal: Path) -> dict:
             if k > 0:
                 add("leg_gap", legs[k - 1].get("last_fill_ns"), lg.get("written_ns"))
                 add(f"leg_gap_L{k - 1}_L{k}", legs[k - 1].get("last_fill_ns"), lg.get("written_ns"))
-    status = {}
-    for r in recs:
+    status, pnl, net = {}, {}, {}
+    for r in every:
         status[r["status"]] = status.get(r["status"], 0) + 1
-    return {"triangles": len(recs), "status": status, "us": {k: stats(v) for k, v in sorted(out.items())}}
+        start = (r.get("triangle") or [r.get("start")])[0]
+        if r.get("profit") is not None and r.get("status") != "STARTUP":
+            pnl[start] = pnl.get(start, 0.0) + r["profit"]
+        if r.get("net") is not None:
+            # the triangle's whole result: profit plus its leftovers valued at the best bids
+            net[start] = net.get(start, 0.0) + r["net"]
+    return {"triangles": len(recs), "status": status, "pnl": pnl, "net": net,
+            "us": {k: stats(v) for k, v in sorted(out.items())}}
 
 
 def main() -> int:
@@ -302,6 +310,7 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
         res["signal_reads_us"] = {"n": int(m[1]), "p50": float(m[2]), "p90": float(m[3]), "p99": float(m[4])}
     m = re.search(r"(?m)^.*run: started in .*$", proc.stdout)
     res["started_line"] = m[0] if m else ""
+    print(f"pnl: {res['pnl']}  net: {res['net']}")
     print(f"triangles: {res['triangles']} {res['status']}  machine: {res['machine']['nproc']} cpus, "
           f"{res['machine']['cpu']}")
     print(f"{'measure (us)':32s} {'n':>6s} {'p50':>9s} {'p90':>9s} {'p99':>9s} {'p99.9':>9s} {'max':>9s}")

@@ -43,6 +43,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import kernelcache  # noqa: E402
+kernelcache.use_source_keyed_cache()   # before numba (kernelcache.py)
 
 from hostinfo import machine  # noqa: E402
 from orderwire import OrderConn  # noqa: E402

@@ -39,6 +39,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+import kernelcache  # noqa: E402
+kernelcache.use_source_keyed_cache()   # before numba (kernelcache.py)
 sys.path.insert(0, str(HERE))
 
 import kucoin  # noqa: E402

@@ -38,6 +38,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import kernelcache  # noqa: E402
+kernelcache.use_source_keyed_cache()   # before numba (kernelcache.py)
 
 import tlsio  # noqa: E402
 from hostinfo import machine  # noqa: E402

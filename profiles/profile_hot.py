@@ -19,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import kernelcache  # noqa: E402
+kernelcache.use_source_keyed_cache()   # before numba (kernelcache.py)
 sys.path.insert(0, str(ROOT / "tests"))
 
 from line_profiler import LineProfiler  # noqa: E402

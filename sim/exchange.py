@@ -87,7 +87,7 @@ class Exchange:
         self.seed = seed
         self._oid_n = (seed * 7919) % (1 << 40)
         self._event_n = 354689988084000 + seed
-        self.partial_fill: list = [0, Decimal("0.5")]   # fault: [count, fraction]
+        self.partial_fill: list = [0, Decimal("0.5"), ""]   # fault: [count, fraction, clientOid suffix]
         self.counters = {"orders": 0, "test_orders": 0, "rejected": 0}
 
     # ---- ids -------------------------------------------------------------------------------
@@ -283,7 +283,8 @@ class Exchange:
         self.orders[od.order_id] = od
         self.by_coid[od.client_oid] = od.order_id
         self.counters["orders"] += 1
-        if self.partial_fill[0] > 0 and fills:       # fault: fill only a fraction, then cancel
+        if self.partial_fill[0] > 0 and fills and od.client_oid.endswith(self.partial_fill[2]):
+            # fault: fill only a fraction, then cancel
             self.partial_fill[0] -= 1
             total = sum(l for _, l in fills)
             keep = int(total * self.partial_fill[1])

@@ -31,12 +31,14 @@ class Faults:
         self.reject = 0                  # next N order placements are rejected
         self.reject_code = "200004"
         self.reject_msg = "Balance insufficient!"
+        self.reject_match = ""           # only clientOids ending with this ("" = any)
         self.late_fills_ms = 0           # delay match/done/settlement events by N ms
         # next N order placements execute, then the answer is lost: a gateway 5xx HTML page,
         # a reset connection, or no answer for hang_ms (docs/kucoin.md 1.6)
         self.after_execute = 0
         self.after_execute_status = 502   # 500 | 502 | 503 | 504 | "reset" | "hang"
         self.after_execute_hang_ms = 30000
+        self.after_execute_match = ""    # only clientOids ending with this ("" = any)
         self.order_visibility_delay_ms = 0  # lookups answer "order not exist." for this long
         self.events_before_response = True
         self.counters = {"frames_dropped": 0, "rest_5xx_sent": 0, "rest_429_sent": 0,
@@ -94,15 +96,17 @@ class Faults:
         if isinstance(v, dict):
             n, st = int(v["count"]), v.get("status", 502)
             self.after_execute_hang_ms = int(v.get("hang_ms", self.after_execute_hang_ms))
+            self.after_execute_match = str(v.get("client_oid_suffix", ""))
         else:
             n, st = int(v), 502
+            self.after_execute_match = ""
         if st not in (500, 502, 503, 504, "reset", "hang"):
             raise ValueError("rest_5xx_after_execute status must be 500, 502, 503, 504, reset or hang")
         self.after_execute, self.after_execute_status = n, st
 
-    def take_after_execute(self):
+    def take_after_execute(self, client_oid: str = ""):
         """The answer fault for an order that was just executed, or None."""
-        if self.after_execute > 0:
+        if self.after_execute > 0 and client_oid.endswith(self.after_execute_match):
             self.after_execute -= 1
             self.counters["answers_lost_after_execute"] += 1
             return self.after_execute_status
@@ -116,8 +120,8 @@ class Faults:
             return True
         return False
 
-    def take_reject(self):
-        if self.reject > 0:
+    def take_reject(self, client_oid: str = ""):
+        if self.reject > 0 and client_oid.endswith(self.reject_match):
             self.reject -= 1
             self.counters["orders_rejected"] += 1
             return self.reject_code, self.reject_msg

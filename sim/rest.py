@@ -98,6 +98,7 @@ class Rest:
             ("POST", r"/api/v1/hf/orders/test", self.order_test, "spot", 1, True),
             ("POST", r"/api/v1/hf/orders/sync", self.order_sync, "spot", 1, True),
             ("GET", r"/api/v1/hf/orders/active", self.orders_active, "spot", 2, True),
+            ("GET", r"/api/v1/hf/orders/active/symbols", self.orders_active_symbols, "spot", 2, True),
             ("GET", r"/api/v1/hf/fills", self.fills, "spot", 2, True),
             ("GET", r"/api/v1/hf/orders/client-order/" + p, self.order_get, "spot", 2, True),
             ("GET", r"/api/v1/hf/orders/" + p, self.order_get, "spot", 2, True),
@@ -319,10 +320,12 @@ class Rest:
 
     async def _place(self, request, body, pool, now, view):
         sim = self.sim
-        rej = sim.faults.take_reject()
+        doc = self._order_body(body)
+        coid = doc.get("clientOid") if isinstance(doc, dict) and isinstance(doc.get("clientOid"), str) else ""
+        rej = sim.faults.take_reject(coid)
         if rej is not None:
             raise OrderError(*rej)
-        od, early, late = sim.exchange.place(self._order_body(body))
+        od, early, late = sim.exchange.place(doc)
         data = view(od)
         late_ms = sim.faults.late_fills_ms
         if late_ms and late:
@@ -330,7 +333,7 @@ class Rest:
             now_events = early
         else:
             now_events = early + late
-        lost = sim.faults.take_after_execute()
+        lost = sim.faults.take_after_execute(od.client_oid)
         if lost is not None:
             return await self._lost_answer(request, lost, now_events)
         resp = self._json(200, {"code": "200000", "data": data}, pool, now)
@@ -411,6 +414,10 @@ class Rest:
         if not request.query.get("symbol"):
             raise OrderError("400100", "Parameter Error: symbol is required")
         return []
+
+    async def orders_active_symbols(self, request, body, mm, pool, now):
+        # Nothing rests on the simulator (market / IOC / FOK only): no symbol has an active order.
+        return {"symbols": []}
 
     async def fills(self, request, body, mm, pool, now):
         ex = self.sim.exchange

@@ -35,6 +35,8 @@ Control/inspection API (not KuCoin; unsigned; loopback only):
     is a gateway HTML page with that status, a reset connection, or nothing for hang_ms),
     order_visibility_delay_ms (lookups by orderId/clientOid answer "order not exist." until
     the order is this old), reject_orders (n | {count, code, msg}), partial_fill (n | {count, fraction}),
+    (rest_5xx_after_execute, reject_orders and partial_fill also take "client_oid_suffix": only
+    orders whose clientOid ends with it count, e.g. "l1" for a triangle's leg 1),
     late_fills_ms, events_before_response (bool), reset_faults (true),
     close_rest_conns (true: close every kept-alive REST connection but the control
     request's own, as a venue's idle timeout does), paused (bool), update_rate, mispricing_rate, mispricing_bps, take_delay_ms,
@@ -270,14 +272,17 @@ class Sim:
                 f.reject = int(v["count"])
                 f.reject_code = str(v.get("code", f.reject_code))
                 f.reject_msg = str(v.get("msg", f.reject_msg))
+                f.reject_match = str(v.get("client_oid_suffix", ""))
             else:
                 f.reject = int(v)
+                f.reject_match = ""
         if "partial_fill" in kw:
             v = kw["partial_fill"]
             if isinstance(v, dict):
-                self.exchange.partial_fill = [int(v["count"]), Decimal(str(v.get("fraction", "0.5")))]
+                self.exchange.partial_fill = [int(v["count"]), Decimal(str(v.get("fraction", "0.5"))),
+                                              str(v.get("client_oid_suffix", ""))]
             else:
-                self.exchange.partial_fill = [int(v), Decimal("0.5")]
+                self.exchange.partial_fill = [int(v), Decimal("0.5"), ""]
         if "late_fills_ms" in kw:
             f.late_fills_ms = int(kw["late_fills_ms"])
         if "events_before_response" in kw:

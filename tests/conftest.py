@@ -46,6 +46,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+import kernelcache  # noqa: E402
+
+kernelcache.use_source_keyed_cache()   # before any test imports numba (kernelcache.py)
 LINE_RE = re.compile(r"(https?)://127\.0\.0\.1:(\d+)")
 CA_RE = re.compile(r" ca=(\S+)")
 

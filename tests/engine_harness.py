@@ -28,21 +28,32 @@ BASE_SIM = {"update_rate": 200, "mispricing_rate": 0.0, "mispricing_bps": 40, "t
             "symbols": 40, "seed": 11}
 
 
-def ini_text(engine: dict, sim: dict) -> str:
+def ini_text(engine: dict, sim: dict, credentials: dict | None = None) -> str:
     lines = ["[engine]"] + [f"{k} = {v}" for k, v in engine.items()]
     lines += ["[sim]"] + [f"{k} = {v}" for k, v in sim.items()]
+    if credentials:
+        lines += ["[credentials]"] + [f"{k} = {v}" for k, v in credentials.items()]
     return "\n".join(lines) + "\n"
 
 
+def external_sim_engine(simproc) -> dict:
+    """Engine settings and credentials that trade on an already running simulator
+    (tests/conftest.SimProcess) as if it were KuCoin: several sessions, one exchange."""
+    return {"venue": "kucoin", "rest_url": simproc.base_url}, {
+        "api_key": simproc.api_key, "api_secret": simproc.api_secret,
+        "api_passphrase": simproc.api_passphrase}
+
+
 class EngineRun:
-    def __init__(self, sim: dict | None = None, **engine):
+    def __init__(self, sim: dict | None = None, credentials: dict | None = None, **engine):
         eng = {"venue": "sim", "mode": "live", "status_interval_s": 1, "fill_timeout_ms": 1500}
         eng.update(engine)
         self.tmp = tempfile.TemporaryDirectory()
         eng.setdefault("log_dir", self.tmp.name)
         s = dict(BASE_SIM)
         s.update(sim or {})
-        self.cfg = parse_config(ini_text(eng, s), "test.ini")
+        self.ini = ini_text(eng, s, credentials)
+        self.cfg = parse_config(self.ini, "test.ini")
         self.run_dir = Path(self.tmp.name) / "run"
         self.lw = run.LogWriter(self.run_dir, echo=False, keep_records=1_000_000)
         self.log_lines: list[str] = []

@@ -32,9 +32,11 @@ def balances_total(balances: dict) -> dict:
 def reconcile(records: list, orders: list, before: dict, after: dict) -> dict:
     """records: report.TriangleReport and report.FollowUp objects of one run (its log
     thread's list); orders: /sim/orders; before/after: {ccy: Decimal total}."""
-    ours = {o["clientOid"]: o for o in orders if o["clientOid"].startswith("ta")}
+    # ta...: triangle legs; tu...: unwind orders (unwind.client_oid), each in an UNWOUND /
+    # UNWIND_FAILED record; RECOVERED records carry a dead session's legs (docs/design.md 6.7)
+    ours = {o["clientOid"]: o for o in orders if o["clientOid"].startswith(("ta", "tu"))}
     executed = {c: o for c, o in ours.items() if Decimal(o["dealSize"]) > 0}
-    triangles = [r for r in records if isinstance(r, report.TriangleReport)]
+    triangles = [r for r in records if isinstance(r, (report.TriangleReport, report.UnwindReport))]
     followups = {f.leg.client_oid: f for f in records if isinstance(f, report.FollowUp)}
     seen: dict[str, int] = {}
     problems = []
@@ -83,3 +85,34 @@ def reconcile(records: list, orders: list, before: dict, after: dict) -> dict:
     assert not problems, "reconciliation failed:\n  " + "\n  ".join(problems)
     return {"orders": len(ours), "executed": len(executed), "records": len(triangles),
             "followups": len(followups), "net": net}
+
+
+def records_from_journal(path) -> list:
+    """The records of a run that cannot hand its objects over (a killed process): rebuilt
+    from its journal.jsonl (every field is there, docs/design.md 6.5)."""
+    import json
+    from dataclasses import fields
+    out = []
+    leg_names = {f.name for f in fields(report.LegReport)}
+    for line in open(path, encoding="utf-8"):
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue                       # a line torn by the kill
+        legs = [report.LegReport(**{k: v for k, v in lg.items() if k in leg_names}) for lg in d.get("legs", [])]
+        if d.get("status") in report.STATUSES:
+            names = {f.name for f in fields(report.TriangleReport)}
+            kw = {k: v for k, v in d.items() if k in names and k != "legs"}
+            for k in ("triangle", "symbols", "sides"):
+                kw[k] = tuple(kw[k])
+            kw["books"] = tuple(tuple(b) for b in kw.get("books", ()))
+            kw["open_values"] = []
+            out.append(report.TriangleReport(**kw, legs=legs))
+        elif d.get("status") in (report.UNWOUND, report.UNWIND_FAILED):
+            names = {f.name for f in fields(report.UnwindReport)}
+            out.append(report.UnwindReport(**{k: v for k, v in d.items() if k in names and k != "legs"}, legs=legs))
+        elif d.get("status") == report.FOLLOWUP:
+            lg = report.LegReport(**{k: v for k, v in d["leg"].items() if k in leg_names})
+            out.append(report.FollowUp(ts_ms=d["ts_ms"], corr=d["corr"], triangle=tuple(d["triangle"]), leg=lg,
+                                       found=d["found"], note=d["note"], changes=[tuple(c) for c in d["changes"]]))
+    return out

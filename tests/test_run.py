@@ -225,7 +225,7 @@ def test_run_when_sigterm_after_first_status_line_then_exits_0_with_summary(tmp_
 # -- the shipped ini files ---------------------------------------------------------------------------
 
 SECTION_RE = re.compile(r"^\s*[#;]?\s*\[([A-Za-z_]+)\]\s*$")
-KEY_RE = re.compile(r"^\s*([#;])?\s*([a-z_]+)\s*=")
+KEY_RE = re.compile(r"^\s*([#;])?\s*([a-z_][a-z0-9_]*)\s*=")
 
 
 def mentioned_keys(path: Path) -> dict:
