@@ -422,6 +422,8 @@ class SessionSummary:
     tick_to_fire_us: list = field(default_factory=list)
     signal_to_fire_us: list = field(default_factory=list)
     leg_gap_us: list = field(default_factory=list)
+    kills: list = field(default_factory=list)      # KILLED lines (the log thread; docs/design.md 12)
+    state: str = ""                                # RUNNING / PAUSED ... / KILLED (paused) at the end
 
     def add(self, rec) -> None:
         if isinstance(rec, FollowUp):
@@ -487,6 +489,7 @@ class SessionSummary:
             "tick_to_fire_us": self._stats(self.tick_to_fire_us),
             "signal_to_fire_us": self._stats(self.signal_to_fire_us),
             "leg_gap_us": self._stats(self.leg_gap_us),
+            "kills": list(self.kills), "state": self.state,
         }
 
     def render(self, valuer=None, ref: str = "USDT") -> str:
@@ -495,6 +498,10 @@ class SessionSummary:
         lines = [f"session summary ({self.mode or '-'}): tried={self.tried} filled={self.filled} "
                  f"partial={self.partial} failed={self.failed} aborted={self.aborted} "
                  f"unknown={self.unknown}" + (f" followups={self.followups}" if self.followups else "")]
+        if self.state:
+            lines.append(f"  state at the end: {self.state}")
+        for k in self.kills:
+            lines.append(f"  {k}")
         pnl = " ".join(f"{c}={fmt_num(v)}" for c, v in sorted(self.pnl.items())) or "-"
         lines.append(f"  pnl (start currencies' real change): {pnl}")
         if self.held:
