@@ -83,12 +83,20 @@ class LogWriter:
 
     def run(self) -> None:
         import report
+        next_check = 0.0
         while True:
-            try:
-                kind, item = self.q.get(timeout=self.check_s) if self.kill is not None else self.q.get()
-            except queue.Empty:
-                self._check_kill()
-                continue
+            if self.kill is not None:
+                # every check_s whatever else arrives (log lines come several times a second)
+                now = time.monotonic()
+                if now >= next_check:
+                    self._check_kill()
+                    next_check = now + self.check_s
+                try:
+                    kind, item = self.q.get(timeout=max(0.0, next_check - now))
+                except queue.Empty:
+                    continue
+            else:
+                kind, item = self.q.get()
             if kind == "stop":
                 break
             if kind == "log":
@@ -350,6 +358,7 @@ class Engine:
         self.kills = 0
         self._requests: list = []    # ("pause" | "resume", source), applied by Engine.run
         self.exit_code = None
+        self.keep_sim_running = False   # tests: the caller stops the simulator (reads it first)
         threading.excepthook = self._thread_died
 
     # -- operator controls (docs/design.md 12) ----------------------------------------------
@@ -602,7 +611,7 @@ class Engine:
         pnl = ", ".join(f"{k} {v:+.8g}" for k, v in s.pnl.items()) or "0"
         state = ""
         if self.killed is not None:
-            state = f"KILLED (paused): {self.killed['reason']} | "
+            state = f"KILLED (paused): {self.killed['kind']}: {self.killed['reason']} | "
         elif self.paused:
             state = f"PAUSED ({self.pause_source}) | "
         k = self.kill.last if getattr(self, "kill", None) is not None else {}
@@ -678,7 +687,7 @@ class Engine:
             ("no_size", triangles.EVC_NO_SIZE), ("no_profit", triangles.EVC_NO_PROFIT),
             ("below_bps", triangles.EVC_BELOW_BPS), ("candidates", triangles.EVC_CANDIDATES),
             ("out_full", triangles.EVC_OUT_FULL), ("inexact", triangles.EVC_INEXACT))))
-        if self.sim_proc is not None:
+        if self.sim_proc is not None and not self.keep_sim_running:
             self.sim_proc.terminate()
             try:
                 self.sim_proc.wait(timeout=5)

@@ -48,8 +48,10 @@ class EngineRun:
         self.run_dir = Path(self.tmp.name) / "run"
         self.lw = run.LogWriter(self.run_dir, echo=False)
         self.log_lines: list[str] = []
+        self.log_stamps: list[tuple[float, str]] = []    # (time.monotonic(), line)
         orig_log = self.lw.log
-        self.lw.log = lambda text: (self.log_lines.append(text), orig_log(text))
+        self.lw.log = lambda text: (self.log_lines.append(text), self.log_stamps.append((time.monotonic(), text)),
+                                    orig_log(text))
         self.log_thread = threading.Thread(target=self.lw.run, daemon=True)
         self.log_thread.start()
         self.engine = run.Engine(self.cfg, self.lw)

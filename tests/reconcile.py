@@ -14,7 +14,10 @@ plus 1e-12 of everything that moved through the currency.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import fields
 from decimal import Decimal
+from pathlib import Path
 
 import report
 
@@ -83,3 +86,27 @@ def reconcile(records: list, orders: list, before: dict, after: dict) -> dict:
     assert not problems, "reconciliation failed:\n  " + "\n  ".join(problems)
     return {"orders": len(ours), "executed": len(executed), "records": len(triangles),
             "followups": len(followups), "net": net}
+
+
+def records_from_journal(path: Path) -> list:
+    """The report records of a journal.jsonl (a run in another process): TriangleReport and
+    FollowUp objects with the fields reconcile() reads; KILLED lines are skipped."""
+    leg_names = {f.name for f in fields(report.LegReport)}
+    tri_names = {f.name for f in fields(report.TriangleReport)}
+
+    def leg(d):
+        return report.LegReport(**{k: v for k, v in d.items() if k in leg_names and v is not None})
+    out = []
+    for line in Path(path).read_text().splitlines():
+        d = json.loads(line)
+        if d["status"] == report.FOLLOWUP:
+            out.append(report.FollowUp(ts_ms=d["ts_ms"], corr=d["corr"], triangle=tuple(d["triangle"]),
+                                       leg=leg(d["leg"]), found=d["found"], note=d["note"],
+                                       changes=[tuple(c) for c in d["changes"]]))
+        elif d["status"] in report.STATUSES:
+            kw = {k: v for k, v in d.items()
+                  if k in tri_names and v is not None and k not in ("legs", "open_values", "books")}
+            rec = report.TriangleReport(**kw)
+            rec.legs = [leg(x) for x in d["legs"]]
+            out.append(rec)
+    return out
