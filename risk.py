@@ -336,14 +336,18 @@ class KillSwitch:
         return f
 
 
-def killed_line(ts_ms: int, trip: dict, ref: str, action: str, summary, inflight: str) -> str:
-    """The one KILLED line (report.log, stdout): the reason and the figures at the trip and
-    after the in-flight triangles ended."""
+def killed_line(ts_ms: int, trip: dict, ref: str, action: str, summary, inflight: str,
+                now: dict | None = None) -> str:
+    """The one KILLED line (report.log, stdout): the reason and the figures at the trip, then
+    (`after=`) equity and value held outside the primaries once the in-flight triangles
+    ended, with the session's pnl and held coins of that moment."""
     import report
+    after = (f"after=[equity={now['equity']:.6g} {ref} held_outside_primaries={now['outside']:.6g} {ref}] | "
+             if now else "")
     pnl = " ".join(f"{c}={report.fmt_num(v)}" for c, v in sorted(summary.pnl.items())) or "-"
     held = " ".join(f"{c}={report.fmt_num(v)}" for c, v in sorted(summary.held.items())) or "-"
     return (f"{report.fmt_ts_ms(ts_ms)} KILLED | reason={trip['kind']}: {trip['reason']} | "
             f"equity={trip['equity']:.6g} {ref} | high={trip['high']:.6g} | loss={trip['loss']:.6g} | "
             f"drawdown={trip['drawdown']:.6g} | consecutive_failed={trip['consecutive']} | "
-            f"held_outside_primaries={trip['outside']:.6g} {ref} | in_flight={inflight} | "
+            f"held_outside_primaries={trip['outside']:.6g} {ref} | in_flight={inflight} | {after}"
             f"pnl=[{pnl}] | held=[{held}] | action={action}")

@@ -144,12 +144,15 @@ class LogWriter:
 
         import risk
         ts_ms = time.time_ns() // 1_000_000
-        line = risk.killed_line(ts_ms, trip, self.kill.ref if self.kill else "", action, self.summary, inflight)
+        now = self.kill.figures(self.summary, self.valuer) if self.kill else None
+        line = risk.killed_line(ts_ms, trip, self.kill.ref if self.kill else "", action, self.summary, inflight, now)
         self.report_f.write(line + "\n")
         rec = {"status": "KILLED", "ts_ms": ts_ms, "kind": trip["kind"], "reason": trip["reason"],
                "action": action, "in_flight": inflight, "ref": self.kill.ref if self.kill else ""}
         rec.update({k: trip[k] for k in ("equity", "high", "loss", "drawdown", "consecutive", "outside",
                                          "pnl", "held", "unpriced")})
+        if now:
+            rec["after"] = {k: now[k] for k in ("equity", "outside", "pnl", "held")}
         rec["session_pnl"] = dict(self.summary.pnl)
         rec["session_held"] = dict(self.summary.held)
         self.journal_f.write(json.dumps(rec, separators=(",", ":")) + "\n")
