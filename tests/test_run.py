@@ -7,12 +7,13 @@
   exits 0 on its own, prints status lines and the session summary and writes report.log,
   journal.jsonl and engine.log under log_dir; SIGTERM after the first status line also
   exits 0 with the summary;
+- SIGUSR1 pauses, SIGUSR2 resumes and SIGHUP ends a live session cleanly with its summary,
+  reconciled from the journal (docs/design.md 12);
 - live.example.ini and sim.ini mention every key of config.SCHEMA (set or commented out)
-  and no unknown key; SIGUSR1 pauses, SIGUSR2 resumes and SIGHUP ends a live session
-  cleanly, reconciled (docs/design.md 12); live.example.ini parses (with fake environment secrets) as a live
+  and no unknown key; live.example.ini parses (with fake environment secrets) as a live
   KuCoin config, holds no secret, and every option in it has its own comment.
 
-~30 s (two short engine runs with their simulators). No network beyond 127.0.0.1.
+~45 s (three short engine runs with their simulators). No network beyond 127.0.0.1.
 Run: python -m pytest -q tests/test_run.py
 """
 from __future__ import annotations
