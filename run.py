@@ -65,7 +65,7 @@ class LogWriter:
         # (docs/design.md 12); set by Engine.start
         self.kill = None
         self.valuer = None
-        self.check_s = None
+        self.check_s = 0.5
 
     def log(self, text: str) -> None:
         self.q.put(("log", _log_line(text)))

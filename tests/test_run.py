@@ -170,7 +170,7 @@ def test_run_when_sigterm_after_first_status_line_then_exits_0_with_summary(tmp_
     out = "".join(lines)
     assert code == 0, out[-3000:]
     after = out[out.index(" status: "):]
-    assert "run: stopping: no new signals" in after
+    assert "run: stopping (SIGTERM): no new signals" in after
     assert "run: session summary" in after and "session summary (paper)" in after
     assert time.monotonic() - t_sig < 60
     assert list((tmp_path / "logs").rglob("report.log"))
