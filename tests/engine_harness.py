@@ -97,9 +97,15 @@ class EngineRun:
 
     def run_in_thread(self) -> None:
         self.run_code = None
+        self.run_error = ""
 
         def go():
-            self.run_code = self.engine.run()
+            try:
+                self.run_code = self.engine.run()
+            except BaseException as e:          # shown by the test that reads run_code
+                import traceback
+                self.run_error = "".join(traceback.format_exception(e))
+                raise
         self.run_thread = threading.Thread(target=go, name="engine-run", daemon=True)
         self.run_thread.start()
 

@@ -138,9 +138,10 @@ def test_partial_fills_persist_when_held_limit_then_killed_paused_and_no_new_sig
 @pytest.mark.parametrize("limit,kind", [("kill_max_loss", risk.REASON_LOSS),
                                         ("kill_trailing_drawdown", risk.REASON_DRAWDOWN)])
 def test_price_moves_against_leftovers_when_limit_then_killed_and_session_ends(limit, kind):
-    """A partial triangle leaves coins; then the market marks the largest of them down 60 %
-    (every book of that coin requoted): the session's result falls by far more than 4 USDT
-    and the limit under test trips, though no report line came (the periodic check)."""
+    """A partial triangle leaves coins; then, with trading paused, the market marks the largest
+    of them down 60 % (every book of that coin requoted): the session's result falls by far
+    more than 4 USDT and the limit under test trips, though no report line came (the
+    periodic check), and the session ends."""
     with engine({limit: 4, "kill_action": "stop"}) as er:
         wait_synced(er)
         er.run_in_thread()
@@ -150,20 +151,25 @@ def test_price_moves_against_leftovers_when_limit_then_killed_and_session_ends(l
         assert er.wait_for(lambda: triangles(er), 30), er.log_lines[-8:]
         rec = triangles(er)[0]
         assert rec.status == report.STATUS_PARTIAL, report.format_line(rec)
-        held = [(v, c) for a, c, v in rec.open_values if c != "USDT" and v is not None]
+        # the triangle may start in any primary: value what it left in USDT, as the switch does
+        held = [(er.lw.valuer.value(a, c, "USDT") or 0.0, c) for a, c in rec.held() if c != "USDT"]
         value, coin = max(held)
         assert value * 0.6 > 6, rec.open_values     # the move below costs more than the limit
         assert er.engine.kill.trip is None
+        # paused first: the move makes the books around the coin arbitrageable for a moment,
+        # and trades there would move the result too; the limits are checked while paused
+        er.engine.pause("test")
+        assert er.wait_for(lambda: er.engine.state() == "PAUSED" and not busy(er), 20)
         er.sim_control(move_price={"currency": coin, "factor": 0.4})
         code = er.join_run(60)
         res = settle(er)
         kl = killed_lines(er)
-    assert code == 3
+    assert code == 3, er.run_error or er.log_lines[-10:]
     trip = er.engine.kill.trip
     assert trip["kind"] == kind, trip
     (line,) = kl
     assert f"reason={kind}: " in line and "| action=stop" in line
-    assert res["executed"] >= 3       # the move may make mispricings the engine trades too
+    assert res["executed"] >= 3     # the planted mispricing may be traded again before the pause
 
 
 def test_max_start_above_balance_when_no_override_then_refused_and_accepted_with_it():
