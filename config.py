@@ -27,6 +27,10 @@ FIRE_FROM = ("executor", "hot")
 TLS_IO = ("held", "ssl")
 UNWIND = ("off", "market")
 LEG0_ORDER = ("market", "ioc")
+KILL_ACTIONS = ("pause", "stop")      # docs/design.md 12: stay up paused, or end the session (exit 3)
+KILL_INFLIGHT = ("finish", "cancel")  # a trip lets in-flight triangles finish, or stops them between legs
+# the limits that may not be 0 (off) without i_accept_losses (docs/design.md 12)
+KILL_LIMITS = ("kill_max_loss", "kill_trailing_drawdown", "kill_max_consecutive_failed", "kill_max_held")
 
 
 class ConfigError(ValueError):
@@ -154,9 +158,31 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "keep": (lambda s: tuple(c.upper() for c in _csv(s)), ""),
         # docs/design.md 6.7, docs/kucoin.md 5.10: leg 0 as a market order or a limit IOC
         "leg0_order": (_choice(LEG0_ORDER), "market"),
+        # docs/kucoin.md 1.4: a signed timestamp more than 5 s off is refused; re-measured
+        # by the maintenance thread this often (0 = only at start-up)
+        "clock_resync_s": (_num(float, 0, 86_400), "60"),
         "cpus": (_cpus, ""),
         "ca_file": (_ca_file, ""),
         "tls_io": (_choice(TLS_IO), "held"),
+    },
+    # docs/design.md 12: the kill switch, the rate budget and the back-offs
+    "risk": {
+        # kill-switch limits, in ref_currency (valued at the best bids) or counts; 0 = off,
+        # which is refused unless i_accept_losses = true
+        "kill_max_loss": (_num(float, 0, 1e12), "25"),
+        "kill_trailing_drawdown": (_num(float, 0, 1e12), "25"),
+        "kill_max_consecutive_failed": (_num(int, 0, 1_000_000), "5"),
+        "kill_max_held": (_num(float, 0, 1e12), "250"),
+        "kill_action": (_choice(KILL_ACTIONS), "pause"),
+        "kill_inflight": (_choice(KILL_INFLIGHT), "finish"),
+        "kill_check_ms": (_num(int, 50, 60_000), "500"),
+        # docs/kucoin.md 7.1: weight kept in a pool beyond the orders of every triangle that
+        # may be in flight (lookups, cancels)
+        "rate_reserve": (_num(int, 0, 100_000), "10"),
+        "reject_backoff_ms": (_num(int, 0, 600_000), "500"),
+        "reject_backoff_max_ms": (_num(int, 0, 3_600_000), "30000"),
+        "snapshot_backoff_max_ms": (_num(int, 100, 3_600_000), "30000"),
+        "i_accept_losses": (_bool, "false"),
     },
     "credentials": {
         "api_key_env": (_str, "KUCOIN_API_KEY"),
@@ -207,6 +233,7 @@ class Config:
     engine: dict
     sim: dict
     secrets: Secrets = field(repr=False)
+    risk: dict = field(default_factory=dict)
 
     def __getattr__(self, name):  # cfg.min_profit_bps reads [engine]
         eng = self.__dict__.get("engine")
@@ -217,7 +244,7 @@ class Config:
     def describe(self) -> str:
         """The effective config as ini text, secrets masked (logged at start-up)."""
         lines = [f"# effective config from {self.path}"]
-        for sec, values in (("engine", self.engine), ("sim", self.sim)):
+        for sec, values in (("engine", self.engine), ("risk", self.risk), ("sim", self.sim)):
             lines.append(f"[{sec}]")
             for k, v in values.items():
                 if isinstance(v, dict):
@@ -292,12 +319,46 @@ def parse_config(text: str, path: str = "<string>", environ=None) -> Config:
     for c in eng.get("keep", ()):
         if not c.isalnum():
             problems.append(f"{path}: [engine] keep = {','.join(eng['keep'])!r}: {c!r} is not a currency code")
+    problems += money_losing(eng, values["risk"], path)
     sym = values["sim"].get("symbols")
     if sym is not None and sym != "all" and not (sym.isdigit() and int(sym) >= 3):
         problems.append(f"{path}: [sim] symbols = {sym!r}: expected 'all' or a count >= 3")
     if problems:
         raise ConfigError(problems)
-    return Config(path=path, engine=eng, sim=values["sim"], secrets=secrets)
+    return Config(path=path, engine=eng, sim=values["sim"], secrets=secrets, risk=values["risk"])
+
+
+def money_losing(eng: dict, risk: dict, path: str) -> list[str]:
+    """Settings that lose money by construction (docs/design.md 12): refused, one line each,
+    unless [risk] i_accept_losses = true says the trader means it (run.py then logs each one
+    at start). The check against the account's balance (max_start above it) needs the
+    venue and is made at start-up (`balance_problems`)."""
+    if risk.get("i_accept_losses"):
+        return []
+    return [f"{path}: {w}; set [risk] i_accept_losses = true if you mean it"
+            for w in money_losing_settings(eng, risk)]
+
+
+def money_losing_settings(eng: dict, risk: dict) -> list[str]:
+    out = []
+    bps = eng.get("min_profit_bps")
+    if bps is not None and bps < 0:
+        out.append(f"[engine] min_profit_bps = {bps:g} signals triangles predicted to lose money")
+    for k in KILL_LIMITS:
+        if risk.get(k) == 0:
+            out.append(f"[risk] {k} = 0 switches that kill-switch limit off")
+    return out
+
+
+def balance_problems(max_start: dict, balances: dict, primaries) -> list[str]:
+    """max_start above what the account holds (docs/design.md 12): the engine would size
+    from a balance it does not have. One line per primary; empty when all fit."""
+    out = []
+    for q in primaries:
+        have = balances.get(q, 0)
+        if q in max_start and max_start[q] > have:
+            out.append(f"[engine] max_start {q}={max_start[q]} is above the account's balance {have} {q}")
+    return out
 
 
 def load_config(path: str, environ=None) -> Config:

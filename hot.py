@@ -56,6 +56,7 @@ import hotctx
 import maint
 import pipeline
 import rings
+import risk
 import slots as slotmod
 import wsread
 
@@ -101,6 +102,11 @@ class HotLoop:
         self.sym_ids = {s.encode(): i for i, s in enumerate(sh.universe.symbols)}
         self.snap_requested = np.zeros(len(sh.universe.symbols), np.int64)  # ns of last request
         self.snap_retry_ns = 2_000_000_000
+        # a symbol whose snapshot failed waits before asking again, 0.5 s doubling up to
+        # snapshot_backoff_max_ms (docs/design.md 12): not again on its next frame
+        risk_cfg = getattr(cfg, "risk", None) or {}
+        self.snap_backoff = risk.Backoff(500_000_000, int(risk_cfg.get("snapshot_backoff_max_ms", 30000)) * 1_000_000)
+        self.snap_failures = 0
         self._req = np.zeros(1, maint.SNAP_REQ_DTYPE)
         self._snap = np.zeros(1, sh.snap_ring[0].dtype)
         self._fill = sh.fill_stage            # the FILL record being routed (hotctx.route_fill)
@@ -521,6 +527,8 @@ class HotLoop:
     def _request_snapshot(self, sym: int, now_ns: int) -> None:
         if now_ns - self.snap_requested[sym] < self.snap_retry_ns:
             return
+        if sym in self.snap_backoff.not_before and not self.snap_backoff.allowed(sym, now_ns):
+            return
         self.snap_requested[sym] = now_ns
         self._req[0]["sym"] = sym
         self._req[0]["req_ns"] = now_ns
@@ -538,7 +546,12 @@ class HotLoop:
             sym = int(rec["sym"])
             self.snap_requested[sym] = 0
             if rec["status"] != maint.SNAP_OK:
-                continue  # the next frame for this symbol asks again
+                # the symbol's next frame asks again once its back-off has passed
+                self.snap_failures += 1
+                self.snap_backoff.fail(sym, time.monotonic_ns())
+                continue
+            if sym in self.snap_backoff.fails:
+                self.snap_backoff.ok(sym)
             # counted by the kernel: snapshots (synced) or snapshot_too_old
             st = pipeline.hot_snapshot(self._snap, *sh.snap_args)
             if st == pipeline.NEED_SNAPSHOT:

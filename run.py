@@ -77,6 +77,12 @@ class LogWriter:
         self.startup = None      # the start-up reconciliation's report.StartupReport
         self.state = None        # recovery.StateLog once start-up has reconciled (docs/design.md 6.7)
         self.state_errors = 0
+        # the kill switch (risk.KillSwitch) and the valuer it prices with: evaluated here, on
+        # every report record and every check_s, because this thread sees the report stream
+        # (docs/design.md 12); set by Engine.start
+        self.kill = None
+        self.valuer = None
+        self.check_s = 0.5
 
     def log(self, text: str) -> None:
         self.q.put(("log", _log_line(text)))
@@ -99,10 +105,30 @@ class LogWriter:
             if self.state_errors <= 3:
                 self.engine_f.write(_log_line(f"run: state file write failed: {e}") + "\n")
 
+    def killed(self, trip: dict, action: str, inflight: str) -> None:
+        """Write the KILLED line (after the in-flight triangles ended)."""
+        self.q.put(("killed", (trip, action, inflight)))
+
+    def rearm(self, source: str) -> None:
+        """Re-arm the kill switch (an operator's resume)."""
+        self.q.put(("rearm", source))
+
     def run(self) -> None:
         import report
+        next_check = 0.0
         while True:
-            kind, item = self.q.get()
+            if self.kill is not None:
+                # every check_s whatever else arrives (log lines come several times a second)
+                now = time.monotonic()
+                if now >= next_check:
+                    self._check_kill()
+                    next_check = now + self.check_s
+                try:
+                    kind, item = self.q.get(timeout=max(0.0, next_check - now))
+                except queue.Empty:
+                    continue
+            else:
+                kind, item = self.q.get()
             if kind == "stop":
                 break
             if kind == "log":
@@ -126,10 +152,55 @@ class LogWriter:
                     self.records.append(item)
                 if self.echo:
                     print(line, flush=True)
+                if self.kill is not None:
+                    self.kill.on_record(item)
+                    self._check_kill()
+            elif kind == "killed":
+                self._write_killed(*item)
+            elif kind == "rearm" and self.kill is not None:
+                f = self.kill.rearm(self.summary, self.valuer)
+                self._echo_log(f"risk: kill switch re-armed ({item}): loss and drawdown now count from "
+                               f"equity {f['equity']:.6g} {self.kill.ref}; held outside the primaries "
+                               f"{f['outside']:.6g} {self.kill.ref}")
         for f in (self.report_f, self.journal_f, self.engine_f):
             f.flush()
         if self.state is not None:
             self.state.close()
+
+    def _echo_log(self, text: str) -> None:
+        line = _log_line(text)
+        self.engine_f.write(line + "\n")
+        if self.echo:
+            print(line, flush=True)
+
+    def _check_kill(self) -> None:
+        if self.kill is None or self.summary is None:
+            return
+        trip = self.kill.check(self.summary, self.valuer)
+        if trip is not None:
+            self._echo_log(f"risk: KILL SWITCH tripped: {trip['reason']}; no new signal from now "
+                           f"(equity {trip['equity']:.6g} {self.kill.ref}, high {trip['high']:.6g})")
+
+    def _write_killed(self, trip: dict, action: str, inflight: str) -> None:
+        import json
+
+        import risk
+        ts_ms = time.time_ns() // 1_000_000
+        now = self.kill.figures(self.summary, self.valuer) if self.kill else None
+        line = risk.killed_line(ts_ms, trip, self.kill.ref if self.kill else "", action, self.summary, inflight, now)
+        self.report_f.write(line + "\n")
+        rec = {"status": "KILLED", "ts_ms": ts_ms, "kind": trip["kind"], "reason": trip["reason"],
+               "action": action, "in_flight": inflight, "ref": self.kill.ref if self.kill else ""}
+        rec.update({k: trip[k] for k in ("equity", "high", "loss", "drawdown", "consecutive", "outside",
+                                         "pnl", "held", "unpriced")})
+        if now:
+            rec["after"] = {k: now[k] for k in ("equity", "outside", "pnl", "held")}
+        rec["session_pnl"] = dict(self.summary.pnl)
+        rec["session_held"] = dict(self.summary.held)
+        self.journal_f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self.summary.kills.append(line)
+        if self.echo:
+            print(line, flush=True)
 
     def stop(self) -> None:
         self.q.put(("stop", None))
@@ -212,6 +283,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     import maint
     import pipeline
     import rings
+    import risk
     import slots
     import topics
     import triangles
@@ -251,8 +323,10 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.reeval = np.zeros(n, np.int8)                               # hot thread: symbols to look at again
     sh.hot_acc = np.zeros((cfg.slots, 3, 2))                       # hot thread: per leg (filled base, notional)
     sh.hot_acc_corr = np.zeros(cfg.slots, np.uint64)               # hot thread: corr those totals belong to
-    sh.rate_backoff_ns = np.zeros(cfg.slots + 1, np.int64)         # executor k writes cell k: 429 backoff;
-                                                                   # the last cell: unwind.Unwinder (its pause)
+    # no signal while any cell lies in the future: executor k cell k (429 reset, rejection
+    # back-off, rate budget), maint (rate budget), the log thread (kill switch), the unwind
+    # thread (while an unwind order is out); risk.py's table
+    sh.rate_backoff_ns = np.zeros(risk.n_cells(cfg.slots), np.int64)
     sh.fill_stage = np.zeros(1, rings.FILL_DTYPE)                  # hot thread: the FILL record being routed
     sh.slot_fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(cfg.slots)]
     sh.hot_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
@@ -353,8 +427,20 @@ class Engine:
         self.log = log_writer.log
         self.sim_proc = None
         self.ca_file = ""               # TLS: the CA file every connection trusts ("" = system store)
+        self.sh = None
         self.stop_requested = threading.Event()
+        # wakes the loop of Engine.run at once: a stop, a pause or resume request, a kill trip
+        self.attention = threading.Event()
         self.thread_failure = ""
+        self.stop_reason = ""
+        self.paused = False          # control[0] = 1 by pause() (docs/design.md 12)
+        self.pause_source = ""
+        self.killed: dict | None = None    # the kill switch's trip while not resumed
+        self.kill_pending: dict | None = None
+        self.kills = 0
+        self._requests: list = []    # ("pause" | "resume", source), applied by Engine.run
+        self.exit_code = None
+        self.keep_sim_running = False   # tests: the caller stops the simulator (reads it first)
         threading.excepthook = self._thread_died
 
     def fatal(self, line: str) -> None:
@@ -365,6 +451,48 @@ class Engine:
             self.log(f"run: failed: {line}")
         self.stop_requested.set()
 
+    # -- operator controls (docs/design.md 12) ----------------------------------------------
+    # Callable from any thread (a signal handler, an operator endpoint): each only records the
+    # request and wakes the thread running Engine.run, the one writer of control[0].
+    def request_stop(self, reason: str = "") -> None:
+        if reason and not self.stop_reason:
+            self.stop_reason = reason
+        self.stop_requested.set()
+        self.attention.set()
+
+    def pause(self, source: str = "operator") -> None:
+        """Stop signalling new triangles; books, evaluation and in-flight triangles go on."""
+        self._requests.append(("pause", source))
+        self.attention.set()
+
+    def resume(self, source: str = "operator") -> None:
+        """Signal again after pause() or a kill-switch trip (whose limits re-arm from now)."""
+        self._requests.append(("resume", source))
+        self.attention.set()
+
+    def state(self) -> str:
+        if self.killed is not None:
+            return "KILLED (paused)"
+        return "PAUSED" if self.paused else "RUNNING"
+
+    def unwind_leftovers(self, reason: str) -> None:
+        """The hook the kill switch calls after the in-flight triangles ended: sell what the
+        session holds outside the start currencies back into them (unwind = market,
+        docs/design.md 6.7), per currency into the primary it came from; otherwise they stay
+        held and reported."""
+        if self.unwinder is None:
+            self.log(f"run: unwind off: leftovers stay held ({reason})")
+            return
+        held = {c: v for c, v in list(self.summary.held.items()) if v > 0.0}
+        if not held:
+            self.log(f"run: nothing held to unwind ({reason})")
+            return
+        start = self.cfg.ref_currency if self.cfg.ref_currency in self.cfg.primary_quotes \
+            else self.cfg.primary_quotes[0]
+        self.unwinder.request([(v, c) for c, v in held.items() if c != start], start, 0, f"KILLED: {reason}")
+        self.log(f"run: unwinding what the session holds into {start} ({reason}): "
+                 + ", ".join(f"{v:.8g} {c}" for c, v in held.items()))
+
     def _thread_died(self, args) -> None:
         """An engine thread raised: never silent. Log it (the traceback names code, not
         data: our exceptions carry no secrets), then stop the session cleanly; exit 1."""
@@ -373,7 +501,7 @@ class Engine:
         text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
         self.thread_failure = f"thread {name} died: {args.exc_type.__name__}: {args.exc_value}"
         self.log(f"run: FATAL {self.thread_failure}\n{text}")
-        self.stop_requested.set()
+        self.request_stop(self.thread_failure)
 
     def start(self) -> None:
         import cascade  # noqa: F401  (import errors surface before any network I/O)
@@ -383,6 +511,7 @@ class Engine:
         import maint
         import report
         import tlsio
+        import risk
         import universe
         from signer import Signer
 
@@ -433,6 +562,7 @@ class Engine:
                  + ", ".join(f"{c}={balances.get(c, 0)}" for c in cfg.primary_quotes))
         if uni.ntri == 0:
             raise SystemExit("run: no triangle in the universe: check primary_quotes and symbols")
+        self._check_money_losing(balances)
         run_id = int(time.time()) & 0xFFFFFFFF
         sh = self.sh = allocate(cfg, uni, balances, run_id, rest_url)
         sh.client = client
@@ -443,19 +573,44 @@ class Engine:
             # trustme). A/B in README, TLS: tick-to-fire p50 161/168 -> 154/134 us
             sh.tls_warm = tlsio.WarmPair.make()
         sh.run_id = run_id
+        self._apply_requests()       # a pause signal during start-up
+        # docs/design.md 12: the rate budget (every response's gw-ratelimit-* headers) and the
+        # rejection back-off, shared by the threads that read responses
+        rk = cfg.risk
+        sh.budget = risk.RateBudget(triangle_need=risk.ORDER_WEIGHT * 3 * cfg.slots + rk["rate_reserve"])
+        sh.budget.reserve = rk["rate_reserve"]
+        for st in client.rate_limits_by_path():
+            sh.budget.observe_headers(*st)
+        client.on_headers = sh.budget.observe_headers
+        sh.rejects = risk.RejectBackoff(rk["reject_backoff_ms"], rk["reject_backoff_max_ms"])
         warm_s = warm_up(sh)
         self.log(f"run: kernels warm in {warm_s:.2f}s")
         self.summary = report.SessionSummary(mode=cfg.mode)
+        import holdings
+        self.lw.valuer = holdings.Valuer(uni, sh.book_px, sh.book_sz)
         self.lw.summary = self.summary
         unwind_requests = self._reconcile(cfg, client, uni, enabled, fees, totals, run_id, signer)
         self.unwinder = None
         if cfg.unwind == "market":
             import unwind
             self.unwinder = unwind.Unwinder(sh, cfg, client, self.lw.emit, self.log, run_id)
+        self.kill = risk.KillSwitch(rk, cfg.ref_currency, cfg.primary_quotes,
+                                    risk.StopCell(sh.rate_backoff_ns, risk.cell_kill(cfg.slots)),
+                                    on_trip=self._on_trip)
+        self.lw.check_s = rk["kill_check_ms"] / 1000.0
+        self.lw.kill = self.kill
+        self.log("run: kill switch: " + ", ".join(
+            f"{k} = {rk[k]}" for k in ("kill_max_loss", "kill_trailing_drawdown", "kill_max_consecutive_failed",
+                                       "kill_max_held", "kill_action", "kill_inflight"))
+            + f" ({cfg.ref_currency}); rate budget: a triangle starts while the spot pool has "
+            f"{sh.budget.need} weight left")
 
         self.maint = maint.MaintLoop(client, uni.symbols, cfg.book_depth, sh.snap_req, sh.snap_ring,
                                      sh.maint_wake_fd, sh.hot_wake_fd, sh.stop, self.log,
-                                     levels=str(sh.snap_levels), ca_file=ca_file, on_fatal=self.fatal)
+                                     levels=str(sh.snap_levels), ca_file=ca_file, on_fatal=self.fatal,
+                                     budget=sh.budget,
+                                     cell=risk.StopCell(sh.rate_backoff_ns, risk.cell_maint(cfg.slots)),
+                                     clock_resync_s=cfg.clock_resync_s, reserve=rk["rate_reserve"])
         self.executors = [executor.Executor(k, sh, cfg, signer, client, self.lw.emit, self.log,
                                             intent=self.lw.intent, unwinder=self.unwinder)
                           for k in range(cfg.slots)]
@@ -513,6 +668,95 @@ class Engine:
         self.log("run: " + su.text())
         return requests
 
+    def _check_money_losing(self, balances: dict) -> None:
+        """docs/design.md 12: settings that lose money by construction. config.py refused the
+        ones it can see; max_start above the account's balance needs the balances. With
+        [risk] i_accept_losses = true each is logged instead."""
+        import config
+        cfg = self.cfg
+        found = config.balance_problems(cfg.max_start, balances, cfg.primary_quotes)
+        if not cfg.risk["i_accept_losses"]:
+            if found:
+                raise config.ConfigError([f"{cfg.path}: {w}; lower it, or set [risk] i_accept_losses = true "
+                                          f"if you mean it" for w in found])
+            return
+        found = config.money_losing_settings(cfg.engine, cfg.risk) + found
+        self.log("run: [risk] i_accept_losses = true: accepted " + ("; ".join(found) if found else
+                                                                     "(no setting needs it now)"))
+
+    def _on_trip(self, trip: dict) -> None:
+        """The log thread's kill switch tripped (signalling already stopped by its cell):
+        wake Engine.run to finish the job."""
+        self.kill_pending = trip
+        self.attention.set()
+
+    def _busy(self) -> int:
+        import slots
+        sh = self.sh
+        return sum(1 for k in range(len(sh.slots)) if slots.is_busy(sh.slots, k))
+
+    def _wait_idle(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._busy():
+            time.sleep(0.01)
+        return not self._busy()
+
+    def _handle_kill(self, trip: dict) -> bool:
+        """A trip (docs/design.md 12): signalling is stopped (the kill cell) and paused
+        (control[0]); in-flight triangles finish, or stop between legs with kill_inflight =
+        cancel; the unwind hook; the KILLED line; then stop (True) or stay paused."""
+        import slots
+        sh, rk = self.sh, self.cfg.risk
+        self.kills += 1
+        self.killed = trip
+        self.paused = True
+        self.pause_source = "kill switch"
+        sh.control[0] = 1
+        busy = self._busy()
+        self.log(f"run: KILL SWITCH: {trip['reason']}; {busy} triangle(s) in flight "
+                 f"({'finishing' if rk['kill_inflight'] == 'finish' else 'stopping between legs'})")
+        wait_s = 2 * self.cfg.fill_timeout_ms / 1000 + 1
+        if rk["kill_inflight"] == "cancel" and busy:
+            slots.request_cancel_all(sh.slots)
+        if not self._wait_idle(wait_s):
+            n = slots.request_cancel_all(sh.slots)
+            self.log(f"run: {n} triangle(s) still in flight: cancel flag set, they abort between legs")
+            self._wait_idle(wait_s)
+        slots.clear_cancel_all(sh.slots)
+        left = self._busy()
+        inflight = f"{busy} ended" + (f", {left} still running" if left else "")
+        self.unwind_leftovers(f"kill switch: {trip['kind']}")
+        action = rk["kill_action"]
+        self.lw.killed(trip, action, inflight)
+        if action == "stop":
+            self.log("run: kill_action = stop: ending the session")
+            return True
+        self.log("run: kill_action = pause: trading paused, books and evaluation go on; SIGUSR2 resumes "
+                 "(the limits then count from that moment), SIGINT/SIGTERM/SIGHUP end the session")
+        return False
+
+    def _apply_requests(self) -> None:
+        while self._requests:
+            what, source = self._requests.pop(0)
+            if what == "pause":
+                if self.paused:
+                    self.log(f"run: pause ({source}): already {self.state()}")
+                    continue
+                self.paused, self.pause_source = True, source
+                self.sh.control[0] = 1
+                self.log(f"run: PAUSED by {source}: no new triangle; {self._busy()} in flight finish; "
+                         f"books and evaluation go on (SIGUSR2 resumes)")
+            elif what == "resume":
+                if not self.paused:
+                    self.log(f"run: resume ({source}): not paused")
+                    continue
+                if self.killed is not None:
+                    self.lw.rearm(source)
+                    self.killed = None
+                self.paused, self.pause_source = False, ""
+                self.sh.control[0] = 0
+                self.log(f"run: RESUMED by {source}")
+
     def status_line(self, prev, dt) -> str:
         import maint
         import pipeline
@@ -527,7 +771,15 @@ class Engine:
         msgs = c[C["msgs"]] - prev[C["msgs"]]
         # list(): one step under the GIL; the log thread may add a primary meanwhile
         pnl = ", ".join(f"{k} {v:+.8g}" for k, v in list(s.pnl.items())) or "0"
-        return (f"status: {msgs / dt:,.0f} msg/s | books {n_sync}/{len(sh.book_state)} synced, "
+        state = ""
+        if self.killed is not None:
+            state = f"KILLED (paused): {self.killed['kind']}: {self.killed['reason']} | "
+        elif self.paused:
+            state = f"PAUSED ({self.pause_source}) | "
+        k = self.kill.last if getattr(self, "kill", None) is not None else {}
+        risk_txt = (f" | equity {k['equity']:+.6g} {self.cfg.ref_currency} held-out {k['outside']:.6g}"
+                    if k else "")
+        return (f"status: {state}{msgs / dt:,.0f} msg/s | books {n_sync}/{len(sh.book_state)} synced, "
                 f"{n_crossed} crossed, {n_silent} silent | "
                 f"gaps {c[C['gaps']]} resyncs {c[C['resyncs']]} | signals {c[C['signals']]} "
                 f"(no slot {c[C['no_slot']]}) | tried {s.tried} filled {s.filled} failed {s.failed} "
@@ -535,24 +787,42 @@ class Engine:
                 + (f" | unwound {s.unwound} unwind_failed {s.unwind_failed}" if s.unwound or s.unwind_failed else "")
                 + f" | PnL {pnl} | tick-to-fire p50 {ttf[0]} "
                 f"p99 {ttf[1]} us | bad frames {c[C['bad_frames']]} errors {c[C['hot_errors']]} "
-                f"reconnects {c[C['reconnects']]}")
+                f"reconnects {c[C['reconnects']]}{risk_txt} | rate {sh.budget.describe(time.monotonic_ns())}")
 
     def run(self) -> int:
+        """The main thread's loop: status lines, operator requests (pause, resume), a kill
+        switch's trip, run_seconds, and the stop (docs/design.md 6.6, 12)."""
         cfg = self.cfg
         prev = self.sh.counters.copy()
         last = time.monotonic()
-        while not self.stop_requested.wait(cfg.status_interval_s):
+        next_status = last + cfg.status_interval_s
+        while True:
+            self.attention.wait(max(0.0, next_status - time.monotonic()))
+            self.attention.clear()
+            if self.stop_requested.is_set():
+                break
+            self._apply_requests()
+            if self.kill_pending is not None:
+                trip, self.kill_pending = self.kill_pending, None
+                if self._handle_kill(trip):
+                    break
             now = time.monotonic()
-            self.log(self.status_line(prev, now - last))
-            prev, last = self.sh.counters.copy(), now
+            if now >= next_status:
+                self.log(self.status_line(prev, now - last))
+                prev, last = self.sh.counters.copy(), now
+                next_status = now + cfg.status_interval_s
             if cfg.run_seconds and now - self.t0 >= cfg.run_seconds:
                 break
         return self.shutdown()
 
     def shutdown(self) -> int:
         import slots
+        if self.exit_code is not None:          # already shut down (a test harness calls it too)
+            return self.exit_code
         sh = self.sh
-        self.log("run: stopping: no new signals; waiting for in-flight triangles")
+        why = f" ({self.stop_reason})" if self.stop_reason else ""
+        self.log(f"run: stopping{why}: no new signals; waiting for in-flight triangles "
+                 f"({self._busy()} in flight)")
         sh.control[0] = 1
         deadline = time.monotonic() + 2 * self.cfg.fill_timeout_ms / 1000 + 1
         while time.monotonic() < deadline and any(slots.is_busy(sh.slots, k) for k in range(len(sh.slots))):
@@ -576,6 +846,7 @@ class Engine:
             t.join(timeout=5)
         import holdings
         valuer = holdings.Valuer(sh.universe, sh.book_px, sh.book_sz)
+        self.summary.state = self.state() + (f" by {self.pause_source}" if self.paused and not self.killed else "")
         self.log("run: session summary\n" + self.summary.render(valuer, self.cfg.ref_currency))
         self.log("run: counters " + " ".join(f"{k}={int(v)}" for k, v in zip(
             __import__("pipeline").HOT_COUNTERS, sh.counters) if v))
@@ -587,7 +858,7 @@ class Engine:
             ("no_size", triangles.EVC_NO_SIZE), ("no_profit", triangles.EVC_NO_PROFIT),
             ("below_bps", triangles.EVC_BELOW_BPS), ("candidates", triangles.EVC_CANDIDATES),
             ("out_full", triangles.EVC_OUT_FULL), ("inexact", triangles.EVC_INEXACT))))
-        if self.sim_proc is not None:
+        if self.sim_proc is not None and not self.keep_sim_running:
             self.sim_proc.terminate()
             try:
                 self.sim_proc.wait(timeout=5)
@@ -595,8 +866,46 @@ class Engine:
                 self.sim_proc.kill()
         if self.thread_failure:
             self.log(f"run: stopped because {self.thread_failure}")
-            return 1
-        return 0
+            self.exit_code = 1
+        elif self.killed is not None:
+            # docs/design.md 12: a session that ends killed (kill_action = stop, or paused by
+            # the kill switch and never resumed) says so to whoever started it
+            self.log(f"run: stopped after the kill switch tripped: {self.killed['reason']}")
+            self.exit_code = EXIT_KILLED
+        else:
+            self.exit_code = 0
+        return self.exit_code
+
+
+EXIT_KILLED = 3     # the session ended with the kill switch tripped (docs/design.md 12)
+
+# docs/design.md 12: every catchable signal whose default would end the process ends the
+# session the clean way (in-flight triangles reported, the summary), never a crash;
+# SIGUSR1 pauses, SIGUSR2 resumes. Faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) are not
+# caught, nor SIGPIPE (Python ignores it: a broken socket is an OSError).
+STOP_SIGNALS = tuple(getattr(signal, n) for n in (
+    "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU",
+    "SIGXFSZ", "SIGPWR", "SIGIO", "SIGSTKFLT") if hasattr(signal, n))
+PAUSE_SIGNAL = signal.SIGUSR1
+RESUME_SIGNAL = signal.SIGUSR2
+
+
+def install_signals(eng) -> None:
+    """Main thread only (Python runs handlers there). Each handler records the request and
+    wakes Engine.run; nothing else runs inside it."""
+    def on_stop(signum, _frame):
+        eng.request_stop(signal.Signals(signum).name)
+
+    def on_pause(signum, _frame):
+        eng.pause(signal.Signals(signum).name)
+
+    def on_resume(signum, _frame):
+        eng.resume(signal.Signals(signum).name)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_stop)
+    signal.signal(PAUSE_SIGNAL, on_pause)
+    signal.signal(RESUME_SIGNAL, on_resume)
 
 
 def main(argv: list[str]) -> int:
@@ -614,16 +923,18 @@ def main(argv: list[str]) -> int:
     log_thread = threading.Thread(target=lw.run, name="log", daemon=True)
     log_thread.start()
     eng = Engine(cfg, lw)
-
-    def on_signal(signum, _frame):
-        eng.stop_requested.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # Before the slow start-up (Numba warm-up): SIGUSR1/2 and SIGHUP terminate a process by
+    # default, so a closed terminal or a pause sent early would otherwise kill it.
+    install_signals(eng)
+    if cfg.risk["i_accept_losses"]:
+        lw.log("run: [risk] i_accept_losses = true: settings that lose money by construction are accepted")
     code = 1
     try:
         eng.start()
         code = eng.run()
+    except ConfigError as e:
+        lw.log("config error:\n  " + "\n  ".join(e.problems))
+        code = 2
     except SystemExit as e:
         lw.log(str(e))
         code = 1

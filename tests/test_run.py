@@ -10,6 +10,8 @@
   journal.jsonl and engine.log under log_dir, over plain loopback and with `[sim] tls = true`
   (https/wss; run.py hands the simulator's CA to the engine); SIGTERM after the first status line also
   exits 0 with the summary;
+- SIGUSR1 pauses, SIGUSR2 resumes and SIGHUP ends a live session cleanly with its summary,
+  reconciled from the journal (docs/design.md 12);
 - live.example.ini and sim.ini mention every key of config.SCHEMA (set or commented out)
   and no unknown key; live.example.ini parses (with fake environment secrets) as a live
   KuCoin config, holds no secret, and every option in it has its own comment.
@@ -216,10 +218,84 @@ def test_run_when_sigterm_after_first_status_line_then_exits_0_with_summary(tmp_
     out = "".join(lines)
     assert code == 0, out[-3000:]
     after = out[out.index(" status: "):]
-    assert "run: stopping: no new signals" in after
+    assert "run: stopping (SIGTERM): no new signals" in after
     assert "run: session summary" in after and "session summary (paper)" in after
     assert time.monotonic() - t_sig < 60
     assert list((tmp_path / "logs").rglob("report.log"))
+
+
+def test_run_when_sigusr1_sigusr2_then_pauses_resumes_and_sighup_ends_cleanly_with_summary(tmp_path):
+    """docs/design.md 12, live on the simulator at 3 mispricings a second: SIGUSR1 pauses (the
+    status line says PAUSED, its signal count stands still), SIGUSR2 resumes (signals
+    again), and SIGHUP, whose default would kill the process, ends the session the clean way:
+    summary, exit 0. Every order the simulator executed while the engine was paused idle
+    reconciles with the journal (tests/reconcile.py)."""
+    from decimal import Decimal
+    from urllib.request import urlopen
+
+    from reconcile import balances_total, reconcile, records_from_journal
+    text = (ROOT / "sim.ini").read_text()
+    text = re.sub(r"(?m)^mispricing_rate\s*=.*$", "mispricing_rate = 3", text, count=1)
+    text = re.sub(r"(?m)^mode\s*=.*$", "mode = live", text, count=1)
+    text = re.sub(r"(?m)^status_interval_s\s*=.*$", "status_interval_s = 1", text, count=1)
+    text = re.sub(r"(?m)^log_dir\s*=.*$", f"log_dir = {tmp_path / 'logs'}", text, count=1)
+    ini = tmp_path / "signals.ini"
+    ini.write_text(text)
+    proc = subprocess.Popen([sys.executable, str(RUN), str(ini)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.append(x) for x in proc.stdout], daemon=True)
+    reader.start()
+
+    def wait(pred, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = pred()
+            if got:
+                return got
+            time.sleep(0.1)
+        raise AssertionError("timed out; output tail:\n" + "".join(lines[-30:]))
+
+    def statuses(start, prefix):
+        return [int(m[1]) for x in lines[start:] if f" status: {prefix}" in x
+                for m in [re.search(r"\| signals (\d+) ", x)] if m]
+
+    def pause_and_settle():
+        proc.send_signal(signal.SIGUSR1)
+        wait(lambda: any("run: PAUSED by SIGUSR1" in x for x in lines))
+        start = len(lines)
+        # two status lines in a row with the same signal count: nothing new, nothing in flight
+        return wait(lambda: (lambda c: len(c) >= 3 and c[-1] == c[-2] == c[-3] and c[-1])(
+            statuses(start, "PAUSED (SIGUSR1) | ")), 30)
+
+    try:
+        wait(lambda: any(" status: " in x and "| signals 0 " not in x for x in lines), 90)
+        n_paused = pause_and_settle()
+        proc.send_signal(signal.SIGUSR2)
+        wait(lambda: any("run: RESUMED by SIGUSR2" in x for x in lines))
+        start = len(lines)
+        wait(lambda: any(c > n_paused for c in statuses(start, "")), 40)
+        pause_and_settle()
+        url = wait(lambda: next((m[0] for x in lines for m in [re.search(r"http://127\.0\.0\.1:\d+", x)]
+                                 if "sim: serving" in x and m), None))
+        orders = json.loads(urlopen(url + "/sim/orders", timeout=10).read())
+        after = balances_total(json.loads(urlopen(url + "/sim/balances", timeout=10).read()))
+        proc.send_signal(signal.SIGHUP)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    out = "".join(lines)
+    assert code == 0, out[-3000:]
+    assert "run: stopping (SIGHUP)" in out and "session summary (live)" in out
+    assert "state at the end: PAUSED by SIGUSR1" in out
+    (journal,) = list((tmp_path / "logs").rglob("journal.jsonl"))
+    records = records_from_journal(journal)
+    initial = {c: Decimal(str(v)) for c, v in config.load_config(str(ini)).sim["balances"].items()}
+    res = reconcile(records, orders, initial, after)
+    assert res["executed"] >= 3 and res["records"] >= 2
 
 
 # -- the shipped ini files ---------------------------------------------------------------------------
