@@ -132,6 +132,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "warm_interval_us": (_num(float, 0, 1_000_000), "1000"),
         "busy_poll_us": (_num(float, 0, 3_600_000_000), "0"),
         "log_dir": (_str, "runs"),
+        "record": (_bool, "false"),
+        "opportunity_floor_bps": (_num(float, -10000, 10000), "0"),
+        "opportunities": (_bool, "true"),
         "cpus": (_cpus, ""),
     },
     "credentials": {

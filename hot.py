@@ -88,6 +88,10 @@ class HotLoop:
         self._warm_tri = 0
         # start-up milestone (profiles/bench_startup.py): logged once, at the first evaluation
         self._first_eval_pending = True
+        # record = true: feed.Recorder (set by run.py); every socket read, link, snapshot and
+        # wake-up is appended to it after it was handled (docs/design.md 2: no disk here)
+        self.recorder = None
+        self._rec_link_ids = 0
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -110,6 +114,8 @@ class HotLoop:
                     rings.drain(fd)
                     self._take_links()
                     self._take_snapshots()
+                    if self.recorder is not None:   # a slot may have been released (replay.py)
+                        self.recorder.reeval(time.monotonic_ns(), sh.slots["released_seq"])
                     self._reevaluate()
                     continue
                 link = self.links.get(fd)
@@ -154,6 +160,10 @@ class HotLoop:
             link.ws.frame_buffer.recv_buffer = []
             self.links[link.fd] = link
             self.ep.register(link.fd, select.EPOLLIN)
+            self._rec_link_ids += 1
+            link.rec_id = self._rec_link_ids
+            if self.recorder is not None:
+                self.recorder.link(link.rec_id, link.kind, link.connect_id, link.symbols)
             self.log(f"hot: {link.kind} link {link.connect_id} up ({len(link.symbols)} symbols)")
             # Data may already sit in the socket or the TLS buffer: epoll is level-triggered
             # for the socket, but TLS-buffered bytes are invisible to it (drain handles both).
@@ -180,6 +190,8 @@ class HotLoop:
                 books.book_reset(self.sh.book_state, sym)
                 self.snap_requested[sym] = 0
         self.counters[C["reconnects"]] += 1
+        if self.recorder is not None:
+            self.recorder.down(getattr(link, "rec_id", 0))
         self.log(f"hot: {link.kind} link {link.connect_id} down: {why}")
         if replace:
             self.maint.request_link(link.kind, link.symbols)
@@ -227,7 +239,10 @@ class HotLoop:
             self._others(link, recv_ns)
             if slot == hotctx.STREAM_ERROR:
                 raise wsread.LinkClosed(wsread.stream_error(int(res[hotctx.R_STATUS])))
-            rd.consume(res[hotctx.R_POS])
+            pos = res[hotctx.R_POS]
+            if self.recorder is not None and pos > 0:   # after the chunk's signals went out
+                self.recorder.read(link.rec_id, recv_ns, rd.buf, pos)
+            rd.consume(pos)
         finally:
             hotctx.reset_result(res)
 
@@ -408,6 +423,8 @@ class HotLoop:
             self.snap_requested[sym] = 0
             if rec["status"] != maint.SNAP_OK:
                 continue  # the next frame for this symbol asks again
+            if self.recorder is not None:
+                self.recorder.snapshot(self._snap, time.monotonic_ns(), sh.snap_levels)
             # counted by the kernel: snapshots (synced) or snapshot_too_old
             st = pipeline.hot_snapshot(self._snap, *sh.snap_args)
             if st == pipeline.NEED_SNAPSHOT:

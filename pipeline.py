@@ -56,6 +56,8 @@ C_BOUND_SKIPS = C["bound_skips"]
 # pstate cells (int64): hot thread only
 P_NEED_SNAP = 0      # 1 when the last call's book wants a snapshot
 P_CORR_NEXT = 1      # next correlation id
+P_VCLOCK = 2         # 1 = replay (replay.py): every stamp is the frame's recorded recv_ns,
+                     # no wall clock, so a replay is deterministic (ages, retrigger, stamps)
 PSTATE_LEN = 8
 
 
@@ -220,15 +222,16 @@ def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refi
     (written by the main thread at shutdown) keeps books and evaluation going but hands out
     no slot; control[1] is the retrigger interval in ns (main thread, set before start)."""
     pstate[P_NEED_SNAP] = 0
+    vclock = pstate[P_VCLOCK] != 0
     nch = l2wire.parse_l2(frame, changes, hdr)
-    parsed_ns = rings.monotonic_ns()
+    parsed_ns = recv_ns if vclock else rings.monotonic_ns()
     if nch < 0:
         counters[C_BAD] += 1
         return BAD_FRAME
     h = hdr[0]
     st = books.book_apply_l2(state, px, sz, sym, h["seq_start"], h["seq_end"], h["ts_ms"], recv_ns,
                              changes, nch, pend, pctl, refill_min)
-    book_ns = rings.monotonic_ns()
+    book_ns = recv_ns if vclock else rings.monotonic_ns()
     if st == books.L2_STALE:
         counters[C_STALE] += 1
         return NO_SIGNAL
@@ -255,7 +258,7 @@ def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refi
     counters[C_CANDIDATES] += n
     if control[0] != 0:
         return NO_SIGNAL
-    eval_ns = rings.monotonic_ns()
+    eval_ns = recv_ns if vclock else rings.monotonic_ns()
     slot = pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed_ns,
                           book_ns, eval_ns, stage, tri_last_ns, control[1], rings.ORIGIN_FRAME,
                           backoff_ns)
@@ -296,7 +299,7 @@ def on_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symta
         if n == 0:
             continue
         counters[C_CANDIDATES] += n
-        eval_ns = rings.monotonic_ns()
+        eval_ns = now_ns if pstate[P_VCLOCK] != 0 else rings.monotonic_ns()
         slot = pick_and_stage(n, cands, tris, slot_table, pstate, counters, now_ns, now_ns,
                               now_ns, eval_ns, stage, tri_last_ns, control[1],
                               rings.ORIGIN_REEVAL, backoff_ns)

@@ -60,12 +60,17 @@ class LogWriter:
         self.echo = echo
         self.summary = None
         self.records = []
+        self.run_dir = run_dir
+        self.opp_f = None          # opportunities.jsonl, opened at the first line (opportunity.py)
 
     def log(self, text: str) -> None:
         self.q.put(("log", _log_line(text)))
 
     def emit(self, rec) -> None:
         self.q.put(("report", rec))
+
+    def emit_opportunity(self, line: str) -> None:
+        self.q.put(("opp", line))
 
     def run(self) -> None:
         import report
@@ -86,8 +91,14 @@ class LogWriter:
                 self.records.append(item)
                 if self.echo:
                     print(line, flush=True)
-        for f in (self.report_f, self.journal_f, self.engine_f):
-            f.flush()
+            elif kind == "opp":
+                if self.opp_f is None:
+                    self.opp_f = open(self.run_dir / "opportunities.jsonl", "a", buffering=1,
+                                      encoding="utf-8")
+                self.opp_f.write(item + "\n")
+        for f in (self.report_f, self.journal_f, self.engine_f, self.opp_f):
+            if f is not None:
+                f.flush()
 
     def stop(self) -> None:
         self.q.put(("stop", None))
@@ -138,6 +149,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     import hotctx
     import l2wire
     import maint
+    import opportunity
     import pipeline
     import rings
     import slots
@@ -182,6 +194,11 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.maint_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
     sh.pipe_args = pipe_args(sh)
     sh.snap_args = (sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl, sh.snap_levels, sh.counters)
+    (sh.opp_state, sh.opp_params, sh.opp_cand, sh.opp_cap, ring_buf, ring_ctrl,
+     sh.opp_ctl) = opportunity.alloc(uni.ntri, len(uni.currencies),
+                                     getattr(cfg, "opportunity_floor_bps", 0.0), cfg.max_book_age_ms,
+                                     cfg.max_levels, getattr(cfg, "opportunities", True))
+    sh.opp_ring = (ring_buf, ring_ctrl)          # hot -> "opp" thread (opportunity.Journal)
     sh.symtable = topics.SymbolTable(uni.symbols)
     sh.hot_table = hotctx.Table(sh, sh.symtable)   # the same arrays by address, for hot_chunk
     return sh
@@ -359,6 +376,7 @@ class Engine:
         self.hot = hot.HotLoop(sh, self.maint, self.executors, cfg, self.log)
         self.threads = [threading.Thread(target=self.maint.run, name="maint", daemon=True),
                         threading.Thread(target=self.hot.run, name="hot", daemon=True)]
+        self._start_study(cfg, sh, enabled, fees, balances)
         self.threads += [threading.Thread(target=ex.run, name=f"exec{k}", daemon=True)
                          for k, ex in enumerate(self.executors)]
         sys.setswitchinterval(cfg.switch_interval_us / 1e6)
@@ -370,6 +388,29 @@ class Engine:
         self.t0 = time.monotonic()
         self.log(f"run: started in {time.perf_counter() - t_start:.2f}s: {cfg.mode} mode on {cfg.venue}, "
                  f"{cfg.slots} slots, fire_from={cfg.fire_from}")
+
+    def _start_study(self, cfg, sh, symbols, fees, balances) -> None:
+        """record = true: the feed recorder ("rec" thread, feed.py); always: the opportunity
+        journal ("opp" thread, opportunity.py). Both only poll (no wake-up per frame)."""
+        import feed
+        import opportunity
+        self.recorder = None
+        self.study_stop = threading.Event()
+        self.mono_to_utc_ns = time.time_ns() - time.monotonic_ns()
+        if cfg.record:
+            self.recorder = feed.Recorder(self.lw.run_dir / "feed.zst", {
+                "venue": cfg.venue, "mode": cfg.mode, "config": feed.config_text(cfg.engine),
+                "symbols": symbols, "fees": fees, "default_taker_fee": cfg.default_taker_fee,
+                "balances": balances, "slots": cfg.slots, "snap_levels": sh.snap_levels,
+                "universe": sh.universe.summary(), "run_id": int(sh.pstate[1] >> 24)})
+            self.hot.recorder = self.recorder
+            self.threads.append(threading.Thread(target=self.recorder.run, args=(sh.stop,),
+                                                 name="rec", daemon=True))
+            self.log(f"run: recording the feed to {self.recorder.path.name}")
+        self.opp_journal = opportunity.Journal(sh, self.lw.emit_opportunity, self.lw.records,
+                                               self.mono_to_utc_ns)
+        self.threads.append(threading.Thread(target=self.opp_journal.run, args=(self.study_stop,),
+                                             name="opp", daemon=True))
 
     def status_line(self, prev, dt) -> str:
         import books
@@ -386,6 +427,24 @@ class Engine:
                 f"(no slot {c[C['no_slot']]}) | tried {s.tried} filled {s.filled} failed {s.failed} "
                 f"aborted {s.aborted} | PnL {pnl} | tick-to-fire p50 {ttf.get('p50', '-')} "
                 f"p99 {ttf.get('p99', '-')} us | bad frames {c[C['bad_frames']]} reconnects {c[C['reconnects']]}")
+
+    def _opportunity_summary(self) -> str:
+        """The opportunity table (opportunity.py), once every triangle has reported."""
+        import opportunity
+        if getattr(self, "opp_journal", None) is None:
+            return ""
+        self.study_stop.set()
+        for t in self.threads:
+            if t.name == "opp":
+                t.join(timeout=5)
+        time.sleep(0.05)            # the log thread indexes the last reports
+        self.opp_journal.finish(time.monotonic_ns())
+        tb = opportunity.table(self.opp_journal.opps)
+        c = self.sh.opp_ctl
+        return ("\n" + opportunity.render_table(tb, self.cfg.opportunity_floor_bps)
+                + f"\n  opened {int(c[opportunity.OPP_CTL_OPENED])} closed "
+                f"{int(c[opportunity.OPP_CTL_CLOSED])} dropped {int(c[opportunity.OPP_CTL_DROPPED])}"
+                " (opportunities.jsonl: one line each)")
 
     def run(self) -> int:
         cfg = self.cfg
@@ -404,6 +463,8 @@ class Engine:
         sh = self.sh
         self.log("run: stopping: no new signals; waiting for in-flight triangles")
         sh.control[0] = 1
+        if getattr(self, "recorder", None) is not None:
+            self.recorder.halt()
         deadline = time.monotonic() + 2 * self.cfg.fill_timeout_ms / 1000 + 1
         while time.monotonic() < deadline and any(slots.is_busy(sh.slots, k) for k in range(len(sh.slots))):
             time.sleep(0.01)
@@ -417,10 +478,12 @@ class Engine:
         for fd in sh.slot_fds + [sh.hot_wake_fd, sh.maint_wake_fd]:
             os.eventfd_write(fd, 1)
         for t in self.threads:
-            t.join(timeout=5)
+            if t.name != "opp":
+                t.join(timeout=5)
         import holdings
         valuer = holdings.Valuer(sh.universe, sh.book_px, sh.book_sz)
-        self.log("run: session summary\n" + self.summary.render(valuer, self.cfg.ref_currency))
+        self.log("run: session summary\n" + self.summary.render(valuer, self.cfg.ref_currency)
+                 + self._opportunity_summary())
         self.log("run: counters " + " ".join(f"{k}={int(v)}" for k, v in zip(
             __import__("pipeline").HOT_COUNTERS, sh.counters) if v))
         import triangles
