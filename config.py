@@ -135,6 +135,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "record": (_bool, "false"),
         "opportunity_floor_bps": (_num(float, -10000, 10000), "0"),
         "opportunities": (_bool, "true"),
+        "paper_consume": (_bool, "true"),
         "cpus": (_cpus, ""),
     },
     "credentials": {

@@ -36,6 +36,7 @@ import books
 import cascade
 import holdings
 import kucoin
+import paperbook
 import report
 import rings
 import slots as slotmod
@@ -171,6 +172,10 @@ class Executor:
         self.claims: dict = {}                # (corr, leg) -> thread ident that fires it
         self.hot_fires_legs = cfg.fire_from == "hot" and cfg.mode == "live"
         self.plan = self.plans[0] if self.plans else None
+        # paper_consume: a paper leg's levels come off the local book (paperbook.py)
+        self.paper_book = (paperbook.PaperBook(sh, slot, sh.hot_wake_fd)
+                           if self.paper and getattr(cfg, "paper_consume", False)
+                           and hasattr(sh, "paper_rings") else None)
 
     # -- start-up -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -189,6 +194,8 @@ class Executor:
                 try:
                     self.execute(self.sig[0])
                 finally:
+                    if self.paper_book is not None:
+                        self.paper_book.publish()   # the book shows our legs before the slot frees
                     slotmod.release(sh.slots, self.slot)
                     rings.wake(sh.hot_wake_fd)   # refused candidates may now get this slot
                 continue
@@ -440,6 +447,10 @@ class Executor:
         else:
             base = float(r["order_amt"][0, k])
             notional = books.walk_sell_size(sh.book_px, sh.book_sz, sym, base)
+        if self.paper_book is not None and base > 0.0:
+            buy = int(tri[f"side{k}"]) == cascade.LEG_BUY
+            self.paper_book.took(sym, books.SIDE_ASK if buy else books.SIDE_BID,
+                                 float(r["order_amt"][0, k]), rules.base_inc.value)
         now = time.monotonic_ns()
         r["filled_sz"][0, k] = base
         r["filled_funds"][0, k] = notional

@@ -29,6 +29,7 @@ the header record maps it to UTC. Kinds:
           maint.snapshot_dtype(depth) record (depth in flags)
   REEVAL  the hot thread was woken (a slot released): int64 released_seq of every slot
   HALT    the main thread stopped new signals (shutdown)
+  CONSUME the levels a paper leg took, as the hot thread subtracted them (paperbook.py)
 
 Measured cost and size: README "Recording, replay and the opportunity table".
 """
@@ -54,8 +55,9 @@ K_READ = 4
 K_SNAP = 5
 K_REEVAL = 6
 K_HALT = 7
+K_CONSUME = 8
 KIND_NAMES = {K_HEADER: "header", K_LINK: "link", K_DOWN: "down", K_READ: "read",
-              K_SNAP: "snap", K_REEVAL: "reeval", K_HALT: "halt"}
+              K_SNAP: "snap", K_REEVAL: "reeval", K_HALT: "halt", K_CONSUME: "consume"}
 
 
 def _jsonable(v):
@@ -119,6 +121,9 @@ class Recorder:
 
     def reeval(self, now_ns: int, released_seq) -> None:
         self.q.append((K_REEVAL, 0, 0, now_ns, released_seq.astype("<i8").tobytes()))
+
+    def consume(self, rec, now_ns: int) -> None:
+        self.q.append((K_CONSUME, 0, 0, now_ns, rec.tobytes()))
 
     def halt(self) -> None:
         self.q.append((K_HALT, 0, 0, time.monotonic_ns(), b""))

@@ -34,6 +34,7 @@ import websocket
 import books
 import hotctx
 import maint
+import paperbook
 import pipeline
 import rings
 import slots as slotmod
@@ -92,6 +93,8 @@ class HotLoop:
         # wake-up is appended to it after it was handled (docs/design.md 2: no disk here)
         self.recorder = None
         self._rec_link_ids = 0
+        self._paper_rings = (getattr(sh, "paper_rings", None)
+                             if getattr(cfg, "mode", "") == "paper" else None)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -114,6 +117,8 @@ class HotLoop:
                     rings.drain(fd)
                     self._take_links()
                     self._take_snapshots()
+                    if self._paper_rings is not None:   # paper legs' levels (paperbook.py)
+                        paperbook.drain(sh, self.recorder)
                     if self.recorder is not None:   # a slot may have been released (replay.py)
                         self.recorder.reeval(time.monotonic_ns(), sh.slots["released_seq"])
                     self._reevaluate()

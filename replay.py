@@ -47,6 +47,7 @@ import feed  # noqa: E402
 import hotctx  # noqa: E402
 import maint  # noqa: E402
 import opportunity  # noqa: E402
+import paperbook  # noqa: E402
 import pipeline  # noqa: E402
 import rings  # noqa: E402
 import slots as slotmod  # noqa: E402
@@ -333,14 +334,22 @@ class Replay:
                 for s in self.link_syms.get(ev.link, ()):
                     i = self.uni.sym_index.get(s)
                     if i is not None:
-                        books.book_reset(self.sh.book_state, i)
-                        if self.check is not None:
+                        if self.check is not None:   # the book as it was, before it is lost
+                            self.check.check_book(i)
                             self.check.reset(i)
+                        books.book_reset(self.sh.book_state, i)
                 self.readers.pop(ev.link, None)
             elif kind == "reeval":
                 self._reeval(ns, np.frombuffer(ev.payload, "<i8"))
             elif kind == "halt":
                 self.sh.control[0] = 1
+            elif kind == "consume" and self.slot_mode == "recorded":
+                # a live paper leg's levels, taken off the book where the live hot thread did
+                # (paperbook.py); a what-if replay makes other signals, so it skips them
+                rec = np.frombuffer(ev.payload, paperbook.CONSUME_DTYPE)
+                paperbook.apply_held(rec[0], self.sh.book_state, self.sh.book_px, self.sh.book_sz)
+                if self.check is not None:
+                    self.check.consume(rec[0])
             self._drain_opps()
         sh = self.sh
         end_ns = self.last_ns if self.t0 is not None else 0
@@ -468,17 +477,37 @@ class BookCheck:
             if sym is not None and sym in self.base:
                 self.msgs[sym].append(d)
 
+    def consume(self, rec) -> None:
+        """A paper leg's levels came off the engine's book (paperbook.py): the end check
+        takes them off the reference too; the snapshot check (the venue's view) does not."""
+        sym = int(rec["sym"])
+        if sym in self.base:
+            key = "bids" if int(rec["side"]) == books.SIDE_BID else "asks"
+            self.msgs[sym].append({"consume": key, "levels": [(float(rec["px"][j]), float(rec["sz"][j]))
+                                                              for j in range(int(rec["n"]))]})
+
     def reset(self, sym: int) -> None:
         """The link of `sym` died: the book is unknown until its next snapshot."""
         self.base.pop(sym, None)
         self.msgs.pop(sym, None)
 
     @staticmethod
-    def _build(base, msgs, upto=None):
+    def _build(base, msgs, upto=None, consumed=False):
         side = {"bids": {float(p): float(s) for p, s in base["bids"]},
                 "asks": {float(p): float(s) for p, s in base["asks"]}}
         seq = int(base["sequence"])
         for d in msgs:
+            if "consume" in d:
+                if consumed:
+                    lv = side[d["consume"]]
+                    for p, taken in d["levels"]:
+                        if p in lv:
+                            left = lv[p] - taken
+                            if left > 1e-9 * taken:
+                                lv[p] = left
+                            else:
+                                del lv[p]
+                continue
             if d["sequenceEnd"] <= seq:
                 continue
             if d["sequenceStart"] > seq + 1:
@@ -523,14 +552,17 @@ class BookCheck:
             self.details.append(what)
 
     def finish(self) -> None:
+        for sym in list(self.base):
+            self.check_book(sym)
+
+    def check_book(self, sym: int) -> None:
         sh = self.sh
-        for sym, base in self.base.items():
-            b = sh.book_state[sym]
-            if b["status"] != books.BOOK_SYNCED:
-                continue
-            side, seq = self._build(base, self.msgs.get(sym, []))
+        base = self.base.get(sym)
+        b = sh.book_state[sym]
+        if base is not None and b["status"] == books.BOOK_SYNCED:
+            side, seq = self._build(base, self.msgs.get(sym, []), consumed=True)
             if side is None or seq != int(b["seq"]):
-                continue
+                return
             self.book_checks += 1
             for key, s, hz, n in (("bids", books.SIDE_BID, -b["hz_bid_px"], b["n_bid"]),
                                   ("asks", books.SIDE_ASK, b["hz_ask_px"], b["n_ask"])):

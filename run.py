@@ -150,6 +150,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     import l2wire
     import maint
     import opportunity
+    import paperbook
     import pipeline
     import rings
     import slots
@@ -199,6 +200,8 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
                                      getattr(cfg, "opportunity_floor_bps", 0.0), cfg.max_book_age_ms,
                                      cfg.max_levels, getattr(cfg, "opportunities", True))
     sh.opp_ring = (ring_buf, ring_ctrl)          # hot -> "opp" thread (opportunity.Journal)
+    # paper legs' levels, exec k -> hot (paperbook.py); paper_applied: hot thread
+    sh.paper_rings, sh.paper_applied, sh.paper_scratch = paperbook.alloc(cfg.slots)
     sh.symtable = topics.SymbolTable(uni.symbols)
     sh.hot_table = hotctx.Table(sh, sh.symtable)   # the same arrays by address, for hot_chunk
     return sh
@@ -244,6 +247,7 @@ def warm_up(sh) -> float:
     # the chunk entry, over a table of the copies (a WebSocket text frame holding `frame`);
     # fill rings of its own, or a warm-up record would reach a real executor
     scratch.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
+    scratch.opp_ring = rings.alloc_ring(sh.opp_ring[0].dtype, len(sh.opp_ring[0]))   # ditto
     tab = hotctx.Table(scratch, sh.symtable)
     ws = np.frombuffer(wsread.text_header(len(frame)) + frame.tobytes(), np.uint8).copy()
     hotctx.hot_chunk(tab.tab, ws, len(ws), time.monotonic_ns(), hotctx.alloc_result())
@@ -261,7 +265,8 @@ def warm_up(sh) -> float:
     hotctx.hot_reeval(tab.tab, time.monotonic_ns())
     scratch.fill_stage[0]["kind"] = rings.FILL_MATCH
     hotctx.hot_route_fill(tab.tab, 0)
-    for buf, ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req):
+    for buf, ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req,
+                      sh.paper_rings[0], sh.opp_ring):
         b, c = rings.alloc_ring(buf.dtype, len(buf))
         one = np.zeros(1, buf.dtype)
         rings.ring_push(b, c, one, 0)
@@ -275,6 +280,13 @@ def warm_up(sh) -> float:
     books.walk_buy_funds(px, sz, sym, 1.0, 0.0001)
     books.walk_sell_size(px, sz, sym, 1.0)
     books.best_bid(px, sz, sym)
+    import opportunity
+    import paperbook
+    con = np.zeros(1, paperbook.CONSUME_DTYPE)     # paper legs' levels (executors, hot)
+    paperbook.walk_levels(px, sz, sym, books.SIDE_ASK, 1.0, 0.0001, con[0]["px"], con[0]["sz"])
+    paperbook.apply_held(con[0], st, px, sz)
+    opportunity.close_all(0, scratch.tri_last_ns, scratch.opp_state, scratch.opp_ring[0],
+                          scratch.opp_ring[1], scratch.opp_ctl, 1)
     books.book_reset(st, sym)
     tbl = slots.alloc_inflight(len(sh.slots))
     s = slots.try_acquire(tbl, np.uint64(1), np.int32(0), np.int32(0), np.int32(1), np.int32(2), np.int32(0))
