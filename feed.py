@@ -138,13 +138,21 @@ class Recorder:
         self._f.flush()
 
     def drain(self) -> int:
+        """Everything queued, as one write: one compressor call per drain. The compressor
+        releases the GIL while it works; a call per record would hand the GIL back and forth
+        with the hot thread hundreds of times per drain (docs/design.md 9)."""
         q = self.q
+        parts = []
         n = 0
         while q:
             kind, link, flags, ns, payload = q.popleft()
-            self._write(kind, link, flags, ns, payload)
-            self.raw_bytes += REC.size + len(payload)
+            parts.append(REC.pack(kind, link, flags, len(payload), ns))
+            parts.append(payload)
             n += 1
+        if parts:
+            blob = b"".join(parts)
+            self._z.write(blob)
+            self.raw_bytes += len(blob)
         self.records += n
         return n
 

@@ -246,7 +246,7 @@ class HotLoop:
                 raise wsread.LinkClosed(wsread.stream_error(int(res[hotctx.R_STATUS])))
             pos = res[hotctx.R_POS]
             if self.recorder is not None and pos > 0:   # after the chunk's signals went out
-                self.recorder.read(link.rec_id, recv_ns, rd.buf, pos)
+                self.recorder.read(getattr(link, "rec_id", 0), recv_ns, rd.buf, pos)
             rd.consume(pos)
         finally:
             hotctx.reset_result(res)

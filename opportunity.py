@@ -39,8 +39,10 @@ OPP_STATE_DTYPE = np.dtype([
     ("open", "i4"), ("n_frames", "i4"),
     ("start_ns", "i8"), ("last_ns", "i8"), ("peak_ns", "i8"),
     ("first_bps", "f8"), ("peak_bps", "f8"), ("peak_vol", "f8"), ("peak_profit", "f8"),
-    ("sig_ns", "i8"), ("last_sig_ns", "i8"), ("n_sig", "i4"), ("pad", "i4"),
+    ("sig_ns", "i8"), ("last_sig_ns", "i8"), ("n_sig", "i4"), ("edge", "i4"),
     ("start_ts_ms", "i8"),
+    ("bound", "f8"),        # the top-of-book bound when the depth search last ran ...
+    ("bps", "f8"),          # ... and what it found (edge = 1: at least the floor)
 ], align=True)
 
 OPP_DTYPE = np.dtype([
@@ -68,6 +70,7 @@ def alloc(ntri: int, nccy: int, floor_bps: float, max_book_age_ms: float, max_le
           enabled: bool = True, flags: int = 0):
     """(state, params, cand, cap, ring_buf, ring_ctrl, ctl) for run.allocate."""
     state = np.zeros(max(1, ntri), OPP_STATE_DTYPE)
+    state["bound"] = np.nan
     params = triangles.alloc_params(floor_bps, max_book_age_ms, max_levels, flags=flags)
     cand = triangles.alloc_candidates(1)
     cap = np.full(max(1, nccy), HUGE)
@@ -111,14 +114,29 @@ def track(sym, now_ns, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list,
         return
     for idx in range(sym_tri_start[sym], sym_tri_start[sym + 1]):
         t = sym_tri_list[idx]
-        code, _bound = triangles.screen_triangle(t, now_ns, state, px, sz, symtab, tris, oparams)
-        if code == triangles.EVC_CANDIDATES:
-            code = triangles.evaluate_triangle(t, now_ns, state, px, sz, symtab, tris, ocap, ocap,
-                                               oparams, ocand, 0)
         o = ostate[t]
+        code, bound = triangles.screen_triangle(t, now_ns, state, px, sz, symtab, tris, oparams)
+        fresh = False
+        if code == triangles.EVC_CANDIDATES:
+            if bound == o["bound"]:
+                # the top of the three books did not move since the last depth search (the
+                # frame changed a deeper level or the other side): keep its answer; this
+                # skips most searches while an edge lasts (profiles/bench_study.py)
+                code = triangles.EVC_CANDIDATES if o["edge"] != 0 else triangles.EVC_BELOW_BPS
+            else:
+                code = triangles.evaluate_triangle(t, now_ns, state, px, sz, symtab, tris, ocap,
+                                                   ocap, oparams, ocand, 0)
+                o["bound"] = bound
+                o["edge"] = 1 if code == triangles.EVC_CANDIDATES else 0
+                fresh = code == triangles.EVC_CANDIDATES
+                if fresh:
+                    o["bps"] = ocand[0]["bps"]
+        else:
+            o["bound"] = np.nan
+            o["edge"] = 0
         if code == triangles.EVC_CANDIDATES:
             c = ocand[0]
-            bps = c["bps"]
+            bps = o["bps"]
             if o["open"] == 0:
                 o["open"] = 1
                 o["n_frames"] = 0
@@ -132,7 +150,7 @@ def track(sym, now_ns, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list,
                 octl[OPP_CTL_OPENED] += 1
             o["n_frames"] += 1
             o["last_ns"] = now_ns
-            if bps > o["peak_bps"]:
+            if fresh and bps > o["peak_bps"]:
                 o["peak_bps"] = bps
                 o["peak_vol"] = c["start_vol"]
                 o["peak_profit"] = c["profit"]
@@ -320,15 +338,18 @@ class Journal:
                 "start_volume": r.start_volume}
 
     def poll(self, final: bool = False) -> int:
+        """Everything closed since the last poll; the lines go to the log thread as one item
+        (one wake-up of it per poll, not per opportunity: each wake-up competes for the GIL)."""
         sh = self.sh
         n = 0
+        lines = []
         while rings.ring_pop(sh.opp_ring[0], sh.opp_ring[1], self.rec, 0):
             o = record_dict(self.rec[0], self.uni, self.mono_to_utc_ns)
             self.opps.append(o)
             if o["signalled"]:
                 self.waiting.append((time.monotonic(), o))
             else:
-                self.emit_line(json.dumps(o, separators=(",", ":")))
+                lines.append(json.dumps(o, separators=(",", ":")))
             n += 1
         if self.waiting:
             self._index_reports()
@@ -337,10 +358,12 @@ class Journal:
             for t0, o in self.waiting:
                 o["outcome"] = self._outcome(o)
                 if o["outcome"] is not None or final or now - t0 > self.wait_report_s:
-                    self.emit_line(json.dumps(o, separators=(",", ":")))
+                    lines.append(json.dumps(o, separators=(",", ":")))
                 else:
                     keep.append((t0, o))
             self.waiting = keep
+        if lines:
+            self.emit_line("\n".join(lines))
         return n
 
     def run(self, stop) -> None:
