@@ -7,20 +7,24 @@ closed opportunity, hot -> "opp" thread through an SPSC ring), OPP_CTL_* cells, 
 turns ring records into journal lines and the session's opportunity table), `table` and
 `render_table`.
 
-What an opportunity is: triangle t has an edge when its best start volume over the book
-depth (triangles.evaluate_triangle: the engine's own execution model, increments, minimums
-and taker fees; our balance and max_start ignored: `cap` is huge) makes at least
-`opportunity_floor_bps` after fees. It opens at the receipt of the first frame that showed
-the edge and closes at the receipt of the frame that removed it (or when a book it needs
-stops being tradable: not synced, stale, crossed; `end` says which). Peak bps and the size
-and profit at the peak are kept; `n_sig` counts our signals on that triangle while it was
-open (slots.py: each signal sets tri_last_ns[t] to its evaluation time).
+What an opportunity is: triangle t opens when its best start volume over the book depth
+(triangles.evaluate_triangle: the engine's own execution model, increments, minimums and
+taker fees; our balance and max_start ignored: `cap` is huge) makes at least
+`opportunity_floor_bps` after fees, at the receipt of the first frame that showed it. It
+stays open while the exact top-of-book bound of the cycle after fees (screen_triangle)
+stays at or above the floor, and closes at the receipt of the frame that took it below (or
+when a book it needs stops being tradable: not synced, stale, crossed; `end` says which).
+The depth search runs again only when the bound rises above every bound seen in this
+opportunity: peak bps, size and profit are the best of those searches. `n_sig` counts our
+signals on that triangle while it was open (slots.py: each signal sets tri_last_ns[t] to
+its evaluation time).
 
 Cost (docs/design.md 9): `track` runs after a frame's own decision, in the same kernel call
 (hotctx.process_chunk): when the frame staged a signal it runs only once leg 0 is out, at
-the next call. Per frame it screens the triangles through the symbol (the exact
-top-of-book bound, tens of ns each, as pipeline.evaluate_best does) and runs the depth
-search only on those above the floor: O(triangles evaluated), no allocation. One writer
+the next call. It reads each triangle's top-of-book bound where the frame's evaluation left
+it (pipeline.evaluate_best writes tri_bound as it screens: one store per triangle), so per
+frame it is a pass of loads and compares over the triangles evaluated, plus a depth search
+when an opportunity opens or peaks: O(triangles evaluated), no allocation. One writer
 per array: the hot thread (the main thread writes params/cap/ctl before the threads start).
 Measured: README "Recording, replay and the opportunity table".
 """
@@ -34,6 +38,7 @@ from numba import njit
 
 import rings
 import triangles
+from books import BOOK_SYNCED
 
 OPP_STATE_DTYPE = np.dtype([
     ("open", "i4"), ("n_frames", "i4"),
@@ -41,8 +46,7 @@ OPP_STATE_DTYPE = np.dtype([
     ("first_bps", "f8"), ("peak_bps", "f8"), ("peak_vol", "f8"), ("peak_profit", "f8"),
     ("sig_ns", "i8"), ("last_sig_ns", "i8"), ("n_sig", "i4"), ("edge", "i4"),
     ("start_ts_ms", "i8"),
-    ("bound", "f8"),        # the top-of-book bound when the depth search last ran ...
-    ("bps", "f8"),          # ... and what it found (edge = 1: at least the floor)
+    ("bound", "f8"),        # the top-of-book bound of the last depth search (NaN: none)
 ], align=True)
 
 OPP_DTYPE = np.dtype([
@@ -54,6 +58,7 @@ OPP_DTYPE = np.dtype([
 ], align=True)
 
 END_SESSION = -1        # still open when the session (or the replay) ended
+END_BOOK = -2           # a book of the triangle could not be traded (stale, crossed, empty)
 
 # ctl cells (int64): [ENABLED] main thread before start; the rest hot thread
 OPP_CTL_ENABLED = 0
@@ -106,55 +111,69 @@ def _close(o, t, now_ns, end, buf, ctrl, ctl):
 
 
 @njit(nogil=True, cache=True)
-def track(sym, now_ns, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list, tri_last_ns,
-          ostate, oparams, ocand, ocap, obuf, octrl, octl):
+def track(sym, now_ns, evaluated, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list,
+          tri_last_ns, tri_bound, ostate, oparams, ocand, ocap, obuf, octrl, octl):
     """After a frame of `sym` (received at now_ns) was handled: open, extend or close the
-    opportunity of every triangle through `sym` (see the module docstring)."""
+    opportunity of every triangle through `sym` (see the module docstring). `evaluated`: the
+    frame reached the evaluation, whose screen left each triangle's top-of-book bound in
+    tri_bound (pipeline.evaluate_best); otherwise the book did not change, unless it stopped
+    being synced (a gap), which closes what is open through it."""
     if octl[OPP_CTL_ENABLED] == 0:
         return
+    floor = oparams[0]["min_profit_bps"]
+    synced = state[sym]["status"] == BOOK_SYNCED
     for idx in range(sym_tri_start[sym], sym_tri_start[sym + 1]):
         t = sym_tri_list[idx]
         o = ostate[t]
-        code, bound = triangles.screen_triangle(t, now_ns, state, px, sz, symtab, tris, oparams)
-        fresh = False
-        if code == triangles.EVC_CANDIDATES:
-            if bound == o["bound"]:
-                # the top of the three books did not move since the last depth search (the
-                # frame changed a deeper level or the other side): keep its answer; this
-                # skips most searches while an edge lasts (profiles/bench_study.py)
-                code = triangles.EVC_CANDIDATES if o["edge"] != 0 else triangles.EVC_BELOW_BPS
-            else:
-                code = triangles.evaluate_triangle(t, now_ns, state, px, sz, symtab, tris, ocap,
-                                                   ocap, oparams, ocand, 0)
+        if not evaluated:
+            if not synced and o["open"] != 0:
+                _close(o, t, now_ns, triangles.EVC_NOT_SYNCED, obuf, octrl, octl)
+            continue
+        bound = tri_bound[t]
+        edge = False
+        end = triangles.EVC_NO_EDGE if bound > -np.inf else END_BOOK
+        if bound >= floor:                              # top-of-book bound >= the floor
+            if o["open"] != 0:
+                edge = True
+                if bound > o["bound"]:
+                    # a higher top-of-book bound than any seen in this opportunity: the depth
+                    # search again, for the peak (only then: a search on every frame cost as
+                    # much as the frame's own evaluation, profiles/bench_study.py)
+                    o["bound"] = bound
+                    if triangles.evaluate_triangle(t, now_ns, state, px, sz, symtab, tris, ocap,
+                                                   ocap, oparams, ocand, 0) == triangles.EVC_CANDIDATES:
+                        c = ocand[0]
+                        if c["bps"] > o["peak_bps"]:
+                            o["peak_bps"] = c["bps"]
+                            o["peak_vol"] = c["start_vol"]
+                            o["peak_profit"] = c["profit"]
+                            o["peak_ns"] = now_ns
+            elif not bound == o["bound"]:
+                # not open: does a real size clear the floor? (a bound already searched
+                # without success is not searched again)
                 o["bound"] = bound
-                o["edge"] = 1 if code == triangles.EVC_CANDIDATES else 0
-                fresh = code == triangles.EVC_CANDIDATES
-                if fresh:
-                    o["bps"] = ocand[0]["bps"]
+                if triangles.evaluate_triangle(t, now_ns, state, px, sz, symtab, tris, ocap,
+                                               ocap, oparams, ocand, 0) == triangles.EVC_CANDIDATES:
+                    c = ocand[0]
+                    edge = True
+                    o["open"] = 1
+                    o["n_frames"] = 0
+                    o["start_ns"] = now_ns
+                    o["first_bps"] = c["bps"]
+                    o["peak_bps"] = c["bps"]
+                    o["peak_vol"] = c["start_vol"]
+                    o["peak_profit"] = c["profit"]
+                    o["peak_ns"] = now_ns
+                    o["sig_ns"] = 0
+                    o["last_sig_ns"] = 0
+                    o["n_sig"] = 0
+                    o["start_ts_ms"] = c["book_ts_ms"]
+                    octl[OPP_CTL_OPENED] += 1
         else:
             o["bound"] = np.nan
-            o["edge"] = 0
-        if code == triangles.EVC_CANDIDATES:
-            c = ocand[0]
-            bps = o["bps"]
-            if o["open"] == 0:
-                o["open"] = 1
-                o["n_frames"] = 0
-                o["start_ns"] = now_ns
-                o["first_bps"] = bps
-                o["peak_bps"] = -np.inf
-                o["sig_ns"] = 0
-                o["last_sig_ns"] = 0
-                o["n_sig"] = 0
-                o["start_ts_ms"] = c["book_ts_ms"]
-                octl[OPP_CTL_OPENED] += 1
+        if edge:
             o["n_frames"] += 1
             o["last_ns"] = now_ns
-            if fresh and bps > o["peak_bps"]:
-                o["peak_bps"] = bps
-                o["peak_vol"] = c["start_vol"]
-                o["peak_profit"] = c["profit"]
-                o["peak_ns"] = now_ns
         if o["open"] != 0:
             s = tri_last_ns[t]
             if s >= o["start_ns"] and s != o["last_sig_ns"]:
@@ -162,8 +181,8 @@ def track(sym, now_ns, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list,
                 o["last_sig_ns"] = s
                 if o["sig_ns"] == 0:
                     o["sig_ns"] = s
-            if code != triangles.EVC_CANDIDATES:
-                _close(o, t, now_ns, code, obuf, octrl, octl)
+            if not edge:
+                _close(o, t, now_ns, end, obuf, octrl, octl)
 
 
 @njit(nogil=True, cache=True)
@@ -189,7 +208,8 @@ def close_all(now_ns, tri_last_ns, ostate, obuf, octrl, octl, limit):
 
 # -- records, journal lines and the table -------------------------------------------------
 
-END_NAMES = {END_SESSION: "session_end", triangles.EVC_NOT_SYNCED: "not_synced",
+END_NAMES = {END_SESSION: "session_end", END_BOOK: "book_unusable",
+             triangles.EVC_NOT_SYNCED: "not_synced",
              triangles.EVC_STALE: "stale", triangles.EVC_EMPTY: "empty",
              triangles.EVC_CROSSED: "crossed", triangles.EVC_NO_EDGE: "edge_gone",
              triangles.EVC_NO_SIZE: "no_size", triangles.EVC_NO_PROFIT: "edge_gone",

@@ -186,6 +186,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.control[1] = int(cfg.retrigger_ms * 1_000_000)
     sh.tri_last_ns = np.full(uni.ntri, -(1 << 62), np.int64)   # hot thread: last signal per triangle
     sh.reeval = np.zeros(n, np.int8)                               # hot thread: symbols to look at again
+    sh.tri_bound = np.full(max(1, uni.ntri), -np.inf)             # hot thread: last top-of-book bound (bps)
     sh.hot_acc = np.zeros((cfg.slots, 3, 2))                       # hot thread: per leg (filled base, notional)
     sh.hot_acc_corr = np.zeros(cfg.slots, np.uint64)               # hot thread: corr those totals belong to
     sh.rate_backoff_ns = np.zeros(cfg.slots, np.int64)             # executor k writes cell k: 429 backoff
@@ -216,7 +217,7 @@ def pipe_args(sh) -> tuple:
             books.REFILL_MIN, uni.symtab, uni.tris, uni.sym_tri_start, uni.sym_tri_list,
             sh.balances, sh.max_start, sh.params, sh.cands, sh.evc, sh.slots, sh.pstate,
             sh.counters, sh.sig_stage, sh.control, sh.tri_last_ns, sh.reeval,
-            sh.rate_backoff_ns)
+            sh.rate_backoff_ns, sh.tri_bound)
 
 
 def warm_up(sh) -> float:
