@@ -215,7 +215,7 @@ END_NAMES = {END_SESSION: "session_end", END_BOOK: "book_unusable",
              triangles.EVC_NO_SIZE: "no_size", triangles.EVC_NO_PROFIT: "edge_gone",
              triangles.EVC_BELOW_BPS: "edge_gone", triangles.EVC_OUT_FULL: "edge_gone"}
 
-BPS_BANDS = (0.0, 5.0, 10.0, 20.0, 50.0, 100.0)              # lower edges
+BPS_BANDS = (-np.inf, 0.0, 5.0, 10.0, 20.0, 50.0, 100.0)     # lower edges (< 0: a floor below 0)
 LIFE_BANDS_MS = (0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0)     # lower edges
 
 
@@ -256,6 +256,8 @@ def _band(v, edges):
 def _label(edges, k, unit):
     lo = edges[k]
     hi = edges[k + 1] if k + 1 < len(edges) else None
+    if lo == -np.inf:
+        return f"< {hi:g} {unit}"
     return f"{lo:g}-{hi:g} {unit}" if hi is not None else f">= {lo:g} {unit}"
 
 

@@ -166,25 +166,65 @@ class Replay:
         self.sym_index = {s.encode(): i for i, s in enumerate(self.uni.symbols)}
         self.check = BookCheck(self.uni, sh) if verify else None
         self.snaps = {"applied": 0, "too_old": 0, "ignored": 0, "bad": 0}
+        # hold mode with paper_consume: each signal's three legs take their levels off the
+        # book when its slot frees, as a paper session does (paperbook.py); recorded mode
+        # replays the recorded consumption instead
+        self.model_consume = slot_mode == "hold" and cfg.paper_consume
+        self.pending_consume: dict[int, np.ndarray] = {}
 
     # -- slots -------------------------------------------------------------------------------
+    def _release(self, k: int) -> None:
+        recs = self.pending_consume.pop(k, None)
+        if recs is not None:
+            sh = self.sh
+            for r in recs:
+                paperbook.apply_held(r, sh.book_state, sh.book_px, sh.book_sz)
+                if self.check is not None:
+                    self.check.consume(r)
+        slotmod.release(self.sh.slots, k)
+
+    def _model_legs(self, slot: int, t: int, start_vol: float) -> None:
+        """The levels the signal's three legs would take (the candidate's predicted order
+        amounts: funds of a buy, size of a sell), walked on the book as it is now."""
+        sh = self.sh
+        c = sh.cands
+        row = None
+        for i in range(len(c)):
+            if int(c[i]["tri"]) == t and c[i]["start_vol"] == start_vol:
+                row = c[i]
+                break
+        if row is None:
+            return
+        tr = self.uni.tris[t]
+        recs = np.zeros(3, paperbook.CONSUME_DTYPE)
+        for k in range(3):
+            sym = int(tr[f"sym{k}"])
+            side = books.SIDE_ASK if int(tr[f"side{k}"]) == 0 else books.SIDE_BID
+            r = recs[k]
+            r["sym"], r["side"], r["slot"] = sym, side, slot
+            r["n"] = paperbook.walk_levels(sh.book_px, sh.book_sz, sym, side, float(row[f"amt{k}"]),
+                                           float(self.uni.symtab[sym]["base_inc"]), r["px"], r["sz"])
+        self.pending_consume[slot] = recs
+
     def _release_due(self, ns: int) -> None:
         t = self.sh.slots
         for k in range(len(t)):
             if slotmod.is_busy(t, k) and ns - self.acq_ns[k] >= self.hold_ns:
-                slotmod.release(t, k)
+                self._release(k)
 
     def _release_recorded(self, released) -> None:
         t = self.sh.slots
         for k in range(min(len(t), len(released))):
             if slotmod.is_busy(t, k) and int(released[k]) >= int(t[k]["acquired_seq"]):
-                slotmod.release(t, k)
+                self._release(k)
 
     def _signal(self, slot: int, ns: int) -> None:
         s = self.sh.sig_stage[0]
         t = int(s["tri"])
         tr = self.uni.tris[t]
         self.acq_ns[slot] = ns
+        if self.model_consume:
+            self._model_legs(slot, t, float(s["start_vol"]))
         self.signals.append({
             "n": len(self.signals), "t_ms": round((int(s["recv_ns"]) - self.t0) / 1e6, 3),
             "recv_ns": int(s["recv_ns"]), "origin": "reeval" if int(s["origin"]) != 0 else "frame",
@@ -365,7 +405,7 @@ class Replay:
         t = self.sh.slots
         for k in range(len(t)):
             if slotmod.is_busy(t, k) and ns - self.acq_ns[k] >= max(10 * self.hold_ns, 1_000_000_000):
-                slotmod.release(t, k)
+                self._release(k)
 
     def _private(self, link: int, data: bytes) -> None:
         rd = self.readers.get(link)

@@ -153,7 +153,8 @@ def test_table_when_opportunities_then_bands_signalled_caught_and_ratio():
     tb = opportunity.table(opps)
     assert tb["seen"] == 4 and tb["signalled"] == 3 and tb["caught"] == 2
     assert tb["capture_ratio"] == 0.5
-    assert tb["grid"][0][0] == 1 and tb["grid"][3][3] == 2 and tb["grid"][5][5] == 1
+    assert tb["grid"][1][0] == 1 and tb["grid"][4][3] == 2 and tb["grid"][6][5] == 1
+    assert tb["bps_bands"][0] == "< 0 bps" and tb["bps_bands"][1] == "0-5 bps"
     assert "capture ratio 0.500" in opportunity.render_table(tb, 0.0)
 
 
