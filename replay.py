@@ -168,8 +168,10 @@ class Replay:
         self.snaps = {"applied": 0, "too_old": 0, "ignored": 0, "bad": 0}
         # hold mode with paper_consume: each signal's three legs take their levels off the
         # book when its slot frees, as a paper session does (paperbook.py); recorded mode
-        # replays the recorded consumption instead
-        self.model_consume = slot_mode == "hold" and cfg.paper_consume
+        # replays the recorded consumption instead. A live recording's stream already shows
+        # our own fills: not modelled.
+        self.model_consume = (slot_mode == "hold" and cfg.paper_consume
+                              and source.header.get("mode") != "live")
         self.pending_consume: dict[int, np.ndarray] = {}
 
     # -- slots -------------------------------------------------------------------------------

@@ -16,7 +16,10 @@ Threads (created here and nowhere else; docs/design.md 11):
 |             |                      | (producer), EXEC row of leg 0 when fire_from = hot  |       |
 | maint       | `maint.MaintLoop.run`| snapshot ring (producer), links until handed over   | snap-req ring |
 | executor k  | `executor.Executor.run` | EXEC row k, slots.released_seq[k], rings k (consumer) | books (paper fills), balances |
-| log         | `LogWriter.run`      | report.log, journal.jsonl, engine.log, stdout       | its queue |
+| log         | `LogWriter.run`      | report.log, journal.jsonl, engine.log, stdout,      | its queue |
+|             |                      | opportunities.jsonl                                 |       |
+| rec         | `feed.Recorder.run`  | feed.zst (record = true)                            | the deque the hot thread appends to |
+| opp         | `opportunity.Journal.run` | (nothing shared: lines to the log thread)      | opp ring (consumer), the log thread's records |
 
 Stop: Ctrl-C or SIGTERM (or run_seconds) -> halt new signals -> wait for in-flight
 triangles (up to 2 x fill timeout) -> set the cancel flag so any still running abort between
