@@ -87,15 +87,31 @@ class Source:
             self.header = {"config": dict(CAPTURE_DEFAULTS), "symbols": syms, "fees": {},
                            "default_taker_fee": 0.001, "balances": None, "run_id": 0,
                            "capture": True, "derived_symbols": derived}
-            self.events = feed.capture_events(self.path, snaps)
+            self._events = feed.capture_events(self.path, snaps)
             self.snapshots_path = snaps
         else:
-            recs = list(feed.read_records(self.path))
-            if not recs or recs[0].kind != feed.K_HEADER:
-                raise SystemExit(f"replay: {path}: no header record")
-            self.header = recs[0].json()
-            self.events = recs[1:]
-            self.snapshots_path = None
+            try:
+                self.header = feed.header_of(self.path)
+            except ValueError as e:
+                raise SystemExit(f"replay: {e}") from None
+            self._events = None          # a recording is read again per run: hours of it
+            self.snapshots_path = None   # do not fit in memory as records
+
+    @property
+    def events(self):
+        """The events in order: a capture's list, or a recording's records read anew."""
+        if self._events is not None:
+            return self._events
+        recs = feed.read_records(self.path)
+        next(recs)                       # the header
+        return recs
+
+    def has_wakes(self) -> bool:
+        """Does the recording mark the hot thread's wake-ups (feed.K_REEVAL)? The first comes
+        as soon as a link is handed over, so this reads only the beginning."""
+        if self._events is not None:
+            return False
+        return any(r.kind == feed.K_REEVAL for r in self.events)
 
     def _sibling_snapshots(self):
         date = self.path.stem.rsplit("-", 3)
@@ -624,8 +640,8 @@ class BookCheck:
 
 def replay_once(source, ini=None, sets=(), hold_ms=3.0, slots="auto", verify=True):
     cfg = build_config(source, ini, sets)
-    has_wakes = any(not isinstance(e, tuple) and e.kind == feed.K_REEVAL for e in source.events)
-    mode = slots if slots != "auto" else ("recorded" if has_wakes and not sets and not ini else "hold")
+    mode = slots if slots != "auto" else (
+        "recorded" if not sets and not ini and source.has_wakes() else "hold")
     r = Replay(source, cfg, hold_ms=hold_ms, slot_mode=mode, verify=verify).run()
     return r, r.summary()
 
