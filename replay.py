@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -643,6 +644,9 @@ def replay_once(source, ini=None, sets=(), hold_ms=3.0, slots="auto", verify=Tru
     mode = slots if slots != "auto" else (
         "recorded" if not sets and not ini and source.has_wakes() else "hold")
     r = Replay(source, cfg, hold_ms=hold_ms, slot_mode=mode, verify=verify).run()
+    sh = r.sh
+    for fd in sh.slot_fds + [sh.hot_wake_fd, sh.maint_wake_fd]:   # run.allocate's eventfds:
+        os.close(fd)                                             # a sweep makes many
     return r, r.summary()
 
 
