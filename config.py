@@ -161,6 +161,10 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         # docs/kucoin.md 1.4: a signed timestamp more than 5 s off is refused; re-measured
         # by the maintenance thread this often (0 = only at start-up)
         "clock_resync_s": (_num(float, 0, 86_400), "60"),
+        "record": (_bool, "false"),
+        "opportunity_floor_bps": (_num(float, -10000, 10000), "0"),
+        "opportunities": (_bool, "true"),
+        "paper_consume": (_bool, "true"),
         "cpus": (_cpus, ""),
         "ca_file": (_ca_file, ""),
         "tls_io": (_choice(TLS_IO), "held"),

@@ -41,6 +41,7 @@ import books
 import cascade
 import holdings
 import kucoin
+import paperbook
 import report
 import rings
 import risk
@@ -222,6 +223,10 @@ class Executor:
         self.rejects = getattr(sh, "rejects", None)
         self.limited_ms = None        # the last answer was 429000: ms to the pool's reset
         self.retries_429 = 0
+        # paper_consume: a paper leg's levels come off the local book (paperbook.py)
+        self.paper_book = (paperbook.PaperBook(sh, slot, sh.hot_wake_fd)
+                           if self.paper and getattr(cfg, "paper_consume", False)
+                           and hasattr(sh, "paper_rings") else None)
 
     # -- start-up -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -240,6 +245,8 @@ class Executor:
                 try:
                     self.execute(self.sig[0])
                 finally:
+                    if self.paper_book is not None:
+                        self.paper_book.publish()   # the book shows our legs before the slot frees
                     slotmod.release(sh.slots, self.slot)
                     rings.wake(sh.hot_wake_fd)   # refused candidates may now get this slot
                 continue
@@ -620,6 +627,10 @@ class Executor:
         else:
             base = float(r["order_amt"][0, k])
             notional = books.walk_sell_size(sh.book_px, sh.book_sz, sym, base)
+        if self.paper_book is not None and base > 0.0:
+            buy = int(tri[f"side{k}"]) == cascade.LEG_BUY
+            self.paper_book.took(sym, books.SIDE_ASK if buy else books.SIDE_BID,
+                                 float(r["order_amt"][0, k]), rules.base_inc.value)
         now = time.monotonic_ns()
         r["filled_sz"][0, k] = base
         r["filled_funds"][0, k] = notional

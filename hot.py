@@ -54,6 +54,7 @@ import websocket
 import books
 import hotctx
 import maint
+import paperbook
 import pipeline
 import rings
 import risk
@@ -139,6 +140,12 @@ class HotLoop:
         self.read_ns = 0
         self._read_start = 0
         self.signal_read_ns = collections.deque(maxlen=100_000)   # reads that carried a frame's signal
+        # record = true: feed.Recorder (set by run.py); every socket read, link, snapshot and
+        # wake-up is appended to it after it was handled (docs/design.md 2: no disk here)
+        self.recorder = None
+        self._rec_link_ids = 0
+        self._paper_rings = (getattr(sh, "paper_rings", None)
+                             if getattr(cfg, "mode", "") == "paper" else None)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -162,6 +169,10 @@ class HotLoop:
                         rings.drain(fd)
                         self._take_links()
                         self._take_snapshots()
+                        if self._paper_rings is not None:   # paper legs' levels (paperbook.py)
+                            paperbook.drain(sh, self.recorder)
+                        if self.recorder is not None:   # a slot may have been released (replay.py)
+                            self.recorder.reeval(time.monotonic_ns(), sh.slots["released_seq"])
                         self._reevaluate()
                         continue
                     link = self.links.get(fd)
@@ -231,6 +242,10 @@ class HotLoop:
             self.ep.register(link.fd, select.EPOLLIN)
             tls = "" if not rd.tls else (", TLS, reads keep the GIL" if rd.held is not None
                                          else ", TLS, reads through the ssl module")
+            self._rec_link_ids += 1
+            link.rec_id = self._rec_link_ids
+            if self.recorder is not None:
+                self.recorder.link(link.rec_id, link.kind, link.connect_id, link.symbols)
             self.log(f"hot: {link.kind} link {link.connect_id} up ({len(link.symbols)} symbols{tls})")
             # Data may already sit in the socket or the TLS buffer: epoll is level-triggered
             # for the socket, but TLS-buffered bytes are invisible to it (drain handles both).
@@ -257,6 +272,8 @@ class HotLoop:
                 books.book_reset(self.sh.book_state, sym)
                 self.snap_requested[sym] = 0
         self.counters[C["reconnects"]] += 1
+        if self.recorder is not None:
+            self.recorder.down(getattr(link, "rec_id", 0))
         self.log(f"hot: {link.kind} link {link.connect_id} down: {why}")
         if replace:
             self.maint.request_link(link.kind, link.symbols)
@@ -331,7 +348,10 @@ class HotLoop:
             self._others(link, recv_ns)
             if slot == hotctx.STREAM_ERROR:
                 raise wsread.LinkClosed(wsread.stream_error(int(res[hotctx.R_STATUS])))
-            rd.consume(res[hotctx.R_POS])
+            pos = res[hotctx.R_POS]
+            if self.recorder is not None and pos > 0:   # after the chunk's signals went out
+                self.recorder.read(getattr(link, "rec_id", 0), recv_ns, rd.buf, pos)
+            rd.consume(pos)
         finally:
             hotctx.reset_result(res)
 
@@ -552,6 +572,8 @@ class HotLoop:
                 continue
             if sym in self.snap_backoff.fails:
                 self.snap_backoff.ok(sym)
+            if self.recorder is not None:
+                self.recorder.snapshot(self._snap, time.monotonic_ns(), sh.snap_levels)
             # counted by the kernel: snapshots (synced) or snapshot_too_old
             st = pipeline.hot_snapshot(self._snap, *sh.snap_args)
             if st == pipeline.NEED_SNAPSHOT:

@@ -17,7 +17,10 @@ Threads (created here and nowhere else; docs/design.md 11):
 |             |                      | (producer), EXEC row of leg 0 when fire_from = hot  |       |
 | maint       | `maint.MaintLoop.run`| snapshot ring (producer), links until handed over   | snap-req ring |
 | executor k  | `executor.Executor.run` | EXEC row k, slots.released_seq[k], rings k (consumer) | books (paper fills), balances |
-| log         | `LogWriter.run`      | report.log, journal.jsonl, engine.log, stdout       | its queue |
+| log         | `LogWriter.run`      | report.log, journal.jsonl, engine.log, stdout,      | its queue |
+|             |                      | opportunities.jsonl                                 |       |
+| rec         | `feed.Recorder.run`  | feed.zst (record = true)                            | the deque the hot thread appends to |
+| opp         | `opportunity.Journal.run` | (nothing shared: lines to the log thread)      | opp ring (consumer), the log thread's records |
 
 TLS (KuCoin is reached only over https and wss): every connection the engine makes, the
 REST pools, the order connections and the WebSocket links, verifies the certificate and host
@@ -83,6 +86,7 @@ class LogWriter:
         self.kill = None
         self.valuer = None
         self.check_s = 0.5
+        self.opp_f = None          # opportunities.jsonl, opened at the first line (opportunity.py)
 
     def log(self, text: str) -> None:
         self.q.put(("log", _log_line(text)))
@@ -112,6 +116,9 @@ class LogWriter:
     def rearm(self, source: str) -> None:
         """Re-arm the kill switch (an operator's resume)."""
         self.q.put(("rearm", source))
+
+    def emit_opportunity(self, line: str) -> None:
+        self.q.put(("opp", line))
 
     def run(self) -> None:
         import report
@@ -162,8 +169,14 @@ class LogWriter:
                 self._echo_log(f"risk: kill switch re-armed ({item}): loss and drawdown now count from "
                                f"equity {f['equity']:.6g} {self.kill.ref}; held outside the primaries "
                                f"{f['outside']:.6g} {self.kill.ref}")
-        for f in (self.report_f, self.journal_f, self.engine_f):
-            f.flush()
+            elif kind == "opp":
+                if self.opp_f is None:
+                    self.opp_f = open(self.run_dir / "opportunities.jsonl", "a", buffering=1,
+                                      encoding="utf-8")
+                self.opp_f.write(item + "\n")
+        for f in (self.report_f, self.journal_f, self.engine_f, self.opp_f):
+            if f is not None:
+                f.flush()
         if self.state is not None:
             self.state.close()
 
@@ -281,6 +294,8 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     import hotctx
     import l2wire
     import maint
+    import opportunity
+    import paperbook
     import pipeline
     import rings
     import risk
@@ -321,6 +336,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.control[1] = int(cfg.retrigger_ms * 1_000_000)
     sh.tri_last_ns = np.full(uni.ntri, -(1 << 62), np.int64)   # hot thread: last signal per triangle
     sh.reeval = np.zeros(n, np.int8)                               # hot thread: symbols to look at again
+    sh.tri_bound = np.full(max(1, uni.ntri), -np.inf)             # hot thread: last top-of-book bound (bps)
     sh.hot_acc = np.zeros((cfg.slots, 3, 2))                       # hot thread: per leg (filled base, notional)
     sh.hot_acc_corr = np.zeros(cfg.slots, np.uint64)               # hot thread: corr those totals belong to
     # no signal while any cell lies in the future: executor k cell k (429 reset, rejection
@@ -333,6 +349,13 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.maint_wake_fd = os.eventfd(0, os.EFD_NONBLOCK)
     sh.pipe_args = pipe_args(sh)
     sh.snap_args = (sh.book_state, sh.book_px, sh.book_sz, sh.pend, sh.pctl, sh.snap_levels, sh.counters)
+    (sh.opp_state, sh.opp_params, sh.opp_cand, sh.opp_cap, ring_buf, ring_ctrl,
+     sh.opp_ctl) = opportunity.alloc(uni.ntri, len(uni.currencies),
+                                     getattr(cfg, "opportunity_floor_bps", 0.0), cfg.max_book_age_ms,
+                                     cfg.max_levels, getattr(cfg, "opportunities", True))
+    sh.opp_ring = (ring_buf, ring_ctrl)          # hot -> "opp" thread (opportunity.Journal)
+    # paper legs' levels, exec k -> hot (paperbook.py); paper_applied: hot thread
+    sh.paper_rings, sh.paper_applied, sh.paper_scratch = paperbook.alloc(cfg.slots)
     sh.symtable = topics.SymbolTable(uni.symbols)
     sh.hot_table = hotctx.Table(sh, sh.symtable)   # the same arrays by address, for hot_chunk
     return sh
@@ -347,7 +370,7 @@ def pipe_args(sh) -> tuple:
             books.REFILL_MIN, uni.symtab, uni.tris, uni.sym_tri_start, uni.sym_tri_list,
             sh.balances, sh.max_start, sh.params, sh.cands, sh.evc, sh.slots, sh.pstate,
             sh.counters, sh.sig_stage, sh.control, sh.tri_last_ns, sh.reeval,
-            sh.rate_backoff_ns)
+            sh.rate_backoff_ns, sh.tri_bound)
 
 
 def warm_up(sh) -> float:
@@ -378,6 +401,7 @@ def warm_up(sh) -> float:
     # the chunk entry, over a table of the copies (a WebSocket text frame holding `frame`);
     # fill rings of its own, or a warm-up record would reach a real executor
     scratch.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
+    scratch.opp_ring = rings.alloc_ring(sh.opp_ring[0].dtype, len(sh.opp_ring[0]))   # ditto
     tab = hotctx.Table(scratch, sh.symtable)
     ws = np.frombuffer(wsread.text_header(len(frame)) + frame.tobytes(), np.uint8).copy()
     hotctx.hot_chunk(tab.tab, ws, len(ws), time.monotonic_ns(), hotctx.alloc_result())
@@ -395,7 +419,8 @@ def warm_up(sh) -> float:
     hotctx.hot_reeval(tab.tab, time.monotonic_ns())
     scratch.fill_stage[0]["kind"] = rings.FILL_MATCH
     hotctx.hot_route_fill(tab.tab, 0)
-    for buf, ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req):
+    for buf, ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req,
+                      sh.paper_rings[0], sh.opp_ring):
         b, c = rings.alloc_ring(buf.dtype, len(buf))
         one = np.zeros(1, buf.dtype)
         rings.ring_push(b, c, one, 0)
@@ -410,6 +435,13 @@ def warm_up(sh) -> float:
     books.walk_sell_size(px, sz, sym, 1.0)
     books.best_bid(px, sz, sym)
     books.book_scan_crossed(st, px, sz, 1, 1, np.zeros(64, np.int32), 0, 64)   # hot.HotLoop._scan_crossed
+    import opportunity
+    import paperbook
+    con = np.zeros(1, paperbook.CONSUME_DTYPE)     # paper legs' levels (executors, hot)
+    paperbook.walk_levels(px, sz, sym, books.SIDE_ASK, 1.0, 0.0001, con[0]["px"], con[0]["sz"])
+    paperbook.apply_held(con[0], st, px, sz)
+    opportunity.close_all(0, scratch.tri_last_ns, scratch.opp_state, scratch.opp_ring[0],
+                          scratch.opp_ring[1], scratch.opp_ctl, 1)
     books.book_reset(st, sym)
     tbl = slots.alloc_inflight(len(sh.slots))
     s = slots.try_acquire(tbl, np.uint64(1), np.int32(0), np.int32(0), np.int32(1), np.int32(2), np.int32(0))
@@ -619,6 +651,7 @@ class Engine:
         self.hot = hot.HotLoop(sh, self.maint, self.executors, cfg, self.log)
         self.threads = [threading.Thread(target=self.maint.run, name="maint", daemon=True),
                         threading.Thread(target=self.hot.run, name="hot", daemon=True)]
+        self._start_study(cfg, sh, enabled, fees, balances)
         self.threads += [threading.Thread(target=ex.run, name=f"exec{k}", daemon=True)
                          for k, ex in enumerate(self.executors)]
         if self.unwinder is not None:
@@ -757,6 +790,29 @@ class Engine:
                 self.sh.control[0] = 0
                 self.log(f"run: RESUMED by {source}")
 
+    def _start_study(self, cfg, sh, symbols, fees, balances) -> None:
+        """record = true: the feed recorder ("rec" thread, feed.py); always: the opportunity
+        journal ("opp" thread, opportunity.py). Both only poll (no wake-up per frame)."""
+        import feed
+        import opportunity
+        self.recorder = None
+        self.study_stop = threading.Event()
+        self.mono_to_utc_ns = time.time_ns() - time.monotonic_ns()
+        if cfg.record:
+            self.recorder = feed.Recorder(self.lw.run_dir / "feed.zst", {
+                "venue": cfg.venue, "mode": cfg.mode, "config": feed.config_text(cfg.engine),
+                "symbols": symbols, "fees": fees, "default_taker_fee": cfg.default_taker_fee,
+                "balances": balances, "slots": cfg.slots, "snap_levels": sh.snap_levels,
+                "universe": sh.universe.summary(), "run_id": int(sh.pstate[1] >> 24)})
+            self.hot.recorder = self.recorder
+            self.threads.append(threading.Thread(target=self.recorder.run, args=(sh.stop,),
+                                                 name="rec", daemon=True))
+            self.log(f"run: recording the feed to {self.recorder.path.name}")
+        self.opp_journal = opportunity.Journal(sh, self.lw.emit_opportunity, self.lw.records,
+                                               self.mono_to_utc_ns)
+        self.threads.append(threading.Thread(target=self.opp_journal.run, args=(self.study_stop,),
+                                             name="opp", daemon=True))
+
     def status_line(self, prev, dt) -> str:
         import maint
         import pipeline
@@ -788,6 +844,24 @@ class Engine:
                 + f" | PnL {pnl} | tick-to-fire p50 {ttf[0]} "
                 f"p99 {ttf[1]} us | bad frames {c[C['bad_frames']]} errors {c[C['hot_errors']]} "
                 f"reconnects {c[C['reconnects']]}{risk_txt} | rate {sh.budget.describe(time.monotonic_ns())}")
+
+    def _opportunity_summary(self) -> str:
+        """The opportunity table (opportunity.py), once every triangle has reported."""
+        import opportunity
+        if getattr(self, "opp_journal", None) is None:
+            return ""
+        self.study_stop.set()
+        for t in self.threads:
+            if t.name == "opp":
+                t.join(timeout=5)
+        time.sleep(0.05)            # the log thread indexes the last reports
+        self.opp_journal.finish(time.monotonic_ns())
+        tb = opportunity.table(self.opp_journal.opps)
+        c = self.sh.opp_ctl
+        return ("\n" + opportunity.render_table(tb, self.cfg.opportunity_floor_bps)
+                + f"\n  opened {int(c[opportunity.OPP_CTL_OPENED])} closed "
+                f"{int(c[opportunity.OPP_CTL_CLOSED])} dropped {int(c[opportunity.OPP_CTL_DROPPED])}"
+                " (opportunities.jsonl: one line each)")
 
     def run(self) -> int:
         """The main thread's loop: status lines, operator requests (pause, resume), a kill
@@ -824,6 +898,8 @@ class Engine:
         self.log(f"run: stopping{why}: no new signals; waiting for in-flight triangles "
                  f"({self._busy()} in flight)")
         sh.control[0] = 1
+        if getattr(self, "recorder", None) is not None:
+            self.recorder.halt()
         deadline = time.monotonic() + 2 * self.cfg.fill_timeout_ms / 1000 + 1
         while time.monotonic() < deadline and any(slots.is_busy(sh.slots, k) for k in range(len(sh.slots))):
             time.sleep(0.01)
@@ -843,11 +919,13 @@ class Engine:
         for fd in sh.slot_fds + [sh.hot_wake_fd, sh.maint_wake_fd]:
             os.eventfd_write(fd, 1)
         for t in self.threads:
-            t.join(timeout=5)
+            if t.name != "opp":
+                t.join(timeout=5)
         import holdings
         valuer = holdings.Valuer(sh.universe, sh.book_px, sh.book_sz)
         self.summary.state = self.state() + (f" by {self.pause_source}" if self.paused and not self.killed else "")
-        self.log("run: session summary\n" + self.summary.render(valuer, self.cfg.ref_currency))
+        self.log("run: session summary\n" + self.summary.render(valuer, self.cfg.ref_currency)
+                 + self._opportunity_summary())
         self.log("run: counters " + " ".join(f"{k}={int(v)}" for k, v in zip(
             __import__("pipeline").HOT_COUNTERS, sh.counters) if v))
         import triangles

@@ -134,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ca-out", default="", help="with --tls: write the CA certificate (PEM) here")
     ap.add_argument("--tls-names", default="127.0.0.1,localhost,::1",
                     help="with --tls: the names the server certificate is valid for")
+    ap.add_argument("--replay", default="", metavar="FEED",
+                    help="serve a recording (runs/<start>/feed.zst, or a tests/data capture) as the "
+                    "market instead of the synthetic one (sim/replay.py)")
+    ap.add_argument("--replay-speed", type=float, default=1.0, help="recorded seconds per second")
+    ap.add_argument("--replay-wait-ms", type=float, default=1000.0,
+                    help="the recording starts this long after the first level2 subscription")
+    ap.add_argument("--take-latency", default="", help="with --replay: other traders take an edge "
+                    "after lognormal:MEDIAN_MS:SIGMA, uniform:LO_MS:HI_MS or const:MS (default "
+                    "--take-delay-ms)")
     ap.add_argument("--busy-poll", action="store_true",
                     help="the event loop polls without sleeping (SpinSelector): a latency rig "
                     "setting that burns a CPU; see SpinSelector")
@@ -153,9 +162,16 @@ class Sim:
         self.vip = args.vip
         self.seed = args.seed
         taker = Decimal(args.taker_fee)
-        self.market = Market(chosen, seed=args.seed, depth=args.depth, update_rate=args.update_rate,
-                             mispricing_rate=args.mispricing_rate, mispricing_bps=args.mispricing_bps,
-                             take_delay_ms=args.take_delay_ms, taker_fee=float(taker))
+        if getattr(args, "replay", ""):      # a recorded market (sim/replay.py)
+            from .replay import ReplayMarket
+            self.market = ReplayMarket(args.replay, seed=args.seed, speed=args.replay_speed,
+                                       take_delay_ms=args.take_delay_ms,
+                                       take_latency=args.take_latency, taker_fee=float(taker))
+            self.market.wait_ms = args.replay_wait_ms
+        else:
+            self.market = Market(chosen, seed=args.seed, depth=args.depth, update_rate=args.update_rate,
+                                 mispricing_rate=args.mispricing_rate, mispricing_bps=args.mispricing_bps,
+                                 take_delay_ms=args.take_delay_ms, taker_fee=float(taker))
         self.market.paused = args.paused
         self.faults = Faults(args.seed)
         self.faults.late_fills_ms = args.late_fills_ms
@@ -171,6 +187,8 @@ class Sim:
                          ping_timeout_ms=args.ping_timeout_ms, token_ttl_s=args.token_ttl_s,
                          connects_per_min=args.ws_connects_per_min)
         self.hub.pong_id = not args.no_pong_id
+        if getattr(args, "replay", ""):      # the recording waits for a level2 subscriber
+            self.market.ready = lambda: any(k[0] == "/market/level2" and v for k, v in self.hub.subs.items())
         self.rest = Rest(self)
         for part in filter(None, args.rate_limits.split(",")):
             pool, _, q = part.partition("=")
