@@ -10,12 +10,18 @@ variables named in [credentials] (defaults KUCOIN_API_KEY, ...), or from the ini
 trader insists. They live only in `Config.secrets`, whose repr is masked, and
 `Config.describe()` (the effective config logged at start) never prints them.
 
-Run `python config.py FILE.ini` to validate a file and print the effective config.
+Run `python config.py FILE.ini` to validate a file and print the effective config; it needs no
+secret in the environment (it names the variables a start will need and says which are set).
+
+File permissions: an ini that holds a literal secret and that other users can read is
+reported by `secret_file_problem` (run.py warns, and refuses a live KuCoin start unless
+`--allow-readable-secrets`).
 """
 from __future__ import annotations
 
 import configparser
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -182,12 +188,18 @@ class Config:
     engine: dict
     sim: dict
     secrets: Secrets = field(repr=False)
+    env_names: dict = field(default_factory=dict)
 
     def __getattr__(self, name):  # cfg.min_profit_bps reads [engine]
         eng = self.__dict__.get("engine")
         if eng is not None and name in eng:
             return eng[name]
         raise AttributeError(name)
+
+    @property
+    def credential_env(self) -> dict:
+        """{'api_key': 'KUCOIN_API_KEY', ...}: the variables [credentials] names."""
+        return dict(self.env_names)
 
     def describe(self) -> str:
         """The effective config as ini text, secrets masked (logged at start-up)."""
@@ -208,7 +220,12 @@ class Config:
         return "\n".join(lines)
 
 
-def parse_config(text: str, path: str = "<string>", environ=None) -> Config:
+SECRET_KEYS = ("api_key", "api_secret", "api_passphrase")
+
+
+def parse_config(text: str, path: str = "<string>", environ=None, require_secrets: bool = True) -> Config:
+    """The config from ini text. require_secrets=False (`--check`, `python config.py`):
+    missing secrets are not a problem; `needed_env(cfg)` names them."""
     environ = os.environ if environ is None else environ
     cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
     problems: list[str] = []
@@ -245,7 +262,7 @@ def parse_config(text: str, path: str = "<string>", environ=None) -> Config:
     if eng.get("venue") == "kucoin":
         if not eng.get("rest_url"):
             eng["rest_url"] = "https://api.kucoin.com"
-        if not secrets.complete:
+        if not secrets.complete and require_secrets:
             # Paper mode also signs (order-test endpoint and the private feed need a key).
             missing = [n for n, v in (("api_key", secrets.api_key), ("api_secret", secrets.api_secret),
                                       ("api_passphrase", secrets.api_passphrase)) if not v]
@@ -266,21 +283,109 @@ def parse_config(text: str, path: str = "<string>", environ=None) -> Config:
         problems.append(f"{path}: [sim] symbols = {sym!r}: expected 'all' or a count >= 3")
     if problems:
         raise ConfigError(problems)
-    return Config(path=path, engine=eng, sim=values["sim"], secrets=secrets)
+    return Config(path=path, engine=eng, sim=values["sim"], secrets=secrets,
+                  env_names={n: cred.get(f"{n}_env", "") for n in SECRET_KEYS})
 
 
-def load_config(path: str, environ=None) -> Config:
+def load_config(path: str, environ=None, require_secrets: bool = True) -> Config:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
         raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
-    return parse_config(text, path, environ)
+    return parse_config(text, path, environ, require_secrets)
+
+
+def needed_env(cfg: Config, environ=None) -> list[tuple[str, bool]]:
+    """[(environment variable, set?)] a start of this config reads its secrets from (venue =
+    kucoin; none for the simulator, whose credentials are made per run). A secret written in
+    the ini itself needs no variable."""
+    if cfg.venue != "kucoin":
+        return []
+    environ = os.environ if environ is None else environ
+    text = _read_quietly(cfg.path)
+    literal = _literal_secrets(text) if text is not None else set()
+    out = []
+    for name in SECRET_KEYS:
+        if name in literal:
+            continue
+        var = cfg.credential_env[name]
+        out.append((var, bool(environ.get(var))))
+    return out
+
+
+def _read_quietly(path: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _literal_secrets(text: str) -> set:
+    """Names of the [credentials] secrets the ini text sets to a non-empty literal."""
+    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    try:
+        cp.read_string(text)
+    except configparser.Error:
+        return set()
+    if not cp.has_section("credentials"):
+        return set()
+    return {k for k in SECRET_KEYS if cp["credentials"].get(k, "").strip()}
+
+
+def secret_file_problem(path: str) -> str:
+    """'' unless the file holds a literal secret and its mode lets other users read or write
+    it; then one line saying so (never the secret) and how to fix it."""
+    text = _read_quietly(path)
+    if text is None:
+        return ""
+    literal = _literal_secrets(text)
+    if not literal:
+        return ""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if not mode & 0o077:
+        return ""
+    return (f"{path} holds a literal secret ([credentials] {', '.join(sorted(literal))}) and is "
+            f"readable by other users (mode {mode:04o}): run `chmod 600 {path}`, or better, move "
+            f"the secret to the environment variable named by [credentials] *_env")
+
+
+USAGE = """usage: python config.py CONFIG.ini
+
+Validates CONFIG.ini (every problem on its own line, exit 2) and prints the effective config,
+secrets hidden (exit 0). It needs no secret in the environment: for venue = kucoin it names
+the environment variables a start will read and says whether each is set (never its value).
+"""
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[1] in ("-h", "--help"):
+        print(USAGE, end="", file=sys.stdout if len(argv) == 2 else sys.stderr)
+        return 0 if len(argv) == 2 else 2
+    try:
+        cfg = load_config(argv[1], require_secrets=False)
+    except ConfigError as e:
+        print(f"config error:\n{e}", file=sys.stderr)
+        return 2
+    print(cfg.describe())
+    for line in check_notes(cfg):
+        print(line)
+    return 0
+
+
+def check_notes(cfg: Config, environ=None) -> list[str]:
+    """What a start of this config will need or warn about, as '# ...' lines."""
+    out = []
+    env = needed_env(cfg, environ)
+    if env:
+        out.append("# a start reads the secrets from these environment variables: " + ", ".join(
+            f"{v} ({'set' if ok else 'NOT SET'})" for v, ok in env))
+    problem = secret_file_problem(cfg.path)
+    if problem:
+        out.append("# WARNING: " + problem)
+    return out
 
 
 if __name__ == "__main__":
-    try:
-        print(load_config(sys.argv[1]).describe())
-    except ConfigError as e:
-        print(f"config error:\n{e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main(sys.argv))

@@ -37,7 +37,10 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:   # outside the venv: main() says how to fix it (_missing_module)
+    np = None
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,18 +51,29 @@ def _log_line(text: str) -> str:
 
 
 class LogWriter:
-    """The only thread that touches disk (docs/design.md 2). Others call log()/emit(), which
-    only put on a SimpleQueue and never block."""
+    """The only thread that touches disk (docs/design.md 2). Others call log()/emit()/
+    progress(), which only put on a SimpleQueue and never block.
 
-    def __init__(self, run_dir: Path, echo=True):
+    report.log gets the full report line, the console a short one (console.short_line);
+    engine.log and the console get every log line. The run folder is made 0700 and its
+    files 0600: they hold balances, orders and PnL. `listeners` (metrics, alerts) are called
+    with each record on this thread after it is written; they must not block."""
+
+    def __init__(self, run_dir: Path, echo=True, console=False):
         self.q: queue.SimpleQueue = queue.SimpleQueue()
+        self.run_dir = run_dir
+        self.created = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.report_f = open(run_dir / "report.log", "a", buffering=1, encoding="utf-8")
-        self.journal_f = open(run_dir / "journal.jsonl", "a", buffering=1, encoding="utf-8")
-        self.engine_f = open(run_dir / "engine.log", "a", buffering=1, encoding="utf-8")
+        os.chmod(run_dir, 0o700)
+        self.report_f = _private_open(run_dir / "report.log")
+        self.journal_f = _private_open(run_dir / "journal.jsonl")
+        self.engine_f = _private_open(run_dir / "engine.log")
         self.echo = echo
+        self.console = console        # stdout is a terminal: progress redraws one line
         self.summary = None
         self.records = []
+        self.listeners = []
+        self._progress_open = False
 
     def log(self, text: str) -> None:
         self.q.put(("log", _log_line(text)))
@@ -67,7 +81,19 @@ class LogWriter:
     def emit(self, rec) -> None:
         self.q.put(("report", rec))
 
+    def progress(self, text: str, final: bool = False) -> None:
+        """A progress line: redrawn in place on a terminal; elsewhere printed (and logged)
+        as it comes. `final` ends it (logged everywhere)."""
+        self.q.put(("progress", (_log_line(text), final)))
+
+    def _print(self, text: str) -> None:
+        if self._progress_open:
+            print(file=sys.stdout)
+            self._progress_open = False
+        print(text, flush=True)
+
     def run(self) -> None:
+        import console
         import report
         while True:
             kind, item = self.q.get()
@@ -76,7 +102,20 @@ class LogWriter:
             if kind == "log":
                 self.engine_f.write(item + "\n")
                 if self.echo:
-                    print(item, flush=True)
+                    self._print(item)
+            elif kind == "progress":
+                line, final = item
+                if self.echo and self.console and not final:
+                    print("\r" + line + "\033[K", end="", flush=True)
+                    self._progress_open = True
+                    continue
+                self.engine_f.write(line + "\n")
+                if self.echo:
+                    if self._progress_open:
+                        print("\r" + line + "\033[K", flush=True)
+                        self._progress_open = False
+                    else:
+                        print(line, flush=True)
             elif kind == "report":
                 line = report.format_line(item)
                 self.report_f.write(line + "\n")
@@ -85,15 +124,42 @@ class LogWriter:
                     self.summary.add(item)
                 self.records.append(item)
                 if self.echo:
-                    print(line, flush=True)
+                    self._print(console.short_line(item))
+                for fn in self.listeners:
+                    try:
+                        fn(item)
+                    except Exception as e:   # a listener's bug never stops the reports
+                        self.engine_f.write(_log_line(f"log: listener {fn!r} failed: "
+                                                      f"{e.__class__.__name__}: {e}") + "\n")
+        if self._progress_open:
+            print(flush=True)
         for f in (self.report_f, self.journal_f, self.engine_f):
             f.flush()
 
     def stop(self) -> None:
         self.q.put(("stop", None))
 
+    def remove_if_unused(self) -> bool:
+        """After a start that never traded (a failure or Ctrl-C during start-up, whose lines
+        the console already showed): remove the run folder this writer made. Call after
+        the thread has stopped."""
+        for f in (self.report_f, self.journal_f, self.engine_f):
+            f.close()
+        if not self.created or self.records:
+            return False
+        import shutil
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return True
 
-def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str]:
+
+def _private_open(path: Path):
+    """Open for appending, created 0600 (owner only), line-buffered."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return open(fd, "a", buffering=1, encoding="utf-8")
+
+
+def start_simulator(cfg, creds: dict, log, on_proc=None) -> tuple[subprocess.Popen, str]:
     """Start the simulator (`python -m sim`) on loopback with freshly generated credentials (nothing to leak: they
     exist only in this process and the child's environment). Returns (process, base_url)."""
     s = cfg.sim
@@ -107,8 +173,13 @@ def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str]:
             "--take-delay-ms", str(s["take_delay_ms"])] + s["extra_args"].split()
     if s["cpus"]:
         args += ["--cpus", ",".join(map(str, s["cpus"]))]
+    # its own session: a Ctrl-C in the terminal reaches the engine only, which stops the
+    # simulator itself once nothing is in flight (with the same signal, the simulator died
+    # under triangles still running, and a start-up then failed connecting to it)
     proc = subprocess.Popen(args, cwd=str(HERE), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    if on_proc is not None:
+        on_proc(proc)        # the caller can stop it even if start-up is interrupted below
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -126,6 +197,11 @@ def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str]:
 def _drain_child(proc, log):
     for line in proc.stdout:
         log("sim: " + line.rstrip())
+
+
+# What a cold start costs, said before it starts (README "First start": measured with
+# profiles/bench_startup.py on the project's 2-core host; a slower machine takes longer).
+COLD_COMPILE_HINT = "40 s on 2 cores"
 
 
 class Shared:
@@ -275,6 +351,8 @@ class Engine:
         self.log = log_writer.log
         self.sim_proc = None
         self.stop_requested = threading.Event()
+        self.starting = True          # main() turns Ctrl-C into KeyboardInterrupt while set
+        self.children = []            # kernel-cache workers (kernelcache.Prefill)
         self.thread_failure = ""
         threading.excepthook = self._thread_died
 
@@ -301,6 +379,7 @@ class Engine:
         cfg = self.cfg
         t_start = time.perf_counter()
         self.log(cfg.describe().replace("\n", " | "))
+        prefill = self._start_prefill()
         if cfg.cpus:
             # Every engine thread shares the GIL, so one or two cores are all it can use;
             # pinning keeps other processes (the simulator, on a test host) off them.
@@ -308,7 +387,8 @@ class Engine:
         if cfg.venue == "sim":
             creds = {"key": "sim-" + pysecrets.token_hex(8), "secret": pysecrets.token_hex(16),
                      "passphrase": pysecrets.token_hex(8)}
-            self.sim_proc, rest_url = start_simulator(cfg, creds, self.log)
+            self.sim_proc, rest_url = start_simulator(cfg, creds, self.log,
+                                                      on_proc=lambda p: setattr(self, "sim_proc", p))
             signer = Signer(creds["key"], creds["secret"], creds["passphrase"], 3)
         else:
             rest_url = cfg.rest_url
@@ -344,10 +424,12 @@ class Engine:
         run_id = int(time.time()) & 0xFFFFFFFF
         sh = self.sh = allocate(cfg, uni, balances, run_id, rest_url)
         sh.client = client
-        warm_s = warm_up(sh)
+        warm_s = self._warm(sh, prefill)
         self.log(f"run: kernels warm in {warm_s:.2f}s")
         self.summary = report.SessionSummary(mode=cfg.mode)
         self.lw.summary = self.summary
+        import holdings
+        self.valuer = holdings.Valuer(uni, sh.book_px, sh.book_sz)   # main/metrics threads read
 
         self.maint = maint.MaintLoop(client, uni.symbols, cfg.book_depth, sh.snap_req, sh.snap_ring,
                                      sh.maint_wake_fd, sh.hot_wake_fd, sh.stop, self.log,
@@ -371,21 +453,77 @@ class Engine:
         self.log(f"run: started in {time.perf_counter() - t_start:.2f}s: {cfg.mode} mode on {cfg.venue}, "
                  f"{cfg.slots} slots, fire_from={cfg.fire_from}")
 
+    def _start_prefill(self):
+        """On a cold Numba cache: say so at once, and start the workers that compile the
+        kernel groups in parallel while the simulator and REST start-up run (kernelcache)."""
+        import kernelcache
+        if not kernelcache.is_cold():
+            return None
+        self.log(f"run: first start of this code: compiling the Numba kernels into the cache, about "
+                 f"{COLD_COMPILE_HINT} (later starts load them in about a second); Ctrl-C stops cleanly")
+        prefill = kernelcache.Prefill()
+        self.children.append(prefill)
+        return prefill
+
+    def _warm(self, sh, prefill) -> float:
+        """warm_up, after the workers have put the subtrees under the hot thread's entry
+        kernels in the cache; progress on the console meanwhile. Returns seconds."""
+        import console
+        import kernelcache
+        t0 = time.perf_counter()
+        if prefill is None:
+            return warm_up(sh)
+        total = kernelcache.N_GROUPS + 1
+        shown = -1
+        while not prefill.critical_done():
+            prefill.poll(0.5)
+            k = len(prefill.done)
+            if k != shown or self.lw.console:
+                shown = k
+                self.lw.progress(f"run: compiling kernels {console.bar(k, total)} {k}/{total} "
+                                 f"{time.monotonic() - prefill.t0:.0f}s")
+        for why in prefill.failed:
+            self.log(f"run: a kernel-cache worker failed ({why}); compiling here instead")
+        k = len(prefill.done)
+        self.lw.progress(f"run: compiling kernels {console.bar(k, total)} {k}/{total} "
+                         f"{time.monotonic() - prefill.t0:.0f}s: the entry kernels that join them")
+        import numba.core.event as nev
+        lw = self.lw
+
+        class Shown(nev.Listener):     # names each kernel warm_up compiles here, as it starts
+            def on_start(self, event):
+                fn = event.data["dispatcher"].py_func
+                if fn.__module__.startswith("numba") or "<locals>" in fn.__qualname__:
+                    return       # Numba's own helpers and closures: not worth a line
+                name = f"{fn.__module__}.{fn.__qualname__}"
+                lw.progress(f"run: compiling kernels {console.bar(k, total)} {k}/{total} "
+                            f"{time.monotonic() - prefill.t0:.0f}s: {name}")
+
+            def on_end(self, event):
+                pass
+        shown_listener = Shown()
+        nev.register("numba:compile", shown_listener)
+        try:
+            warm_up(sh)
+        finally:
+            nev.unregister("numba:compile", shown_listener)
+        prefill.stop()       # anything it had not finished, warm_up has just compiled
+        self.lw.progress(f"run: compiling kernels {console.bar(total, total)} {total}/{total} "
+                         f"{time.monotonic() - prefill.t0:.0f}s: done", final=True)
+        return time.perf_counter() - t0
+
     def status_line(self, prev, dt) -> str:
         import books
+        import console
         import pipeline
         c = self.sh.counters
         C = pipeline.C
-        n_sync = int(np.sum(self.sh.book_state["status"] == books.BOOK_SYNCED))
-        s = self.summary
-        ttf = s.as_dict().get("tick_to_fire_us", {}) if s.tried else {}
-        msgs = c[C["msgs"]] - prev[C["msgs"]]
-        pnl = ", ".join(f"{k} {v:+.8g}" for k, v in s.pnl.items()) or "0"
-        return (f"status: {msgs / dt:,.0f} msg/s | books {n_sync}/{len(self.sh.book_state)} synced | "
-                f"gaps {c[C['gaps']]} resyncs {c[C['resyncs']]} | signals {c[C['signals']]} "
-                f"(no slot {c[C['no_slot']]}) | tried {s.tried} filled {s.filled} failed {s.failed} "
-                f"aborted {s.aborted} | PnL {pnl} | tick-to-fire p50 {ttf.get('p50', '-')} "
-                f"p99 {ttf.get('p99', '-')} us | bad frames {c[C['bad_frames']]} reconnects {c[C['reconnects']]}")
+        st = self.sh.book_state
+        n_sync = int(np.sum(st["status"] == books.BOOK_SYNCED))
+        return console.status_line(
+            msgs_per_s=(c[C["msgs"]] - prev[C["msgs"]]) / dt, n_synced=n_sync, n_books=len(st),
+            book_state=st, counters=c, C=C, summary=self.summary, valuer=self.valuer,
+            ref=self.cfg.ref_currency)
 
     def run(self) -> int:
         cfg = self.cfg
@@ -398,6 +536,19 @@ class Engine:
             if cfg.run_seconds and now - self.t0 >= cfg.run_seconds:
                 break
         return self.shutdown()
+
+    def stop_children(self) -> None:
+        """Stop every child process still running (kernel-cache workers, the simulator)."""
+        for ch in self.children:
+            ch.stop()
+        proc = self.sim_proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def shutdown(self) -> int:
         import slots
@@ -443,31 +594,110 @@ class Engine:
         return 0
 
 
+USAGE = """usage: python run.py CONFIG.ini          run the engine (try: python run.py sim.ini)
+       python run.py --check CONFIG.ini  validate CONFIG.ini and exit (no network, no secret needed)
+       python run.py -h | --help
+
+  sim.ini            paper trading against the bundled simulator: no keys, no internet
+  live.example.ini   a template for KuCoin (copy it; secrets come from the environment)
+
+options:
+  --check                    print the effective config (secrets hidden), the environment
+                             variables a start will read and whether each is set; exit 0 if
+                             the file is valid, 2 if not
+  --allow-readable-secrets   start a live KuCoin session even though the ini holds a literal
+                             secret and other users can read the file (otherwise refused)
+
+Ctrl-C or SIGTERM stops cleanly: no new signals, in-flight triangles finish, a session summary,
+exit 0. Reports go to <log_dir>/<UTC start>/: report.log, journal.jsonl, engine.log and
+summary.html (`python report.py runs/` for every session). README.md has the rest.
+"""
+
+
+def _missing_module():
+    """The first engine dependency that cannot be imported, as (name, error text), or None."""
+    import importlib
+    for name in ("numpy", "numba", "simdjson", "websocket", "urllib3"):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            return name, str(e)
+    return None
+
+
+def _venv_hint(name: str, err: str) -> str:
+    return (f"run: cannot import {name} ({err}). Run inside the project's virtual environment: "
+            f"`. .venv/bin/activate` (made once by `python3 -m venv .venv && . .venv/bin/activate "
+            f"&& pip install -r requirements.txt`), then try again.")
+
+
 def main(argv: list[str]) -> int:
-    from config import ConfigError, load_config
-    if len(argv) != 2:
-        print("usage: python run.py CONFIG.ini   (try: python run.py sim.ini)", file=sys.stderr)
+    args = list(argv[1:])
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE, end="")
+        return 0
+    check = "--check" in args
+    allow_readable = "--allow-readable-secrets" in args
+    rest = [a for a in args if a not in ("--check", "--allow-readable-secrets")]
+    unknown = [a for a in rest if a.startswith("-")]
+    if unknown or len(rest) != 1:
+        bad = f"run.py: unknown option {unknown[0]}\n" if unknown else ""
+        print(bad + "usage: python run.py CONFIG.ini   (try: python run.py sim.ini; "
+              "python run.py --help for more)", file=sys.stderr)
         return 2
+    from config import ConfigError, check_notes, load_config, secret_file_problem
     try:
-        cfg = load_config(argv[1])
+        cfg = load_config(rest[0], require_secrets=not check)
     except ConfigError as e:
         print("config error:\n  " + "\n  ".join(e.problems), file=sys.stderr)
         return 2
+    if check:
+        print(cfg.describe())
+        for line in check_notes(cfg):
+            print(line)
+        print(f"run: {rest[0]} is valid")
+        return 0
+    missing = _missing_module()
+    if missing is not None:
+        print(_venv_hint(*missing), file=sys.stderr)
+        return 2
+    exposed = secret_file_problem(cfg.path)
+    if exposed:
+        if cfg.venue == "kucoin" and cfg.mode == "live" and not allow_readable:
+            print(f"run: refusing a live start: {exposed} (or pass --allow-readable-secrets)",
+                  file=sys.stderr)
+            return 2
+        print(f"run: WARNING: {exposed}", file=sys.stderr)
     run_dir = HERE / cfg.log_dir / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    lw = LogWriter(run_dir)
+    lw = LogWriter(run_dir, console=sys.stdout.isatty())
     log_thread = threading.Thread(target=lw.run, name="log", daemon=True)
     log_thread.start()
     eng = Engine(cfg, lw)
 
     def on_signal(signum, _frame):
         eng.stop_requested.set()
+        if eng.starting:
+            # Start-up (compiling kernels, REST, connections) has no loop that looks at the
+            # flag: stop it where it is. Nothing has traded yet.
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     code = 1
+    started = False
     try:
         eng.start()
+        eng.starting = False
+        started = True
         code = eng.run()
+    except KeyboardInterrupt:
+        eng.starting = False
+        if getattr(eng, "threads", None):
+            started = True       # interrupted between the threads' start and run(): stop them
+            code = eng.shutdown()
+        else:
+            lw.log("run: interrupted during start-up: nothing traded")
+            code = 0
     except SystemExit as e:
         lw.log(str(e))
         code = 1
@@ -475,11 +705,14 @@ def main(argv: list[str]) -> int:
         lw.log(f"run: failed: {e.__class__.__name__}: {e}")
         code = 1
     finally:
-        if eng.sim_proc is not None and eng.sim_proc.poll() is None:
-            eng.sim_proc.terminate()
-        lw.log(f"run: reports in {run_dir}")
+        eng.starting = False
+        eng.stop_children()
+        if started:
+            lw.log(f"run: reports in {run_dir}")
         lw.stop()
         log_thread.join(timeout=5)
+        if not started:
+            lw.remove_if_unused()
     return code
 
 
