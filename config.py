@@ -30,6 +30,7 @@ VENUES = ("sim", "kucoin")
 MODES = ("paper", "live")
 ORDER_PATHS = ("async", "sync")
 FIRE_FROM = ("executor", "hot")
+ALERT_FORMATS = ("json", "telegram")
 
 
 class ConfigError(ValueError):
@@ -139,6 +140,15 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "busy_poll_us": (_num(float, 0, 3_600_000_000), "0"),
         "log_dir": (_str, "runs"),
         "cpus": (_cpus, ""),
+        "html_report": (_bool, "true"),
+        "metrics_port": (_num(int, 0, 65535), "0"),
+        "metrics_host": (_str, "127.0.0.1"),
+        "alert_url": (_str, ""),
+        "alert_format": (_choice(ALERT_FORMATS), "json"),
+        "alert_chat_id": (_str, ""),
+        "alert_token_env": (_str, "TELEGRAM_BOT_TOKEN"),
+        "alert_statuses": (_csv, "FAILED,UNKNOWN,KILLED"),
+        "alert_link_down_s": (_num(float, 1, 86_400), "30"),
     },
     "credentials": {
         "api_key_env": (_str, "KUCOIN_API_KEY"),
@@ -272,6 +282,15 @@ def parse_config(text: str, path: str = "<string>", environ=None, require_secret
     elif eng.get("venue") == "sim" and eng.get("rest_url"):
         problems.append(f"{path}: [engine] rest_url is set but venue = sim starts its own simulator; "
                         f"remove rest_url or set venue = kucoin")
+    url = eng.get("alert_url", "")
+    if url and not url.startswith(("http://", "https://")):
+        problems.append(f"{path}: [engine] alert_url must start with http:// or https://")
+    if url and eng.get("alert_format") == "telegram":
+        if not eng.get("alert_chat_id"):
+            problems.append(f"{path}: [engine] alert_format = telegram needs alert_chat_id")
+        if require_secrets and not environ.get(eng.get("alert_token_env", "")):
+            problems.append(f"{path}: alert_format = telegram needs the bot token: set the environment "
+                            f"variable {eng.get('alert_token_env')} ([engine] alert_token_env names it)")
     if "primary_quotes" in eng and not eng["primary_quotes"]:
         problems.append(f"{path}: [engine] primary_quotes must name at least one currency")
     if "primary_quotes" in eng and "max_start" in eng:
@@ -300,9 +319,12 @@ def needed_env(cfg: Config, environ=None) -> list[tuple[str, bool]]:
     """[(environment variable, set?)] a start of this config reads its secrets from (venue =
     kucoin; none for the simulator, whose credentials are made per run). A secret written in
     the ini itself needs no variable."""
-    if cfg.venue != "kucoin":
-        return []
     environ = os.environ if environ is None else environ
+    bot = []
+    if cfg.alert_url and cfg.alert_format == "telegram":
+        bot = [(cfg.alert_token_env, bool(environ.get(cfg.alert_token_env)))]
+    if cfg.venue != "kucoin":
+        return bot
     text = _read_quietly(cfg.path)
     literal = _literal_secrets(text) if text is not None else set()
     out = []
@@ -311,7 +333,7 @@ def needed_env(cfg: Config, environ=None) -> list[tuple[str, bool]]:
             continue
         var = cfg.credential_env[name]
         out.append((var, bool(environ.get(var))))
-    return out
+    return out + bot
 
 
 def _read_quietly(path: str):
@@ -379,7 +401,7 @@ def check_notes(cfg: Config, environ=None) -> list[str]:
     out = []
     env = needed_env(cfg, environ)
     if env:
-        out.append("# a start reads the secrets from these environment variables: " + ", ".join(
+        out.append("# a start reads secrets from these environment variables: " + ", ".join(
             f"{v} ({'set' if ok else 'NOT SET'})" for v, ok in env))
     problem = secret_file_problem(cfg.path)
     if problem:

@@ -154,6 +154,7 @@ class HotLoop:
             link.ws.frame_buffer.recv_buffer = []
             self.links[link.fd] = link
             self.ep.register(link.fd, select.EPOLLIN)
+            self.counters[C["link_ups"]] += 1     # links up = link_ups - reconnects (metrics, alerts)
             self.log(f"hot: {link.kind} link {link.connect_id} up ({len(link.symbols)} symbols)")
             # Data may already sit in the socket or the TLS buffer: epoll is level-triggered
             # for the socket, but TLS-buffered bytes are invisible to it (drain handles both).

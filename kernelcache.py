@@ -55,6 +55,17 @@ def _entry_dispatchers():
     return (hotctx.hot_chunk, hotctx.hot_reeval, hotctx.hot_route_fill, pipeline.hot_snapshot)
 
 
+def quick_is_cold() -> bool:
+    """Without importing Numba (a second on a fresh clone): True when no cache index of
+    hotctx.hot_chunk exists where Numba writes it (NUMBA_CACHE_DIR, else __pycache__ beside
+    the source). A fresh clone or a new cache directory; an edited module is found later, by
+    is_cold."""
+    d = os.environ.get("NUMBA_CACHE_DIR")
+    if d:
+        return not any(Path(d).rglob("hotctx.hot_chunk-*.nbi"))
+    return not any((HERE / "__pycache__").glob("hotctx.hot_chunk-*.nbi"))
+
+
 def is_cold() -> bool:
     """True when one of the hot thread's entry kernels has no cache entry for its current
     source (a fresh clone, an edited module, another NUMBA_CACHE_DIR): warm_up would compile.

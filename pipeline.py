@@ -41,7 +41,7 @@ HOT_COUNTERS = (
     "no_slot", "ring_full", "bad_frames", "unknown_symbol", "private_msgs", "fills_routed",
     "fills_unrouted", "balances", "reconnects", "pong_missed", "ws_errors", "acks", "notices",
     "fired_leg0", "retrigger_skips", "reevals", "balances_ignored", "rate_backoff",
-    "fired_next_leg", "bound_skips",
+    "fired_next_leg", "bound_skips", "link_ups",
 )
 C = {name: i for i, name in enumerate(HOT_COUNTERS)}
 C_APPLIED, C_STALE, C_GAPS = C["applied"], C["stale"], C["gaps"]

@@ -63,6 +63,7 @@ class LogWriter:
         self.q: queue.SimpleQueue = queue.SimpleQueue()
         self.run_dir = run_dir
         self.created = not run_dir.exists()
+        self.parent_created = not run_dir.parent.exists()      # log_dir itself, the first time
         run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)
         self.report_f = _private_open(run_dir / "report.log")
@@ -93,9 +94,8 @@ class LogWriter:
         print(text, flush=True)
 
     def run(self) -> None:
-        import console
-        import report
-        while True:
+        console = report = None       # imported at the first record (report needs nothing
+        while True:                   # outside the standard library, console neither)
             kind, item = self.q.get()
             if kind == "stop":
                 break
@@ -116,7 +116,12 @@ class LogWriter:
                         self._progress_open = False
                     else:
                         print(line, flush=True)
+            elif kind == "session_end":
+                self._session_end(item)
             elif kind == "report":
+                if report is None:
+                    import console
+                    import report
                 line = report.format_line(item)
                 self.report_f.write(line + "\n")
                 self.journal_f.write(report.journal_line(item) + "\n")
@@ -139,6 +144,29 @@ class LogWriter:
     def stop(self) -> None:
         self.q.put(("stop", None))
 
+    def session_end(self, facts: dict) -> None:
+        """After the summary: write summary.json and, when facts['html_report'], summary.html
+        (session_report.py; matplotlib is imported here, on this thread, once trading has
+        stopped)."""
+        self.q.put(("session_end", facts))
+
+    def _session_end(self, facts: dict) -> None:
+        import json
+        with _private_open(self.run_dir / "summary.json") as f:
+            f.write(json.dumps(facts, indent=1, default=str) + "\n")
+        if not facts.get("html_report"):
+            return
+        for f in (self.report_f, self.journal_f):
+            f.flush()
+        t = time.perf_counter()
+        try:
+            import session_report
+            path = session_report.write_session(self.run_dir)
+            os.chmod(path, 0o600)
+            self._print(_log_line(f"run: session report {path} ({time.perf_counter() - t:.1f}s)"))
+        except Exception as e:    # a report that cannot be drawn never fails the session
+            self._print(_log_line(f"run: session report failed: {e.__class__.__name__}: {e}"))
+
     def remove_if_unused(self) -> bool:
         """After a start that never traded (a failure or Ctrl-C during start-up, whose lines
         the console already showed): remove the run folder this writer made. Call after
@@ -149,6 +177,11 @@ class LogWriter:
             return False
         import shutil
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.parent_created:
+            try:
+                self.run_dir.parent.rmdir()       # only if empty
+            except OSError:
+                pass
         return True
 
 
@@ -201,7 +234,9 @@ def _drain_child(proc, log):
 
 # What a cold start costs, said before it starts (README "First start": measured with
 # profiles/bench_startup.py on the project's 2-core host; a slower machine takes longer).
-COLD_COMPILE_HINT = "40 s on 2 cores"
+COLD_COMPILE_HINT = "a minute on 2 cores, more on a busy machine"
+COLD_NOTICE = (f"run: first start of this code: compiling the Numba kernels into the cache, about "
+               f"{COLD_COMPILE_HINT} (later starts load them in about a second); Ctrl-C stops cleanly")
 
 
 class Shared:
@@ -345,8 +380,9 @@ def warm_up(sh) -> float:
 
 
 class Engine:
-    def __init__(self, cfg, log_writer: LogWriter):
+    def __init__(self, cfg, log_writer: LogWriter, cold_notice_logged: bool = False):
         self.cfg = cfg
+        self.cold_notice_logged = cold_notice_logged   # main() said it before importing Numba
         self.lw = log_writer
         self.log = log_writer.log
         self.sim_proc = None
@@ -443,8 +479,13 @@ class Engine:
                         threading.Thread(target=self.hot.run, name="hot", daemon=True)]
         self.threads += [threading.Thread(target=ex.run, name=f"exec{k}", daemon=True)
                          for k, ex in enumerate(self.executors)]
+        self.links_expected = len(maint.plan_links(uni.symbols)) + 1   # public links + private
+        self.started_unix = time.time()
+        self._start_services()
         sys.setswitchinterval(cfg.switch_interval_us / 1e6)
         for t in self.threads:
+            t.start()
+        for t in self.service_threads:
             t.start()
         for link_syms in maint.plan_links(uni.symbols):
             self.maint.request_link("public", link_syms)
@@ -453,14 +494,57 @@ class Engine:
         self.log(f"run: started in {time.perf_counter() - t_start:.2f}s: {cfg.mode} mode on {cfg.venue}, "
                  f"{cfg.slots} slots, fire_from={cfg.fire_from}")
 
+    def _start_services(self) -> None:
+        """The optional metrics endpoint and alert webhook, each on a thread of its own
+        (started with the others; stopped by stop_services). Neither is called by the hot
+        thread: the log thread hands them records, they read the shared arrays."""
+        cfg = self.cfg
+        self.service_threads = []
+        if cfg.metrics_port:
+            import metrics
+            self.metrics = metrics.Metrics(self, cfg.metrics_host, cfg.metrics_port)
+            self.lw.listeners.append(self.metrics.observe)
+            self.service_threads.append(threading.Thread(target=self.metrics.serve, name="metrics",
+                                                         daemon=True))
+            self.log(f"run: metrics on http://{cfg.metrics_host}:{self.metrics.port}/metrics")
+        if cfg.alert_url:
+            import alerts
+            import pipeline
+            self.alerter = alerts.Alerter(
+                cfg.alert_url, cfg.alert_format, cfg.alert_chat_id,
+                os.environ.get(cfg.alert_token_env, "") if cfg.alert_format == "telegram" else "",
+                cfg.alert_statuses, cfg.alert_link_down_s, self.log,
+                name=f"triarb {cfg.mode} {cfg.venue}")
+            self.alerter.watch_links(self.sh.counters, pipeline.C, self.links_expected)
+            self.lw.listeners.append(self.alerter.on_record)
+            self.service_threads.append(threading.Thread(target=self.alerter.run, name="alerts",
+                                                         daemon=True))
+            self.log(f"run: alerts to {self.alerter.describe()} on {','.join(cfg.alert_statuses)}, "
+                     f"links down > {cfg.alert_link_down_s:g} s, session summary")
+
+    def stop_services(self) -> None:
+        """Stop the metrics and alert threads (after the summary alert is queued)."""
+        alerter = getattr(self, "alerter", None)
+        if alerter is not None:
+            alerter.stop()
+        m = getattr(self, "metrics", None)
+        if m is not None and any(t.name == "metrics" and t.is_alive() for t in self.service_threads):
+            m.close()
+        elif m is not None:
+            m.server.server_close()
+        for t in getattr(self, "service_threads", []):
+            if t.is_alive():
+                t.join(timeout=5)
+        self.service_threads = []
+
     def _start_prefill(self):
         """On a cold Numba cache: say so at once, and start the workers that compile the
         kernel groups in parallel while the simulator and REST start-up run (kernelcache)."""
         import kernelcache
         if not kernelcache.is_cold():
             return None
-        self.log(f"run: first start of this code: compiling the Numba kernels into the cache, about "
-                 f"{COLD_COMPILE_HINT} (later starts load them in about a second); Ctrl-C stops cleanly")
+        if not self.cold_notice_logged:
+            self.log(COLD_NOTICE)
         prefill = kernelcache.Prefill()
         self.children.append(prefill)
         return prefill
@@ -571,7 +655,10 @@ class Engine:
             t.join(timeout=5)
         import holdings
         valuer = holdings.Valuer(sh.universe, sh.book_px, sh.book_sz)
-        self.log("run: session summary\n" + self.summary.render(valuer, self.cfg.ref_currency))
+        text = self.summary.render(valuer, self.cfg.ref_currency)
+        self.log("run: session summary\n" + text)
+        if getattr(self, "alerter", None) is not None:
+            self.alerter.summary("session summary\n" + text)
         self.log("run: counters " + " ".join(f"{k}={int(v)}" for k, v in zip(
             __import__("pipeline").HOT_COUNTERS, sh.counters) if v))
         import triangles
@@ -582,16 +669,35 @@ class Engine:
             ("no_size", triangles.EVC_NO_SIZE), ("no_profit", triangles.EVC_NO_PROFIT),
             ("below_bps", triangles.EVC_BELOW_BPS), ("candidates", triangles.EVC_CANDIDATES),
             ("out_full", triangles.EVC_OUT_FULL), ("inexact", triangles.EVC_INEXACT))))
+        self.lw.session_end(self.session_facts(valuer))     # summary.json, summary.html
         if self.sim_proc is not None:
             self.sim_proc.terminate()
             try:
                 self.sim_proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.sim_proc.kill()
+        self.stop_services()
         if self.thread_failure:
             self.log(f"run: stopped because {self.thread_failure}")
             return 1
         return 0
+
+    def session_facts(self, valuer) -> dict:
+        """What summary.json keeps of a session: the summary, the counters, and the rate of
+        each currency in ref_currency at the best bids at its end (session_report.py values
+        PnL with them)."""
+        import pipeline
+        cfg, sh, ref = self.cfg, self.sh, self.cfg.ref_currency
+        rates = {}
+        for ccy in sh.universe.currencies:
+            r = valuer.rate(ccy, ref)
+            if r is not None:
+                rates[ccy] = r
+        return {"mode": cfg.mode, "venue": cfg.venue, "ref_currency": ref, "config": Path(cfg.path).name,
+                "started_unix": getattr(self, "started_unix", None), "ended_unix": time.time(),
+                "rates_to_ref": rates, "summary": self.summary.as_dict(),
+                "counters": {k: int(v) for k, v in zip(pipeline.HOT_COUNTERS, sh.counters)},
+                "html_report": bool(cfg.html_report)}
 
 
 USAGE = """usage: python run.py CONFIG.ini          run the engine (try: python run.py sim.ini)
@@ -657,10 +763,6 @@ def main(argv: list[str]) -> int:
             print(line)
         print(f"run: {rest[0]} is valid")
         return 0
-    missing = _missing_module()
-    if missing is not None:
-        print(_venv_hint(*missing), file=sys.stderr)
-        return 2
     exposed = secret_file_problem(cfg.path)
     if exposed:
         if cfg.venue == "kucoin" and cfg.mode == "live" and not allow_readable:
@@ -668,11 +770,22 @@ def main(argv: list[str]) -> int:
                   file=sys.stderr)
             return 2
         print(f"run: WARNING: {exposed}", file=sys.stderr)
+    import kernelcache
+    cold = kernelcache.quick_is_cold()     # before Numba's import (a second on a fresh clone)
     run_dir = HERE / cfg.log_dir / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     lw = LogWriter(run_dir, console=sys.stdout.isatty())
     log_thread = threading.Thread(target=lw.run, name="log", daemon=True)
     log_thread.start()
-    eng = Engine(cfg, lw)
+    if cold:
+        lw.log(COLD_NOTICE)
+    missing = _missing_module()
+    if missing is not None:
+        lw.stop()
+        log_thread.join(timeout=5)
+        lw.remove_if_unused()
+        print(_venv_hint(*missing), file=sys.stderr)
+        return 2
+    eng = Engine(cfg, lw, cold_notice_logged=cold)
 
     def on_signal(signum, _frame):
         eng.stop_requested.set()
