@@ -194,9 +194,11 @@ class Prefill:
     """The worker processes of one cold start, and what they have reported."""
 
     def __init__(self, env=None, workers: int | None = None):
-        n = max(1, min(len(GROUPS), workers if workers is not None else (os.cpu_count() or 1)))
-        # one worker per group list; with one CPU one worker takes every group in turn
-        plans = [list(g) for g in GROUPS] if n >= len(GROUPS) else [[x for g in GROUPS for x in g]]
+        ncpu = len(os.sched_getaffinity(0))
+        n = min(len(GROUPS), workers if workers is not None else ncpu)
+        # one worker per group list; with one CPU, none: a worker would only take turns with
+        # the engine, which then compiles everything itself (warm_up)
+        plans = [list(g) for g in GROUPS] if n >= len(GROUPS) else []
         self.t0 = time.monotonic()
         self.done: dict[str, float] = {}
         self.failed: list[str] = []

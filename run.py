@@ -163,9 +163,12 @@ class LogWriter:
             import session_report
             path = session_report.write_session(self.run_dir)
             os.chmod(path, 0o600)
-            self._print(_log_line(f"run: session report {path} ({time.perf_counter() - t:.1f}s)"))
+            line = _log_line(f"run: session report {path} ({time.perf_counter() - t:.1f}s)")
         except Exception as e:    # a report that cannot be drawn never fails the session
-            self._print(_log_line(f"run: session report failed: {e.__class__.__name__}: {e}"))
+            line = _log_line(f"run: session report failed: {e.__class__.__name__}: {e}")
+        self.engine_f.write(line + "\n")
+        if self.echo:
+            self._print(line)
 
     def remove_if_unused(self) -> bool:
         """After a start that never traded (a failure or Ctrl-C during start-up, whose lines
@@ -234,7 +237,7 @@ def _drain_child(proc, log):
 
 # What a cold start costs, said before it starts (README "First start": measured with
 # profiles/bench_startup.py on the project's 2-core host; a slower machine takes longer).
-COLD_COMPILE_HINT = "a minute on 2 cores, more on a busy machine"
+COLD_COMPILE_HINT = "80 s on a busy 2-core machine"
 COLD_NOTICE = (f"run: first start of this code: compiling the Numba kernels into the cache, about "
                f"{COLD_COMPILE_HINT} (later starts load them in about a second); Ctrl-C stops cleanly")
 
@@ -823,7 +826,7 @@ def main(argv: list[str]) -> int:
         if started:
             lw.log(f"run: reports in {run_dir}")
         lw.stop()
-        log_thread.join(timeout=5)
+        log_thread.join(timeout=60)     # summary.html takes a few seconds after a session
         if not started:
             lw.remove_if_unused()
     return code

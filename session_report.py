@@ -291,7 +291,7 @@ def plot_stages(rows) -> str | None:
     ax.set_title("Per-stage latency (from the journal's stamps)")
     ax.legend(loc="lower right")
     for y, v in zip(ys, p50):
-        ax.text(v, y, f" {v:.0f}", va="center", fontsize=7, color="white" if v > 0 else "black")
+        ax.text(v, y, f" {v:.0f}", va="center", fontsize=7, color="#111")
     return _png(fig)
 
 
