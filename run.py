@@ -237,7 +237,7 @@ def _drain_child(proc, log):
 
 # What a cold start costs, said before it starts (README "First start": measured with
 # profiles/bench_startup.py on the project's 2-core host; a slower machine takes longer).
-COLD_COMPILE_HINT = "80 s on a busy 2-core machine"
+COLD_COMPILE_HINT = "75 s on a busy 2-core machine"
 COLD_NOTICE = (f"run: first start of this code: compiling the Numba kernels into the cache, about "
                f"{COLD_COMPILE_HINT} (later starts load them in about a second); Ctrl-C stops cleanly")
 
