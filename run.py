@@ -655,7 +655,8 @@ class Engine:
         for fd in sh.slot_fds + [sh.hot_wake_fd, sh.maint_wake_fd]:
             os.eventfd_write(fd, 1)
         for t in self.threads:
-            t.join(timeout=5)
+            if t.ident is not None:        # a Ctrl-C during start-up may come before start()
+                t.join(timeout=5)
         import holdings
         valuer = holdings.Valuer(sh.universe, sh.book_px, sh.book_sz)
         text = self.summary.render(valuer, self.cfg.ref_currency)

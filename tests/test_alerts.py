@@ -133,7 +133,9 @@ def test_submit_when_webhook_refuses_or_hangs_then_never_blocks_and_drops_when_f
         al.on_record(rec)
     took = time.perf_counter() - t0
     assert took < 0.5, f"500 submits took {took:.3f}s"
-    assert al.counts["dropped"] >= 500 - 8 - 1
+    # a hung webhook holds the sender in its first request: all but the queue's 8 are dropped;
+    # a refused one fails fast and the sender drains some meanwhile, but the queue still fills
+    assert al.counts["dropped"] >= (500 - 8 - 1 if mode == "hang" else 1)
     time.sleep(1.2)
     assert al.counts["failed"] >= 1 and len(logs) == 1     # one line a minute at most
     al.stop()

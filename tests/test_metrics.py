@@ -16,7 +16,7 @@ import urllib.request
 
 import pipeline
 from engine_harness import EngineRun
-from test_executor import idle, plant, wait_synced
+from test_executor import idle, plant, quiesce, wait_synced
 
 
 def free_port() -> int:
@@ -53,6 +53,9 @@ def test_metrics_when_engine_trades_then_endpoint_reports_counters_outcomes_pnl_
             er.wait_for(lambda: len(er.records) >= 1, 10)
             idle(er)
         assert er.records, "no triangle traded"
+        quiesce(er)                # no new signal: the counters stand still while compared
+        er.wait_for(lambda: sum(v for k, v in scrape(port).items()
+                                if k.startswith("triarb_triangles_total{")) == len(er.records), 5)
         m1 = scrape(port)
         assert m1["triarb_msgs_total"] > m0["triarb_msgs_total"]
         assert m1["triarb_msgs_total"] <= er.counters()["msgs"]      # read from the same cells
