@@ -242,7 +242,7 @@ def plot_outcomes(rows) -> str | None:
     ax.set_title(f"Outcomes over time (per {width / 1000:.0f} s)")
     ax.set_xlabel("UTC")
     ax.set_ylabel("triangles")
-    ax.legend(loc="upper left", ncol=len(statuses), fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # beside, not over, the bars
     fig.autofmt_xdate()
     return _png(fig)
 
@@ -351,7 +351,8 @@ def plot_opportunities(opp) -> str | None:
     ax.bar(xs, seen, width=w, color="#b0bec5", label="seen")
     ax.bar(xs, caught, width=w, color="#2e7d32", label="caught")
     ax.set_title(f"Opportunities seen vs caught: {sum(caught)} of {len(opp)}")
-    ax.legend(loc="upper left")
+    ax.set_xlabel("UTC")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.autofmt_xdate()
     return _png(fig)
 
