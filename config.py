@@ -217,6 +217,8 @@ class Config:
         for sec, values in (("engine", self.engine), ("sim", self.sim)):
             lines.append(f"[{sec}]")
             for k, v in values.items():
+                if k == "alert_url" and v:
+                    v = mask_url(v)
                 if isinstance(v, dict):
                     v = ",".join(f"{a}={b}" for a, b in v.items())
                 elif isinstance(v, tuple):
@@ -231,6 +233,14 @@ class Config:
 
 
 SECRET_KEYS = ("api_key", "api_secret", "api_passphrase")
+
+
+def mask_url(url: str) -> str:
+    """scheme://host[:port]/... : a webhook's path often is its token (Slack, Discord)."""
+    from urllib.parse import urlsplit
+    p = urlsplit(url)
+    host = f"{p.scheme}://{p.hostname or ''}" + (f":{p.port}" if p.port else "")
+    return host + ("/<hidden>" if p.path.strip("/") or p.query else "")
 
 
 def parse_config(text: str, path: str = "<string>", environ=None, require_secrets: bool = True) -> Config:

@@ -112,3 +112,11 @@ def test_secret_file_problem_when_literal_secret_and_group_or_world_readable_the
     p.write_text("[credentials]\napi_secret =\napi_secret_env = X\n")   # no literal secret
     p.chmod(0o644)
     assert config.secret_file_problem(str(p)) == ""
+
+
+def test_describe_when_alert_url_has_a_path_then_path_hidden():
+    cfg = config.parse_config("[engine]\nalert_url = https://hooks.example.com:8443/services/T0/B0/s3cr3tpath\n")
+    text = cfg.describe()
+    assert "alert_url = https://hooks.example.com:8443/<hidden>" in text
+    assert "s3cr3tpath" not in text and "services" not in text
+    assert "alert_url = http://127.0.0.1:9" in config.parse_config("[engine]\nalert_url = http://127.0.0.1:9\n").describe()
