@@ -161,8 +161,7 @@ class LogWriter:
         t = time.perf_counter()
         try:
             import session_report
-            path = session_report.write_session(self.run_dir)
-            os.chmod(path, 0o600)
+            path = session_report.write_session(self.run_dir)     # 0600 like the rest
             line = _log_line(f"run: session report {path} ({time.perf_counter() - t:.1f}s)")
         except Exception as e:    # a report that cannot be drawn never fails the session
             line = _log_line(f"run: session report failed: {e.__class__.__name__}: {e}")

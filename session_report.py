@@ -24,6 +24,7 @@ import html
 import io
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -461,8 +462,16 @@ def _page(title, body) -> str:
 def write_session(run_dir) -> Path:
     run_dir = Path(run_dir)
     out = run_dir / "summary.html"
-    out.write_text(render_session(session_data(run_dir)), encoding="utf-8")
+    _write_private(out, render_session(session_data(run_dir)))
     return out
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Like the run folder's other files: owner only (0600), it shows balances and PnL."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def session_dirs(runs_dir: Path) -> list[Path]:
@@ -504,7 +513,7 @@ def write_index(runs_dir) -> tuple[Path, list[dict]]:
     total = sum(t["pnl_ref"] for t in table)
     body.append(f"<p>Total over {len(table)} sessions: {_signed(total)} {html.escape(ref)}</p>")
     out = runs_dir / "index.html"
-    out.write_text(_page("Sessions", "\n".join(body)), encoding="utf-8")
+    _write_private(out, _page("Sessions", "\n".join(body)))
     return out, table
 
 

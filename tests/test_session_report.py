@@ -50,6 +50,7 @@ def test_report_py_when_recorded_session_then_page_with_plots_counts_and_pnl(tmp
     r = report_py(run)
     assert r.returncode == 0, r.stderr
     page = (run / "summary.html").read_text()
+    assert (run / "summary.html").stat().st_mode & 0o777 == 0o600
     sizes = pngs(page)
     assert len(sizes) >= 5, sizes            # PnL, outcomes, histograms, stages, triangles
     assert all(w >= 400 and h >= 150 for w, h in sizes), sizes
