@@ -14,7 +14,8 @@ and fill routing; snapshots, rings and slots). Each worker compiles its groups f
 with the production types (Numba writes each function to the cache as it compiles it); the
 engine waits until the subtrees under `hotctx.hot_chunk` are in, then runs `run.warm_up`,
 which compiles only the entry kernels that tie them together and loads the rest. The figures
-(README, "First start"; profiles/README.md) come from `profiles/bench_startup.py`.
+(README, "Performance"; profiles/README.md, "Measured on the AMD EPYC host") come from
+`profiles/bench_startup.py`.
 
 Processes, not threads (docs/design.md 11: threads are made only in run.py): the workers
 are children in their own session (a Ctrl-C reaches the engine, which stops them), and

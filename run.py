@@ -234,7 +234,7 @@ def _drain_child(proc, log):
         log("sim: " + line.rstrip())
 
 
-# What a cold start costs, said before it starts (README "First start": measured with
+# What a cold start costs, said before it starts (README, "Performance": measured with
 # profiles/bench_startup.py on the project's 2-core host; a slower machine takes longer).
 COLD_COMPILE_HINT = "75 s on a busy 2-core machine"
 COLD_NOTICE = (f"run: first start of this code: compiling the Numba kernels into the cache, about "
