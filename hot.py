@@ -242,6 +242,7 @@ class HotLoop:
             self.ep.register(link.fd, select.EPOLLIN)
             tls = "" if not rd.tls else (", TLS, reads keep the GIL" if rd.held is not None
                                          else ", TLS, reads through the ssl module")
+            self.counters[C["link_ups"]] += 1     # links up = link_ups - reconnects (metrics, alerts)
             self._rec_link_ids += 1
             link.rec_id = self._rec_link_ids
             if self.recorder is not None:

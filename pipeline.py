@@ -50,6 +50,9 @@ HOT_COUNTERS = (
     # exceptions the hot thread caught outside frame parsing (its order path, timers,
     # snapshots): each one logged with what it was doing
     "hot_errors",
+    # links that came up (the first connects and every reconnect): links up = link_ups -
+    # reconnects (metrics.py, alerts.py)
+    "link_ups",
 )
 C = {name: i for i, name in enumerate(HOT_COUNTERS)}
 C_APPLIED, C_STALE, C_GAPS = C["applied"], C["stale"], C["gaps"]

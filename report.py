@@ -836,3 +836,12 @@ class SessionSummary:
         for text, n in self.errors.most_common(5):
             lines.append(f"  {n}x {text}")
         return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # `python report.py runs/<start>` / `python report.py runs/`: the HTML session report
+    # (session_report.py; imported here only, so matplotlib stays out of the engine).
+    import sys
+
+    import session_report
+    sys.exit(session_report.main(sys.argv))

@@ -51,7 +51,10 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:   # outside the venv: main() says how to fix it (_missing_module)
+    np = None
 
 HERE = Path(__file__).resolve().parent
 
@@ -62,21 +65,33 @@ def _log_line(text: str) -> str:
 
 
 class LogWriter:
-    """The only thread that touches disk (docs/design.md 2). Others call log()/emit(), which
-    only put on a SimpleQueue and never block. `records` keeps the last `keep_records` report
-    records (none by default: a session of days must not keep every report; the end-to-end
-    test harness keeps them)."""
+    """The only thread that touches disk (docs/design.md 2). Others call log()/emit()/
+    progress(), which only put on a SimpleQueue and never block.
 
-    def __init__(self, run_dir: Path, echo=True, keep_records: int = 0):
+    report.log gets the full report line, the console a short one (console.short_line);
+    engine.log and the console get every log line. The run folder is made 0700 and its
+    files 0600: they hold balances, orders and PnL. `listeners` (metrics, alerts) are called
+    with each record on this thread after it is written (KILLED lines too); they must not
+    block. `records` keeps the last `keep_records` report records (none by default: a
+    session of days must not keep every report; the end-to-end test harness keeps them)."""
+
+    def __init__(self, run_dir: Path, echo=True, console=False, keep_records: int = 0):
         self.q: queue.SimpleQueue = queue.SimpleQueue()
+        self.run_dir = run_dir
+        self.created = not run_dir.exists()
+        self.parent_created = not run_dir.parent.exists()      # log_dir itself, the first time
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.report_f = open(run_dir / "report.log", "a", buffering=1, encoding="utf-8")
-        self.journal_f = open(run_dir / "journal.jsonl", "a", buffering=1, encoding="utf-8")
-        self.engine_f = open(run_dir / "engine.log", "a", buffering=1, encoding="utf-8")
+        os.chmod(run_dir, 0o700)
+        self.report_f = _private_open(run_dir / "report.log")
+        self.journal_f = _private_open(run_dir / "journal.jsonl")
+        self.engine_f = _private_open(run_dir / "engine.log")
         self.echo = echo
+        self.console = console        # stdout is a terminal: progress redraws one line
         self.summary = None
         self.records: collections.deque = collections.deque(maxlen=keep_records)
-        self.run_dir = run_dir
+        self.n_reports = 0            # trading records written (a run folder with none is removed)
+        self.listeners = []
+        self._progress_open = False
         self.startup = None      # the start-up reconciliation's report.StartupReport
         self.state = None        # recovery.StateLog once start-up has reconciled (docs/design.md 6.7)
         self.state_errors = 0
@@ -93,6 +108,11 @@ class LogWriter:
 
     def emit(self, rec) -> None:
         self.q.put(("report", rec))
+
+    def progress(self, text: str, final: bool = False) -> None:
+        """A progress line: redrawn in place on a terminal; elsewhere printed (and logged)
+        as it comes. `final` ends it (logged everywhere)."""
+        self.q.put(("progress", (_log_line(text), final)))
 
     def intent(self, t: tuple) -> None:
         """An order's bytes are out (Executor.fire_leg): its durable record, written and
@@ -120,7 +140,22 @@ class LogWriter:
     def emit_opportunity(self, line: str) -> None:
         self.q.put(("opp", line))
 
+    def _print(self, text: str) -> None:
+        if self._progress_open:
+            print(file=sys.stdout)
+            self._progress_open = False
+        print(text, flush=True)
+
+    def _notify(self, item) -> None:
+        for fn in self.listeners:
+            try:
+                fn(item)
+            except Exception as e:   # a listener's bug never stops the reports
+                self.engine_f.write(_log_line(f"log: listener {fn!r} failed: "
+                                              f"{e.__class__.__name__}: {e}") + "\n")
+
     def run(self) -> None:
+        import console
         import report
         next_check = 0.0
         while True:
@@ -141,7 +176,22 @@ class LogWriter:
             if kind == "log":
                 self.engine_f.write(item + "\n")
                 if self.echo:
-                    print(item, flush=True)
+                    self._print(item)
+            elif kind == "progress":
+                line, final = item
+                if self.echo and self.console and not final:
+                    print("\r" + line + "\033[K", end="", flush=True)
+                    self._progress_open = True
+                    continue
+                self.engine_f.write(line + "\n")
+                if self.echo:
+                    if self._progress_open:
+                        print("\r" + line + "\033[K", flush=True)
+                        self._progress_open = False
+                    else:
+                        print(line, flush=True)
+            elif kind == "session_end":
+                self._session_end(item)
             elif kind == "intent":
                 if self.state is not None:
                     self._state(self.state.write_intent, item)
@@ -154,11 +204,15 @@ class LogWriter:
                 if self.summary is not None:
                     self.summary.add(item)
                 if isinstance(item, report.StartupReport):
-                    self.startup = item      # not a trading record (docs/design.md 6.7)
+                    # not a trading record (docs/design.md 6.7); the console already has the
+                    # reconciliation's summary from the log line
+                    self.startup = item
                 else:
+                    self.n_reports += 1
                     self.records.append(item)
-                if self.echo:
-                    print(line, flush=True)
+                    if self.echo:
+                        self._print(console.short_line(item))
+                self._notify(item)
                 if self.kill is not None:
                     self.kill.on_record(item)
                     self._check_kill()
@@ -171,9 +225,10 @@ class LogWriter:
                                f"{f['outside']:.6g} {self.kill.ref}")
             elif kind == "opp":
                 if self.opp_f is None:
-                    self.opp_f = open(self.run_dir / "opportunities.jsonl", "a", buffering=1,
-                                      encoding="utf-8")
+                    self.opp_f = _private_open(self.run_dir / "opportunities.jsonl")
                 self.opp_f.write(item + "\n")
+        if self._progress_open:
+            print(flush=True)
         for f in (self.report_f, self.journal_f, self.engine_f, self.opp_f):
             if f is not None:
                 f.flush()
@@ -184,7 +239,7 @@ class LogWriter:
         line = _log_line(text)
         self.engine_f.write(line + "\n")
         if self.echo:
-            print(line, flush=True)
+            self._print(line)
 
     def _check_kill(self) -> None:
         if self.kill is None or self.summary is None:
@@ -196,6 +251,7 @@ class LogWriter:
 
     def _write_killed(self, trip: dict, action: str, inflight: str) -> None:
         import json
+        import types
 
         import risk
         ts_ms = time.time_ns() // 1_000_000
@@ -213,13 +269,65 @@ class LogWriter:
         self.journal_f.write(json.dumps(rec, separators=(",", ":")) + "\n")
         self.summary.kills.append(line)
         if self.echo:
-            print(line, flush=True)
+            self._print(line)
+        # the listeners (alerts: KILLED is an alerting status) get it as a record
+        self._notify(types.SimpleNamespace(status="KILLED", ts_ms=ts_ms, corr=0, triangle=(), profit=None,
+                                           error=line, reason=trip["reason"]))
 
     def stop(self) -> None:
         self.q.put(("stop", None))
 
+    def session_end(self, facts: dict) -> None:
+        """After the summary: write summary.json and, when facts['html_report'], summary.html
+        (session_report.py; matplotlib is imported here, on this thread, once trading has
+        stopped)."""
+        self.q.put(("session_end", facts))
 
-def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str, str]:
+    def _session_end(self, facts: dict) -> None:
+        import json
+        with _private_open(self.run_dir / "summary.json") as f:
+            f.write(json.dumps(facts, indent=1, default=str) + "\n")
+        if not facts.get("html_report"):
+            return
+        for f in (self.report_f, self.journal_f):
+            f.flush()
+        t = time.perf_counter()
+        try:
+            import session_report
+            path = session_report.write_session(self.run_dir)     # 0600 like the rest
+            line = _log_line(f"run: session report {path} ({time.perf_counter() - t:.1f}s)")
+        except Exception as e:    # a report that cannot be drawn never fails the session
+            line = _log_line(f"run: session report failed: {e.__class__.__name__}: {e}")
+        self.engine_f.write(line + "\n")
+        if self.echo:
+            self._print(line)
+
+    def remove_if_unused(self) -> bool:
+        """After a start that never traded (a failure or Ctrl-C during start-up, whose lines
+        the console already showed): remove the run folder this writer made. Call after
+        the thread has stopped."""
+        for f in (self.report_f, self.journal_f, self.engine_f):
+            f.close()
+        if not self.created or self.n_reports:
+            return False
+        import shutil
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.parent_created:
+            try:
+                self.run_dir.parent.rmdir()       # only if empty
+            except OSError:
+                pass
+        return True
+
+
+def _private_open(path: Path):
+    """Open for appending, created 0600 (owner only), line-buffered."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return open(fd, "a", buffering=1, encoding="utf-8")
+
+
+def start_simulator(cfg, creds: dict, log, on_proc=None) -> tuple[subprocess.Popen, str, str]:
     """Start the simulator (`python -m sim`) on loopback with freshly generated credentials (nothing to leak: they
     exist only in this process and the child's environment). Returns (process, base_url,
     ca_file): with [sim] tls = true the simulator serves https/wss and ca_file is its test
@@ -237,8 +345,13 @@ def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str, str]:
         args += ["--cpus", ",".join(map(str, s["cpus"]))]
     if s["tls"]:
         args.append("--tls")
+    # its own session: a Ctrl-C in the terminal reaches the engine only, which stops the
+    # simulator itself once nothing is in flight (with the same signal, the simulator died
+    # under triangles still running, and a start-up then failed connecting to it)
     proc = subprocess.Popen(args, cwd=str(HERE), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    if on_proc is not None:
+        on_proc(proc)        # the caller can stop it even if start-up is interrupted below
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -257,6 +370,13 @@ def start_simulator(cfg, creds: dict, log) -> tuple[subprocess.Popen, str, str]:
 def _drain_child(proc, log):
     for line in proc.stdout:
         log("sim: " + line.rstrip())
+
+
+# What a cold start costs, said before it starts (README, "Performance": measured with
+# profiles/bench_startup.py on the project's 2-core host; a slower machine takes longer).
+COLD_COMPILE_HINT = "75 s on a busy 2-core machine"
+COLD_NOTICE = (f"run: first start of this code: compiling the Numba kernels into the cache, about "
+               f"{COLD_COMPILE_HINT} (later starts load them in about a second); Ctrl-C stops cleanly")
 
 
 class Shared:
@@ -453,8 +573,9 @@ def warm_up(sh) -> float:
 
 
 class Engine:
-    def __init__(self, cfg, log_writer: LogWriter):
+    def __init__(self, cfg, log_writer: LogWriter, cold_notice_logged: bool = False):
         self.cfg = cfg
+        self.cold_notice_logged = cold_notice_logged   # main() said it before importing Numba
         self.lw = log_writer
         self.log = log_writer.log
         self.sim_proc = None
@@ -463,6 +584,8 @@ class Engine:
         self.stop_requested = threading.Event()
         # wakes the loop of Engine.run at once: a stop, a pause or resume request, a kill trip
         self.attention = threading.Event()
+        self.starting = True          # main() turns Ctrl-C into KeyboardInterrupt while set
+        self.children = []            # kernel-cache workers (kernelcache.Prefill)
         self.thread_failure = ""
         self.stop_reason = ""
         self.paused = False          # control[0] = 1 by pause() (docs/design.md 12)
@@ -550,6 +673,7 @@ class Engine:
         cfg = self.cfg
         t_start = time.perf_counter()
         self.log(cfg.describe().replace("\n", " | "))
+        prefill = self._start_prefill()
         if cfg.cpus:
             # Every engine thread shares the GIL, so one or two cores are all it can use;
             # pinning keeps other processes (the simulator, on a test host) off them.
@@ -557,7 +681,8 @@ class Engine:
         if cfg.venue == "sim":
             creds = {"key": "sim-" + pysecrets.token_hex(8), "secret": pysecrets.token_hex(16),
                      "passphrase": pysecrets.token_hex(8)}
-            self.sim_proc, rest_url, ca_file = start_simulator(cfg, creds, self.log)
+            self.sim_proc, rest_url, ca_file = start_simulator(cfg, creds, self.log,
+                                                               on_proc=lambda p: setattr(self, "sim_proc", p))
             signer = Signer(creds["key"], creds["secret"], creds["passphrase"], 3)
         else:
             rest_url, ca_file = cfg.rest_url, cfg.ca_file
@@ -602,7 +727,7 @@ class Engine:
         sh.tls_warm = None
         if rest_url.startswith("https://") and cfg.tls_io == "held" and cfg.warm_interval_us > 0:
             # keep-warm of the TLS record code too (tlsio.WarmPair; ~0.15 s, mostly importing
-            # trustme). A/B in README, TLS: tick-to-fire p50 161/168 -> 154/134 us
+            # trustme). A/B in profiles/README.md, TLS: tick-to-fire p50 161/168 -> 154/134 us
             sh.tls_warm = tlsio.WarmPair.make()
         sh.run_id = run_id
         self._apply_requests()       # a pause signal during start-up
@@ -615,7 +740,7 @@ class Engine:
             sh.budget.observe_headers(*st)
         client.on_headers = sh.budget.observe_headers
         sh.rejects = risk.RejectBackoff(rk["reject_backoff_ms"], rk["reject_backoff_max_ms"])
-        warm_s = warm_up(sh)
+        warm_s = self._warm(sh, prefill)
         self.log(f"run: kernels warm in {warm_s:.2f}s")
         self.summary = report.SessionSummary(mode=cfg.mode)
         import holdings
@@ -636,6 +761,8 @@ class Engine:
                                        "kill_max_held", "kill_action", "kill_inflight"))
             + f" ({cfg.ref_currency}); rate budget: a triangle starts while the spot pool has "
             f"{sh.budget.need} weight left")
+        import holdings
+        self.valuer = holdings.Valuer(uni, sh.book_px, sh.book_sz)   # main/metrics threads read
 
         self.maint = maint.MaintLoop(client, uni.symbols, cfg.book_depth, sh.snap_req, sh.snap_ring,
                                      sh.maint_wake_fd, sh.hot_wake_fd, sh.stop, self.log,
@@ -656,8 +783,13 @@ class Engine:
                          for k, ex in enumerate(self.executors)]
         if self.unwinder is not None:
             self.threads.append(threading.Thread(target=self.unwinder.run, name="unwind", daemon=True))
+        self.links_expected = len(maint.plan_links(uni.symbols)) + 1   # public links + private
+        self.started_unix = time.time()
+        self._start_services()
         sys.setswitchinterval(cfg.switch_interval_us / 1e6)
         for t in self.threads:
+            t.start()
+        for t in self.service_threads:
             t.start()
         for link_syms in maint.plan_links(uni.symbols):
             self.maint.request_link("public", link_syms)
@@ -813,37 +945,135 @@ class Engine:
         self.threads.append(threading.Thread(target=self.opp_journal.run, args=(self.study_stop,),
                                              name="opp", daemon=True))
 
+    def _start_services(self) -> None:
+        """The optional metrics endpoint and alert webhook, each on a thread of its own
+        (started with the others; stopped by stop_services). Neither is called by the hot
+        thread: the log thread hands them records, they read the shared arrays."""
+        cfg = self.cfg
+        self.service_threads = []
+        if cfg.metrics_port:
+            import metrics
+            self.metrics = metrics.Metrics(self, cfg.metrics_host, cfg.metrics_port)
+            self.lw.listeners.append(self.metrics.observe)
+            self.service_threads.append(threading.Thread(target=self.metrics.serve, name="metrics",
+                                                         daemon=True))
+            self.log(f"run: metrics on http://{cfg.metrics_host}:{self.metrics.port}/metrics")
+        if cfg.alert_url:
+            import alerts
+            import pipeline
+            self.alerter = alerts.Alerter(
+                cfg.alert_url, cfg.alert_format, cfg.alert_chat_id,
+                os.environ.get(cfg.alert_token_env, "") if cfg.alert_format == "telegram" else "",
+                cfg.alert_statuses, cfg.alert_link_down_s, self.log,
+                name=f"triarb {cfg.mode} {cfg.venue}")
+            self.alerter.watch_links(self.sh.counters, pipeline.C, self.links_expected)
+            self.lw.listeners.append(self.alerter.on_record)
+            self.service_threads.append(threading.Thread(target=self.alerter.run, name="alerts",
+                                                         daemon=True))
+            self.log(f"run: alerts to {self.alerter.describe()} on {','.join(cfg.alert_statuses)}, "
+                     f"links down > {cfg.alert_link_down_s:g} s, session summary")
+
+    def stop_services(self) -> None:
+        """Stop the metrics and alert threads (after the summary alert is queued)."""
+        alerter = getattr(self, "alerter", None)
+        if alerter is not None:
+            alerter.stop()
+        m = getattr(self, "metrics", None)
+        if m is not None and any(t.name == "metrics" and t.is_alive() for t in self.service_threads):
+            m.close()
+        elif m is not None:
+            m.server.server_close()
+        for t in getattr(self, "service_threads", []):
+            if t.is_alive():
+                t.join(timeout=5)
+        self.service_threads = []
+
+    def _start_prefill(self):
+        """On a cold Numba cache: say so at once, and start the workers that compile the
+        kernel groups in parallel while the simulator and REST start-up run (kernelcache)."""
+        import kernelcache
+        if not kernelcache.is_cold():
+            return None
+        if not self.cold_notice_logged:
+            self.log(COLD_NOTICE)
+        prefill = kernelcache.Prefill()
+        self.children.append(prefill)
+        return prefill
+
+    def _warm(self, sh, prefill) -> float:
+        """warm_up, after the workers have put the subtrees under the hot thread's entry
+        kernels in the cache; progress on the console meanwhile. Returns seconds."""
+        import console
+        import kernelcache
+        t0 = time.perf_counter()
+        if prefill is None:
+            return warm_up(sh)
+        total = kernelcache.N_GROUPS + 1
+        shown = -1
+        while not prefill.critical_done():
+            prefill.poll(0.5)
+            k = len(prefill.done)
+            if k != shown or self.lw.console:
+                shown = k
+                self.lw.progress(f"run: compiling kernels {console.bar(k, total)} {k}/{total} "
+                                 f"{time.monotonic() - prefill.t0:.0f}s")
+        for why in prefill.failed:
+            self.log(f"run: a kernel-cache worker failed ({why}); compiling here instead")
+        k = len(prefill.done)
+        self.lw.progress(f"run: compiling kernels {console.bar(k, total)} {k}/{total} "
+                         f"{time.monotonic() - prefill.t0:.0f}s: the entry kernels that join them")
+        import numba.core.event as nev
+        lw = self.lw
+
+        class Shown(nev.Listener):     # names each kernel warm_up compiles here, as it starts
+            def on_start(self, event):
+                fn = event.data["dispatcher"].py_func
+                if fn.__module__.startswith("numba") or "<locals>" in fn.__qualname__:
+                    return       # Numba's own helpers and closures: not worth a line
+                name = f"{fn.__module__}.{fn.__qualname__}"
+                lw.progress(f"run: compiling kernels {console.bar(k, total)} {k}/{total} "
+                            f"{time.monotonic() - prefill.t0:.0f}s: {name}")
+
+            def on_end(self, event):
+                pass
+        shown_listener = Shown()
+        nev.register("numba:compile", shown_listener)
+        try:
+            warm_up(sh)
+        finally:
+            nev.unregister("numba:compile", shown_listener)
+        prefill.stop()       # anything it had not finished, warm_up has just compiled
+        self.lw.progress(f"run: compiling kernels {console.bar(total, total)} {total}/{total} "
+                         f"{time.monotonic() - prefill.t0:.0f}s: done", final=True)
+        return time.perf_counter() - t0
+
     def status_line(self, prev, dt) -> str:
+        import books
+        import console
         import maint
         import pipeline
         c = self.sh.counters
         C = pipeline.C
         sh = self.sh
+        st = sh.book_state
         n_sync, n_crossed, n_silent = book_health(
-            sh.book_state, sh.book_px, sh.book_sz, time.monotonic_ns(),
+            st, sh.book_px, sh.book_sz, time.monotonic_ns(),
             int(self.cfg.silent_book_s * 1e9), maint.TOPICS_PER_LINK)
-        s = self.summary
-        ttf = [f"{v:.1f}" for v in s.tick_to_fire_us.percentiles((50, 99))] or ["-", "-"]
-        msgs = c[C["msgs"]] - prev[C["msgs"]]
-        # list(): one step under the GIL; the log thread may add a primary meanwhile
-        pnl = ", ".join(f"{k} {v:+.8g}" for k, v in list(s.pnl.items())) or "0"
+        del books
         state = ""
         if self.killed is not None:
             state = f"KILLED (paused): {self.killed['kind']}: {self.killed['reason']} | "
         elif self.paused:
             state = f"PAUSED ({self.pause_source}) | "
         k = self.kill.last if getattr(self, "kill", None) is not None else {}
-        risk_txt = (f" | equity {k['equity']:+.6g} {self.cfg.ref_currency} held-out {k['outside']:.6g}"
-                    if k else "")
-        return (f"status: {state}{msgs / dt:,.0f} msg/s | books {n_sync}/{len(sh.book_state)} synced, "
-                f"{n_crossed} crossed, {n_silent} silent | "
-                f"gaps {c[C['gaps']]} resyncs {c[C['resyncs']]} | signals {c[C['signals']]} "
-                f"(no slot {c[C['no_slot']]}) | tried {s.tried} filled {s.filled} failed {s.failed} "
-                f"aborted {s.aborted} missed {s.missed}"
-                + (f" | unwound {s.unwound} unwind_failed {s.unwind_failed}" if s.unwound or s.unwind_failed else "")
-                + f" | PnL {pnl} | tick-to-fire p50 {ttf[0]} "
-                f"p99 {ttf[1]} us | bad frames {c[C['bad_frames']]} errors {c[C['hot_errors']]} "
-                f"reconnects {c[C['reconnects']]}{risk_txt} | rate {sh.budget.describe(time.monotonic_ns())}")
+        extra = (f" | equity {k['equity']:+.6g} {self.cfg.ref_currency} held-out {k['outside']:.6g}"
+                 if k else "")
+        if getattr(sh, "budget", None) is not None:
+            extra += f" | rate {sh.budget.describe(time.monotonic_ns())}"
+        return console.status_line(
+            msgs_per_s=(c[C["msgs"]] - prev[C["msgs"]]) / dt, n_synced=n_sync, n_books=len(st),
+            book_state=st, counters=c, C=C, summary=self.summary, valuer=self.valuer,
+            ref=self.cfg.ref_currency, n_crossed=n_crossed, n_silent=n_silent, state=state, extra=extra)
 
     def _opportunity_summary(self) -> str:
         """The opportunity table (opportunity.py), once every triangle has reported."""
@@ -889,6 +1119,36 @@ class Engine:
                 break
         return self.shutdown()
 
+    def stop_children(self) -> None:
+        """Stop every child process still running (kernel-cache workers, the simulator)."""
+        for ch in self.children:
+            ch.stop()
+        proc = self.sim_proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def session_facts(self, valuer) -> dict:
+        """What summary.json keeps of a session: the summary, the counters, and the rate of
+        each currency in ref_currency at the best bids at its end (session_report.py values
+        PnL with them)."""
+        import pipeline
+        cfg, sh, ref = self.cfg, self.sh, self.cfg.ref_currency
+        rates = {}
+        for ccy in sh.universe.currencies:
+            r = valuer.rate(ccy, ref)
+            if r is not None:
+                rates[ccy] = r
+        return {"mode": cfg.mode, "venue": cfg.venue, "ref_currency": ref, "config": Path(cfg.path).name,
+                "started_unix": getattr(self, "started_unix", None), "ended_unix": time.time(),
+                "rates_to_ref": rates, "summary": self.summary.as_dict(),
+                "counters": {k: int(v) for k, v in zip(pipeline.HOT_COUNTERS, sh.counters)},
+                "html_report": bool(cfg.html_report)}
+
     def shutdown(self) -> int:
         import slots
         if self.exit_code is not None:          # already shut down (a test harness calls it too)
@@ -919,13 +1179,15 @@ class Engine:
         for fd in sh.slot_fds + [sh.hot_wake_fd, sh.maint_wake_fd]:
             os.eventfd_write(fd, 1)
         for t in self.threads:
-            if t.name != "opp":
-                t.join(timeout=5)
+            if t.name != "opp" and t.ident is not None:   # a Ctrl-C during start-up may
+                t.join(timeout=5)                          # come before start()
         import holdings
         valuer = holdings.Valuer(sh.universe, sh.book_px, sh.book_sz)
         self.summary.state = self.state() + (f" by {self.pause_source}" if self.paused and not self.killed else "")
-        self.log("run: session summary\n" + self.summary.render(valuer, self.cfg.ref_currency)
-                 + self._opportunity_summary())
+        text = self.summary.render(valuer, self.cfg.ref_currency) + self._opportunity_summary()
+        self.log("run: session summary\n" + text)
+        if getattr(self, "alerter", None) is not None:
+            self.alerter.summary("session summary\n" + text)
         self.log("run: counters " + " ".join(f"{k}={int(v)}" for k, v in zip(
             __import__("pipeline").HOT_COUNTERS, sh.counters) if v))
         import triangles
@@ -936,12 +1198,14 @@ class Engine:
             ("no_size", triangles.EVC_NO_SIZE), ("no_profit", triangles.EVC_NO_PROFIT),
             ("below_bps", triangles.EVC_BELOW_BPS), ("candidates", triangles.EVC_CANDIDATES),
             ("out_full", triangles.EVC_OUT_FULL), ("inexact", triangles.EVC_INEXACT))))
+        self.lw.session_end(self.session_facts(valuer))     # summary.json, summary.html
         if self.sim_proc is not None and not self.keep_sim_running:
             self.sim_proc.terminate()
             try:
                 self.sim_proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.sim_proc.kill()
+        self.stop_services()
         if self.thread_failure:
             self.log(f"run: stopped because {self.thread_failure}")
             self.exit_code = 1
@@ -973,6 +1237,10 @@ def install_signals(eng) -> None:
     wakes Engine.run; nothing else runs inside it."""
     def on_stop(signum, _frame):
         eng.request_stop(signal.Signals(signum).name)
+        if getattr(eng, "starting", False):
+            # start-up (compiling kernels, REST, connections) has no loop that looks at the
+            # flag: stop it where it is; nothing has traded yet
+            raise KeyboardInterrupt
 
     def on_pause(signum, _frame):
         eng.pause(signal.Signals(signum).name)
@@ -986,33 +1254,116 @@ def install_signals(eng) -> None:
     signal.signal(RESUME_SIGNAL, on_resume)
 
 
+USAGE = """usage: python run.py CONFIG.ini          run the engine (try: python run.py sim.ini)
+       python run.py --check CONFIG.ini  validate CONFIG.ini and exit (no network, no secret needed)
+       python run.py -h | --help
+
+  sim.ini            paper trading against the bundled simulator: no keys, no internet
+  live.example.ini   a template for KuCoin (copy it; secrets come from the environment)
+
+options:
+  --check                    print the effective config (secrets hidden), the environment
+                             variables a start will read and whether each is set; exit 0 if
+                             the file is valid, 2 if not
+  --allow-readable-secrets   start a live KuCoin session even though the ini holds a literal
+                             secret and other users can read the file (otherwise refused)
+
+Ctrl-C or SIGTERM stops cleanly: no new signals, in-flight triangles finish, a session summary,
+exit 0. Reports go to <log_dir>/<UTC start>/: report.log, journal.jsonl, engine.log and
+summary.html (`python report.py runs/` for every session). README.md has the rest.
+"""
+
+
+def _missing_module():
+    """The first engine dependency that cannot be imported, as (name, error text), or None."""
+    import importlib
+    for name in ("numpy", "numba", "simdjson", "websocket", "urllib3"):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            return name, str(e)
+    return None
+
+
+def _venv_hint(name: str, err: str) -> str:
+    return (f"run: cannot import {name} ({err}). Run inside the project's virtual environment: "
+            f"`. .venv/bin/activate` (made once by `python3 -m venv .venv && . .venv/bin/activate "
+            f"&& pip install -r requirements.txt`), then try again.")
+
+
 def main(argv: list[str]) -> int:
-    from config import ConfigError, load_config
-    if len(argv) != 2:
-        print("usage: python run.py CONFIG.ini   (try: python run.py sim.ini)", file=sys.stderr)
+    args = list(argv[1:])
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE, end="")
+        return 0
+    check = "--check" in args
+    allow_readable = "--allow-readable-secrets" in args
+    rest = [a for a in args if a not in ("--check", "--allow-readable-secrets")]
+    unknown = [a for a in rest if a.startswith("-")]
+    if unknown or len(rest) != 1:
+        bad = f"run.py: unknown option {unknown[0]}\n" if unknown else ""
+        print(bad + "usage: python run.py CONFIG.ini   (try: python run.py sim.ini; "
+              "python run.py --help for more)", file=sys.stderr)
         return 2
+    from config import ConfigError, check_notes, load_config, secret_file_problem
     try:
-        cfg = load_config(argv[1])
+        cfg = load_config(rest[0], require_secrets=not check)
     except ConfigError as e:
         print("config error:\n  " + "\n  ".join(e.problems), file=sys.stderr)
         return 2
+    if check:
+        print(cfg.describe())
+        for line in check_notes(cfg):
+            print(line)
+        print(f"run: {rest[0]} is valid")
+        return 0
+    exposed = secret_file_problem(cfg.path)
+    if exposed:
+        if cfg.venue == "kucoin" and cfg.mode == "live" and not allow_readable:
+            print(f"run: refusing a live start: {exposed} (or pass --allow-readable-secrets)",
+                  file=sys.stderr)
+            return 2
+        print(f"run: WARNING: {exposed}", file=sys.stderr)
+    import kernelcache
+    cold = kernelcache.quick_is_cold()     # before Numba's import (a second on a fresh clone)
     run_dir = HERE / cfg.log_dir / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    lw = LogWriter(run_dir)
+    lw = LogWriter(run_dir, console=sys.stdout.isatty())
     log_thread = threading.Thread(target=lw.run, name="log", daemon=True)
     log_thread.start()
-    eng = Engine(cfg, lw)
+    if cold:
+        lw.log(COLD_NOTICE)
+    missing = _missing_module()
+    if missing is not None:
+        lw.stop()
+        log_thread.join(timeout=5)
+        lw.remove_if_unused()
+        print(_venv_hint(*missing), file=sys.stderr)
+        return 2
+    eng = Engine(cfg, lw, cold_notice_logged=cold)
+
     # Before the slow start-up (Numba warm-up): SIGUSR1/2 and SIGHUP terminate a process by
     # default, so a closed terminal or a pause sent early would otherwise kill it.
     install_signals(eng)
     if cfg.risk["i_accept_losses"]:
         lw.log("run: [risk] i_accept_losses = true: settings that lose money by construction are accepted")
     code = 1
+    started = False
     try:
         eng.start()
+        eng.starting = False
+        started = True
         code = eng.run()
     except ConfigError as e:
         lw.log("config error:\n  " + "\n  ".join(e.problems))
         code = 2
+    except KeyboardInterrupt:
+        eng.starting = False
+        if getattr(eng, "threads", None):
+            started = True       # interrupted between the threads' start and run(): stop them
+            code = eng.shutdown()
+        else:
+            lw.log("run: interrupted during start-up: nothing traded")
+            code = 0
     except SystemExit as e:
         lw.log(str(e))
         code = 1
@@ -1021,11 +1372,14 @@ def main(argv: list[str]) -> int:
         lw.log(f"run: failed: {tls_failure}" if tls_failure else f"run: failed: {e.__class__.__name__}: {e}")
         code = 1
     finally:
-        if eng.sim_proc is not None and eng.sim_proc.poll() is None:
-            eng.sim_proc.terminate()
-        lw.log(f"run: reports in {run_dir}")
+        eng.starting = False
+        eng.stop_children()
+        if started:
+            lw.log(f"run: reports in {run_dir}")
         lw.stop()
-        log_thread.join(timeout=5)
+        log_thread.join(timeout=60)     # summary.html takes a few seconds after a session
+        if not started:
+            lw.remove_if_unused()
     return code
 
 

@@ -54,6 +54,7 @@ class EngineRun:
         eng.update(engine)
         self.tmp = tempfile.TemporaryDirectory()
         eng.setdefault("log_dir", self.tmp.name)
+        eng.setdefault("html_report", "false")     # seconds of plotting per test; tested apart
         s = dict(BASE_SIM)
         s.update(sim or {})
         self.ini = ini_text(eng, s, credentials, risk)
