@@ -41,8 +41,10 @@ import books
 import cascade
 import holdings
 import kucoin
+import paperbook
 import report
 import rings
+import risk
 import slots as slotmod
 from kucoin import KucoinClient, KucoinError, NotFound
 from orderwire import OrderConn, OrderWireError, ResponseLost
@@ -89,6 +91,8 @@ EXEC_DTYPE = np.dtype([
 
 
 
+
+MAX_429_RETRIES = 3   # a leg 1 or 2 answered 429000 goes again after the reset, at most this often
 
 SRC_NONE = 0
 SRC_FEED = 1      # summed private match events, checked against the terminal event
@@ -212,6 +216,17 @@ class Executor:
         self.refs = ()            # the signal's (ask, bid) per leg, for the intent record
         self.run_id = int(getattr(sh, "run_id", 0))
         self.late_earlier = 0     # events of an earlier session's orders (docs/design.md 6.7)
+        # docs/design.md 12: this executor's stop cell (429 reset, rejection back-off, the rate
+        # budget's gate), the budget every answer feeds, the shared rejection back-off
+        self.cell = risk.StopCell(sh.rate_backoff_ns, slot)
+        self.budget = getattr(sh, "budget", None)
+        self.rejects = getattr(sh, "rejects", None)
+        self.limited_ms = None        # the last answer was 429000: ms to the pool's reset
+        self.retries_429 = 0
+        # paper_consume: a paper leg's levels come off the local book (paperbook.py)
+        self.paper_book = (paperbook.PaperBook(sh, slot, sh.hot_wake_fd)
+                           if self.paper and getattr(cfg, "paper_consume", False)
+                           and hasattr(sh, "paper_rings") else None)
 
     # -- start-up -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -230,11 +245,14 @@ class Executor:
                 try:
                     self.execute(self.sig[0])
                 finally:
+                    if self.paper_book is not None:
+                        self.paper_book.publish()   # the book shows our legs before the slot frees
                     slotmod.release(sh.slots, self.slot)
                     rings.wake(sh.hot_wake_fd)   # refused candidates may now get this slot
                 continue
             if sh.stop.is_set() and not slotmod.is_busy(sh.slots, self.slot):
                 return
+            self._gate()      # answers read by other threads may have moved the budget
             rings.wait(fd, TEND_INTERVAL_S)
             self._drain_fills()   # events between triangles: follow-ups or strays
             if self.unknown:
@@ -402,6 +420,7 @@ class Executor:
             else:
                 self.fire_leg(0, float(sig["start_vol"]), float(sig["bid0"]))
         amount = float(sig["start_vol"])
+        self.retries_429 = 0
         try:
             self._run_legs(rec, corr, tri, amount)
         finally:
@@ -419,9 +438,20 @@ class Executor:
                     self.fire_leg(k, amount, self.best_bid(int(tri[f"sym{k}"])))
                 else:
                     self._await_hot_fire(k)
-            if r["phase"][0, k] == PH_FAILED:
-                return self._finish(rec, report.STATUS_FAILED, error=r["fail"][0, k].decode())
-            ok = self._complete_leg(k, tri)
+            while True:
+                if r["phase"][0, k] == PH_FAILED:
+                    return self._finish(rec, report.STATUS_FAILED, error=r["fail"][0, k].decode())
+                ok = self._complete_leg(k, tri)
+                if ok or k == 0 or self.limited_ms is None or self.retries_429 >= MAX_429_RETRIES:
+                    break
+                # docs/kucoin.md 7.1: a 429 on leg 1 or 2 placed nothing; abandoning the leg
+                # would leave the previous legs' coins held. The same order (same clientOid:
+                # a duplicate would be refused, never doubled) goes again after the reset.
+                if not self._wait_for_reset(k):
+                    return self._finish(rec, report.STATUS_ABORTED,
+                                        reason=f"cancel requested while L{k} waited for the rate-limit reset")
+                self.retries_429 += 1
+                self.fire_leg(k, float(r["in_amt"][0, k]), self.best_bid(int(tri[f"sym{k}"])))
             self._fill_report_leg(rec, k, tri)
             if r["phase"][0, k] == PH_UNKNOWN:
                 # Never guess: no later leg is sized from an amount nobody knows. The clientOid
@@ -486,6 +516,56 @@ class Executor:
             self.f["fail"][k] = f"L{k} claimed by the hot thread but never fired".encode()
             self.f["phase"][k] = PH_FAILED
 
+    # -- the rate budget and back-offs (docs/design.md 12) ----------------------------------
+    def _gate(self) -> None:
+        """This executor's cell: the spot pool's gate for a new triangle, from every answer
+        the budget has seen (docs/kucoin.md 7.1)."""
+        if self.budget is not None:
+            self.cell.hold("budget", self.budget.triangle_gate(time.monotonic_ns()))
+
+    def _wait_for_reset(self, k: int) -> bool:
+        """Wait until the pool's window resets (limited_ms from the 429's header, at most
+        30 s), honouring the cancel flag. False: cancelled."""
+        wait_s = min(self.limited_ms if self.limited_ms is not None else 1000.0, 30000.0) / 1000.0 + 0.05
+        self.log(f"executor {self.slot}: L{k} {self.row['coid'][0, k].decode()} got 429000: the same "
+                 f"order goes again in {wait_s:.2f}s, after the pool's reset")
+        deadline = time.monotonic() + wait_s
+        fd = self.sh.slot_fds[self.slot]
+        while time.monotonic() < deadline:
+            if self.sh.slots[self.slot]["cancel"]:
+                return False
+            rings.wait(fd, min(0.05, max(0.0, deadline - time.monotonic())))
+            self._drain_fills()
+        return not self.sh.slots[self.slot]["cancel"]
+
+    def _answered(self, headers, verdict: int, code: str, status: int) -> None:
+        """Every order answer: feed the budget; a 429 holds signalling until the reset; a
+        rejection backs off, more for each rejection of the same code in a row; an accepted
+        order clears the back-off."""
+        now = time.monotonic_ns()
+        self.limited_ms = None
+        if self.budget is not None and headers:
+            self.budget.observe_headers(self.path, headers, now)
+        if verdict == kucoin.ANSWER_REJECTED:
+            if code == "429000" or status == 429:
+                try:
+                    reset_ms = float(headers.get("gw-ratelimit-reset", "") or 1000.0)
+                except ValueError:
+                    reset_ms = 1000.0
+                self.limited_ms = max(0.0, reset_ms)
+                self.cell.hold("429", now + int(min(self.limited_ms, 30000.0) * 1e6))
+            elif self.rejects is not None:
+                n, delay = self.rejects.rejected(code, now)
+                self.cell.hold("reject", now + delay)
+                if n >= 2:
+                    self.log(f"executor {self.slot}: rejection {code} {n} times in a row: no new "
+                             f"triangle for {delay / 1e6:.0f} ms")
+        elif verdict == kucoin.ANSWER_ACCEPTED and self.rejects is not None:
+            self.rejects.accepted()
+            if self.cell.until.get("reject"):
+                self.cell.hold("reject", 0)
+        self._gate()
+
     def _leg_input(self, k: int, tri, previous_output: float) -> float:
         side = int(tri[f"side{k}"])
         if self.await_balance and side == cascade.LEG_SELL:
@@ -508,20 +588,17 @@ class Executor:
             return self._settle(k, tri, f"answer lost ({e})", accepted=False)
         r["resp_ns"][0, k] = time.monotonic_ns()
         verdict, code, msg, order_id = kucoin.classify_order_answer(status, body)
+        # docs/kucoin.md 7.1: the budget, a 429's reset, the rejection back-off (this slot's
+        # cell; one writer each)
+        self._answered(headers, verdict, code, status)
         if verdict == kucoin.ANSWER_REJECTED:
             self._drain_fills()
             if r["n_match"][0, k] or r["terminal"][0, k]:
                 # the feed says the order exists: the feed is the faster truth, REST the final
+                self.limited_ms = None
                 return self._settle(k, tri, f"rejected ({code}) but fill events arrived", accepted=False)
-            if code == "429000" or status == 429:
-                # docs/kucoin.md 7.1: the pool is exhausted until its window resets; tell the
-                # hot thread to signal nothing until then (this slot's cell; one writer each).
-                try:
-                    reset_ms = float(headers.get("gw-ratelimit-reset", "") or 1000.0)
-                except ValueError:
-                    reset_ms = 1000.0
-                self.sh.rate_backoff_ns[self.slot] = time.monotonic_ns() + int(min(reset_ms, 30000.0) * 1e6)
-                self.log(f"executor {self.slot}: 429000 on L{k}; no new signals for {reset_ms:.0f} ms")
+            if self.limited_ms is not None:
+                self.log(f"executor {self.slot}: 429000 on L{k}; no new signals for {self.limited_ms:.0f} ms")
             r["fail"][0, k] = f"L{k} rejected: {code} {msg} (HTTP {status})"[:200].encode()
             r["phase"][0, k] = PH_FAILED
             return False
@@ -550,6 +627,10 @@ class Executor:
         else:
             base = float(r["order_amt"][0, k])
             notional = books.walk_sell_size(sh.book_px, sh.book_sz, sym, base)
+        if self.paper_book is not None and base > 0.0:
+            buy = int(tri[f"side{k}"]) == cascade.LEG_BUY
+            self.paper_book.took(sym, books.SIDE_ASK if buy else books.SIDE_BID,
+                                 float(r["order_amt"][0, k]), rules.base_inc.value)
         now = time.monotonic_ns()
         r["filled_sz"][0, k] = base
         r["filled_funds"][0, k] = notional
@@ -680,11 +761,22 @@ class Executor:
                 self.log(f"executor {self.slot}: L{k} {coid} settled by the private feed "
                          f"after {time.monotonic() - t0:.3f}s")
                 return True
+            if self.budget is not None:
+                # docs/kucoin.md 7.1: a lookup the pool cannot take would only get a 429
+                wait_s = self.budget.wait_s("spot", risk.LOOKUP_WEIGHT, time.monotonic_ns())
+                if wait_s > 0.0:
+                    rings.wait(fd, min(wait_s, max(0.0, deadline - time.monotonic())))
+                    if time.monotonic() >= deadline:
+                        break
             try:
                 asked += 1
                 o = self.client.get_order_by_client_oid(coid, sym)
             except NotFound:
                 last_err = "not exist"
+            except kucoin.RateLimited as e:
+                last_err = "429000"
+                reset_s = (getattr(e, "reset_ms", None) or 1000) / 1000.0
+                rings.wait(fd, min(reset_s, max(0.0, deadline - time.monotonic())))
             except KucoinError as e:
                 last_err = f"{e.__class__.__name__} {getattr(e, 'code', '')}".strip()
             else:

@@ -54,8 +54,10 @@ import websocket
 import books
 import hotctx
 import maint
+import paperbook
 import pipeline
 import rings
+import risk
 import slots as slotmod
 import wsread
 
@@ -101,6 +103,11 @@ class HotLoop:
         self.sym_ids = {s.encode(): i for i, s in enumerate(sh.universe.symbols)}
         self.snap_requested = np.zeros(len(sh.universe.symbols), np.int64)  # ns of last request
         self.snap_retry_ns = 2_000_000_000
+        # a symbol whose snapshot failed waits before asking again, 0.5 s doubling up to
+        # snapshot_backoff_max_ms (docs/design.md 12): not again on its next frame
+        risk_cfg = getattr(cfg, "risk", None) or {}
+        self.snap_backoff = risk.Backoff(500_000_000, int(risk_cfg.get("snapshot_backoff_max_ms", 30000)) * 1_000_000)
+        self.snap_failures = 0
         self._req = np.zeros(1, maint.SNAP_REQ_DTYPE)
         self._snap = np.zeros(1, sh.snap_ring[0].dtype)
         self._fill = sh.fill_stage            # the FILL record being routed (hotctx.route_fill)
@@ -137,6 +144,12 @@ class HotLoop:
         self.read_ns = 0
         self._read_start = 0
         self.signal_read_ns = collections.deque(maxlen=100_000)   # reads that carried a frame's signal
+        # record = true: feed.Recorder (set by run.py); every socket read, link, snapshot and
+        # wake-up is appended to it after it was handled (docs/design.md 2: no disk here)
+        self.recorder = None
+        self._rec_link_ids = 0
+        self._paper_rings = (getattr(sh, "paper_rings", None)
+                             if getattr(cfg, "mode", "") == "paper" else None)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -160,6 +173,10 @@ class HotLoop:
                         rings.drain(fd)
                         self._take_links()
                         self._take_snapshots()
+                        if self._paper_rings is not None:   # paper legs' levels (paperbook.py)
+                            paperbook.drain(sh, self.recorder)
+                        if self.recorder is not None:   # a slot may have been released (replay.py)
+                            self.recorder.reeval(time.monotonic_ns(), sh.slots["released_seq"])
                         self._reevaluate()
                         continue
                     link = self.links.get(fd)
@@ -238,6 +255,11 @@ class HotLoop:
             self.ep.register(link.fd, select.EPOLLIN)
             tls = "" if not rd.tls else (", TLS, reads keep the GIL" if rd.held is not None
                                          else ", TLS, reads through the ssl module")
+            self.counters[C["link_ups"]] += 1     # links up = link_ups - reconnects (metrics, alerts)
+            self._rec_link_ids += 1
+            link.rec_id = self._rec_link_ids
+            if self.recorder is not None:
+                self.recorder.link(link.rec_id, link.kind, link.connect_id, link.symbols)
             self.log(f"hot: {link.kind} link {link.connect_id} up ({len(link.symbols)} symbols{tls})")
             # Data may already sit in the socket or the TLS buffer: epoll is level-triggered
             # for the socket, but TLS-buffered bytes are invisible to it (drain handles both).
@@ -264,6 +286,8 @@ class HotLoop:
                 books.book_reset(self.sh.book_state, sym)
                 self.snap_requested[sym] = 0
         self.counters[C["reconnects"]] += 1
+        if self.recorder is not None:
+            self.recorder.down(getattr(link, "rec_id", 0))
         self.log(f"hot: {link.kind} link {link.connect_id} down: {why}")
         if replace:
             self.maint.request_link(link.kind, link.symbols)
@@ -338,7 +362,10 @@ class HotLoop:
             self._others(link, recv_ns)
             if slot == hotctx.STREAM_ERROR:
                 raise wsread.LinkClosed(wsread.stream_error(int(res[hotctx.R_STATUS])))
-            rd.consume(res[hotctx.R_POS])
+            pos = res[hotctx.R_POS]
+            if self.recorder is not None and pos > 0:   # after the chunk's signals went out
+                self.recorder.read(getattr(link, "rec_id", 0), recv_ns, rd.buf, pos)
+            rd.consume(pos)
         finally:
             hotctx.reset_result(res)
 
@@ -534,6 +561,8 @@ class HotLoop:
     def _request_snapshot(self, sym: int, now_ns: int) -> None:
         if now_ns - self.snap_requested[sym] < self.snap_retry_ns:
             return
+        if sym in self.snap_backoff.not_before and not self.snap_backoff.allowed(sym, now_ns):
+            return
         self.snap_requested[sym] = now_ns
         self._req[0]["sym"] = sym
         self._req[0]["req_ns"] = now_ns
@@ -551,7 +580,14 @@ class HotLoop:
             sym = int(rec["sym"])
             self.snap_requested[sym] = 0
             if rec["status"] != maint.SNAP_OK:
-                continue  # the next frame for this symbol asks again
+                # the symbol's next frame asks again once its back-off has passed
+                self.snap_failures += 1
+                self.snap_backoff.fail(sym, time.monotonic_ns())
+                continue
+            if sym in self.snap_backoff.fails:
+                self.snap_backoff.ok(sym)
+            if self.recorder is not None:
+                self.recorder.snapshot(self._snap, time.monotonic_ns(), sh.snap_levels)
             # counted by the kernel: snapshots (synced) or snapshot_too_old
             st = pipeline.hot_snapshot(self._snap, *sh.snap_args)
             if st == pipeline.NEED_SNAPSHOT:

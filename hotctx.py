@@ -38,6 +38,7 @@ from numba.extending import intrinsic, overload
 
 import books
 import l2wire
+import opportunity
 import pipeline
 import privwire
 import rings
@@ -52,7 +53,10 @@ ARRAYS = ("changes", "hdr", "state", "px", "sz", "pend", "pctl", "symtab", "tris
           "sym_tri_start", "sym_tri_list", "balances", "max_start", "params", "cands", "evc",
           "slots", "pstate", "counters", "stage", "control", "tri_last_ns", "reeval",
           "backoff_ns", "sym_slots", "sym_names", "sym_lens", "fill_stage", "fill_raw",
-          "fill_rings", "hot_acc", "hot_acc_corr")
+          "fill_rings", "hot_acc", "hot_acc_corr",
+          # the opportunity journal (opportunity.py)
+          "opp_state", "opp_params", "opp_cand", "opp_cap", "opp_ring", "opp_ring_ctrl", "opp_ctl",
+          "tri_bound")
 # (kernels read these module constants; numba freezes them at compile time)
 I_CHANGES = 0
 I_HDR = 1
@@ -86,6 +90,14 @@ I_FILL_RAW = 28
 I_FILL_RINGS = 29
 I_HOT_ACC = 30
 I_HOT_ACC_CORR = 31
+I_OPP_STATE = 32
+I_OPP_PARAMS = 33
+I_OPP_CAND = 34
+I_OPP_CAP = 35
+I_OPP_RING = 36
+I_OPP_RING_CTRL = 37
+I_OPP_CTL = 38
+I_TRI_BOUND = 39
 A = {name: i for i, name in enumerate(ARRAYS)}
 assert all(globals()[f"I_{n.upper()}"] == i for n, i in A.items())
 T_REFILL_MIN = 4 * len(ARRAYS)
@@ -104,7 +116,9 @@ R_OTHERS = 8
 OTHERS_CAP = 256
 R_SNAPS = R_OTHERS + 3 * OTHERS_CAP
 SNAPS_CAP = 64
-RES_LEN = R_SNAPS + SNAPS_CAP
+R_OPP_SYM = R_SNAPS + SNAPS_CAP   # a frame that staged a signal: its symbol, whose
+                                  # opportunities are tracked at the next call (after leg 0)
+RES_LEN = R_OPP_SYM + 1
 
 C_MSGS, C_BYTES = pipeline.C["msgs"], pipeline.C["bytes"]
 C_PRIVATE, C_RING_FULL = pipeline.C["private_msgs"], pipeline.C["ring_full"]
@@ -116,6 +130,7 @@ ROUTED = 0
 ROUTED_WAKE = 1
 ROUTE_RING_FULL = 2
 C_L2_MSGS, C_UNKNOWN = pipeline.C["l2_msgs"], pipeline.C["unknown_symbol"]
+C_EVALS = pipeline.C["evals"]
 
 OTHERS_FULL = -4  # process_chunk: Python must take the listed frames before it goes on
 STREAM_ERROR = -5  # process_chunk: res[R_STATUS] says why (wsread.F_MASKED / F_TOO_BIG)
@@ -126,6 +141,7 @@ def alloc_result() -> np.ndarray:
     """Result cells ready for a first buffer."""
     res = np.zeros(RES_LEN, np.int64)
     reset_result(res)
+    res[R_OPP_SYM] = -1
     return res
 
 
@@ -151,7 +167,8 @@ class Table:
             sh.sig_stage, sh.control, sh.tri_last_ns, sh.reeval, sh.rate_backoff_ns,
             symtable.slots, symtable.names, symtable.lens, sh.fill_stage,
             privwire.raw_view(sh.fill_stage), fill_ring_table(sh.fill_rings), sh.hot_acc,
-            sh.hot_acc_corr)))
+            sh.hot_acc_corr, sh.opp_state, sh.opp_params, sh.opp_cand, sh.opp_cap,
+            sh.opp_ring[0], sh.opp_ring[1], sh.opp_ctl, sh.tri_bound)))
         self.arrays = arrays
         self.tab = np.zeros(TABLE_LEN, np.int64)
         for name, a in arrays.items():
@@ -184,6 +201,10 @@ _LAYOUT = {
     "fill_stage": (rings.FILL_DTYPE, 1), "fill_raw": (np.dtype(np.uint8), 2),
     "fill_rings": (np.dtype(np.int64), 2), "hot_acc": (np.dtype(np.float64), 3),
     "hot_acc_corr": (np.dtype(np.uint64), 1),
+    "opp_state": (opportunity.OPP_STATE_DTYPE, 1), "opp_params": (triangles.PARAMS_DTYPE, 1),
+    "opp_cand": (triangles.CANDIDATE_DTYPE, 1), "opp_cap": (np.dtype(np.float64), 1),
+    "opp_ring": (opportunity.OPP_DTYPE, 1), "opp_ring_ctrl": (np.dtype(np.int64), 1),
+    "opp_ctl": (np.dtype(np.int64), 1), "tri_bound": (np.dtype(np.float64), 1),
 }
 # fill_rings rows: one per slot, the slot's fill ring (rings.alloc_ring) by address
 FR_BUF, FR_CAP, FR_CTRL, FR_CTRL_LEN = 0, 1, 2, 3
@@ -241,7 +262,7 @@ def unpack(tab):
         _a1(tab, I_PSTATE, np.int64), _a1(tab, I_COUNTERS, np.int64),
         _a1(tab, I_STAGE, rings.SIGNAL_DTYPE), _a1(tab, I_CONTROL, np.int64),
         _a1(tab, I_TRI_LAST_NS, np.int64), _a1(tab, I_REEVAL, np.int8),
-        _a1(tab, I_BACKOFF_NS, np.int64),
+        _a1(tab, I_BACKOFF_NS, np.int64), _a1(tab, I_TRI_BOUND, np.float64),
     )
 
 
@@ -263,6 +284,16 @@ def unpack_private(tab):
             carray(_void_ptr(tab[fr]), (tab[fr + 1], tab[fr + 2]), np.int64),
             carray(_void_ptr(tab[ac]), (tab[ac + 1], tab[ac + 2], tab[ac + 3]), np.float64),
             _a1(tab, I_HOT_ACC_CORR, np.uint64))
+
+
+@njit(cache=True)
+def unpack_opp(tab):
+    """The opportunity journal's arrays (opportunity.track's last seven arguments)."""
+    return (_a1(tab, I_OPP_STATE, opportunity.OPP_STATE_DTYPE),
+            _a1(tab, I_OPP_PARAMS, triangles.PARAMS_DTYPE),
+            _a1(tab, I_OPP_CAND, triangles.CANDIDATE_DTYPE), _a1(tab, I_OPP_CAP, np.float64),
+            _a1(tab, I_OPP_RING, opportunity.OPP_DTYPE), _a1(tab, I_OPP_RING_CTRL, np.int64),
+            _a1(tab, I_OPP_CTL, np.int64))
 
 
 @njit(nogil=True, cache=True)
@@ -306,12 +337,20 @@ def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, fill,
                   fill_rings, hot_acc, hot_acc_corr, changes, hdr, state,
                   px, sz, pend, pctl, refill_min, symtab, tris, sym_tri_start, sym_tri_list,
                   balances, max_start, params, cands, evc, slot_table, pstate, counters, stage,
-                  control, tri_last_ns, reeval, backoff_ns):
+                  control, tri_last_ns, reeval, backoff_ns, tri_bound, ostate, oparams, ocand, ocap,
+                  obuf, octrl, octl):
     """Walk the frames of buf[res[R_POS]:blen] (see the module docstring). Returns the slot of
     a staged signal (res[R_POS] is the frame after it: call again), OTHERS_FULL, STREAM_ERROR,
     or NO_SIGNAL when every complete frame is handled (res[R_POS] is where a partial frame
-    starts). The caller zeroes R_POS, R_NOTHER, R_NSNAP and sets R_BAD_START to -1 per chunk."""
+    starts). The caller zeroes R_POS, R_NOTHER, R_NSNAP and sets R_BAD_START to -1 per chunk.
+    After each level2 frame's decision, opportunity.track follows its symbol's triangles;
+    after a frame that staged a signal, only at the next call (leg 0 goes out first)."""
     pos = res[R_POS]
+    if res[R_OPP_SYM] >= 0:
+        opportunity.track(res[R_OPP_SYM], recv_ns, True, state, px, sz, symtab, tris,
+                          sym_tri_start, sym_tri_list, tri_last_ns, tri_bound, ostate, oparams,
+                          ocand, ocap, obuf, octrl, octl)
+        res[R_OPP_SYM] = -1
     while True:
         st, b0, s, e = wsread.next_frame(buf, pos, blen)
         if st != wsread.F_OK:
@@ -361,10 +400,12 @@ def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, fill,
             res[R_BAD_END] = e
             continue
         counters[C_L2_MSGS] += 1
+        evals = counters[C_EVALS]
         slot = pipeline.on_level2(buf[s:e], sym, recv_ns, changes, hdr, state, px, sz, pend,
                                   pctl, refill_min, symtab, tris, sym_tri_start, sym_tri_list,
                                   balances, max_start, params, cands, evc, slot_table, pstate,
-                                  counters, stage, control, tri_last_ns, reeval, backoff_ns)
+                                  counters, stage, control, tri_last_ns, reeval, backoff_ns,
+                                  tri_bound)
         if pstate[pipeline.P_NEED_SNAP] != 0 and res[R_NSNAP] < SNAPS_CAP:
             res[R_SNAPS + res[R_NSNAP]] = sym
             res[R_NSNAP] += 1
@@ -373,7 +414,11 @@ def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, fill,
             res[R_BAD_END] = e
         if slot >= 0:
             res[R_POS] = pos
+            res[R_OPP_SYM] = sym
             return slot
+        opportunity.track(sym, recv_ns, counters[C_EVALS] != evals, state, px, sz, symtab, tris,
+                          sym_tri_start, sym_tri_list, tri_last_ns, tri_bound, ostate, oparams,
+                          ocand, ocap, obuf, octrl, octl)
 
 
 # -- GIL-holding entries (see pipeline.py: a nogil entry hands the GIL away mid-decision) -----
@@ -383,7 +428,7 @@ def hot_chunk(tab, buf, blen, recv_ns, res):
     """process_chunk over the arrays of `tab` (Table.tab)."""
     sym_slots, sym_names, sym_lens = unpack_symbols(tab)
     return process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens,
-                         *unpack_private(tab), *unpack(tab))
+                         *unpack_private(tab), *unpack(tab), *unpack_opp(tab))
 
 
 @njit(cache=True)

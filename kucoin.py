@@ -343,6 +343,9 @@ class KucoinClient:
         self.clock_offset_ms = 0
         self.clock_rtt_ms = None
         self._local = threading.local()
+        # called as on_headers(path, headers) after every response, on the calling thread
+        # (run.py: risk.RateBudget.observe_headers, docs/kucoin.md 7.1)
+        self.on_headers = None
         self._states = []              # every thread's state, for rate_limits()
         self._states_lock = threading.Lock()
 
@@ -379,6 +382,17 @@ class KucoinClient:
         """Copies of every thread's last rate-limit record (for a status line)."""
         with self._states_lock:
             return [dict(s.rate_limit) for s in self._states]
+
+    def rate_limits_by_path(self) -> list:
+        """(path, headers) of every thread's last rate-limit record, for a budget that starts
+        after some requests were made (run.py, start-up)."""
+        out = []
+        for rl in self.rate_limits():
+            if "limit" in rl:
+                out.append((rl["path"].split("?")[0], {"gw-ratelimit-limit": rl["limit"],
+                                                       "gw-ratelimit-remaining": rl["remaining"],
+                                                       "gw-ratelimit-reset": rl["reset_ms"]}))
+        return out
 
     def close(self):
         """Close the calling thread's pool (other threads' pools close with the process)."""
@@ -438,6 +452,8 @@ class KucoinClient:
                 raise TransportError(None, f"transport: {type(e).__name__}", None, url) from e
         status = resp.status
         self._record_rate_limit(st, resp.headers, url)
+        if self.on_headers is not None:
+            self.on_headers(path, resp.headers)
         try:
             doc = st.parser.parse(resp.data, True) if resp.data else None
         except ValueError:

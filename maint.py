@@ -145,7 +145,11 @@ class MaintLoop:
     """Serves the hot thread's link and snapshot requests (see module docstring)."""
 
     def __init__(self, client, symbols: list[str], depth: int, snap_req, snap_ring, wake_fd: int,
-                 hot_wake_fd: int, stop, log, levels: str = "100", ca_file: str = "", on_fatal=None):
+                 hot_wake_fd: int, stop, log, levels: str = "100", ca_file: str = "", on_fatal=None,
+                 budget=None, cell=None, clock_resync_s: float = 0.0, reserve: int = 0):
+        """budget: risk.RateBudget (every response feeds it through the client's on_headers);
+        cell: this thread's risk.StopCell (docs/design.md 12); clock_resync_s: re-measure the
+        server clock this often (docs/kucoin.md 1.4; 0 = never)."""
         self.client = client
         self.ca_file = ca_file
         self.ssl_context = None               # made at the first wss:// link
@@ -168,7 +172,16 @@ class MaintLoop:
         self._snap = np.zeros(1, self.snap_buf.dtype)
         self.snapshots_fetched = 0
         self.snapshot_errors = 0
+        self.snapshots_skipped = 0
         self.link_errors = 0
+        self.budget = budget
+        self.cell = cell
+        self.reserve = reserve
+        self.clock_resync_s = clock_resync_s
+        self.next_clock_at = time.monotonic() + clock_resync_s if clock_resync_s else float("inf")
+        self.clock_syncs = 0
+        self.fetched_ns = np.zeros(len(symbols), np.int64)   # last snapshot fetch per symbol
+        self._budget_logged_until = 0
 
     # -- requests from the hot thread (any thread may call these) -------------------------
     def request_link(self, kind: str, symbols: list[str]) -> None:
@@ -181,6 +194,48 @@ class MaintLoop:
             rings.wait(self.wake_fd, 0.2)
             self._serve_links()
             self._serve_snapshots()
+            self._resync_clock()
+
+    # -- the rate budget (docs/kucoin.md 7.1, docs/design.md 12) --------------------------
+    def _respect_budget(self, pool: str, weight: int) -> None:
+        """Wait for the pool's reset when the request would not fit what the last answers
+        left (a 429 would be the answer; it also costs the next request's place)."""
+        if self.budget is None:
+            return
+        wait_s = self.budget.wait_s(pool, weight + self.reserve, time.monotonic_ns())
+        if wait_s > 0.0:
+            now = time.monotonic_ns()
+            if now >= self._budget_logged_until:
+                self._budget_logged_until = now + int(wait_s * 1e9)
+                self.log(f"maint: {pool} pool low ({self.budget.describe(now)}): waiting {wait_s:.1f}s "
+                         f"for its reset")
+            self.stop.wait(min(wait_s, 30.0))
+
+    def _after_request(self) -> None:
+        """This thread's stop cell: the spot pool's gate for new triangles, from the shared
+        budget (its own answers included)."""
+        if self.cell is not None and self.budget is not None:
+            self.cell.hold("budget", self.budget.triangle_gate(time.monotonic_ns()))
+
+    def _resync_clock(self) -> None:
+        """docs/kucoin.md 1.4: KuCoin refuses a timestamp more than 5 s off its clock; the
+        offset measured at start-up drifts with the local clock, so it is measured again."""
+        if time.monotonic() < self.next_clock_at or self.stop.is_set():
+            return
+        self.next_clock_at = time.monotonic() + self.clock_resync_s
+        before = self.client.clock_offset_ms
+        self._respect_budget("public", 9)
+        try:
+            after = self.client.sync_clock()
+        except KucoinError as e:
+            self.log(f"maint: clock re-measure failed ({e}); offset stays {before} ms")
+            self.next_clock_at = time.monotonic() + min(self.clock_resync_s, 5.0)
+            return
+        finally:
+            self._after_request()
+        self.clock_syncs += 1
+        if abs(after - before) >= 100:
+            self.log(f"maint: clock offset {before} -> {after} ms (round trip {self.client.clock_rtt_ms:.1f} ms)")
 
     def _serve_links(self) -> None:
         pending = []
@@ -195,10 +250,12 @@ class MaintLoop:
             self._respect_connect_budget()
             if self.ssl_context is None:
                 self.ssl_context = tlsio.client_context(self.ca_file)
+            self._respect_budget("spot" if kind == "private" else "public", 10)   # a bullet (7.1)
             try:
                 link = open_link(self.client, kind, symbols, self.ids, ssl_context=self.ssl_context,
                                  ca_file=self.ca_file)
                 self.backoff_s = 0.0
+                self._after_request()
             except (LinkError, KucoinError, OSError) as e:
                 line = getattr(e, "tls_failure", "")
                 if line and self.on_fatal is not None:
@@ -225,12 +282,18 @@ class MaintLoop:
     def _serve_snapshots(self) -> None:
         while not self.stop.is_set() and rings.ring_pop(self.req_buf, self.req_ctrl, self._req, 0):
             sym = int(self._req[0]["sym"])
+            if self.fetched_ns[sym] > int(self._req[0]["req_ns"]):
+                # a snapshot fetched after this request was made answers it already (the hot
+                # thread asks again every 2 s while waiting, e.g. for the budget)
+                self.snapshots_skipped += 1
+                continue
             self._fetch(sym)
 
     def _fetch(self, sym: int) -> None:
         rec = self._snap[0]
         rec["sym"] = sym
-        rec["fetched_ns"] = time.monotonic_ns()
+        self._respect_budget("public", 2)     # level2_100: weight 2 (docs/kucoin.md 7.1)
+        rec["fetched_ns"] = self.fetched_ns[sym] = time.monotonic_ns()
         try:
             snap = self.client.level2_snapshot(self.symbols[sym], depth=int(self.levels))
             rec["status"] = SNAP_OK
@@ -248,6 +311,7 @@ class MaintLoop:
             rec["status"] = SNAP_FAILED
             self.snapshot_errors += 1
             self.log(f"maint: snapshot {self.symbols[sym]} failed: {e}")
+        self._after_request()
         while not rings.ring_push(self.snap_buf, self.snap_ctrl, self._snap, 0):
             # The hot thread drains this ring every loop; full means it is far behind.
             if self.stop.wait(0.001):

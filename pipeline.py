@@ -50,6 +50,9 @@ HOT_COUNTERS = (
     # exceptions the hot thread caught outside frame parsing (its order path, timers,
     # snapshots): each one logged with what it was doing
     "hot_errors",
+    # links that came up (the first connects and every reconnect): links up = link_ups -
+    # reconnects (metrics.py, alerts.py)
+    "link_ups",
 )
 C = {name: i for i, name in enumerate(HOT_COUNTERS)}
 C_APPLIED, C_STALE, C_GAPS = C["applied"], C["stale"], C["gaps"]
@@ -65,6 +68,8 @@ C_SEQ_REJECTS, C_DIVERGED = C["seq_rejects"], C["diverged"]
 # pstate cells (int64): hot thread only
 P_NEED_SNAP = 0      # 1 when the last call's book wants a snapshot
 P_CORR_NEXT = 1      # next correlation id
+P_VCLOCK = 2         # 1 = replay (replay.py): every stamp is the frame's recorded recv_ns,
+                     # no wall clock, so a replay is deterministic (ages, retrigger, stamps)
 PSTATE_LEN = 8
 
 
@@ -151,7 +156,7 @@ def pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed
 @njit(nogil=True, cache=True)
 def evaluate_best(sym, now_ns, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list,
                   balances, max_start, params, cands, evc, slot_table, tri_last_ns,
-                  retrigger_ns, counters, reeval):
+                  retrigger_ns, counters, reeval, tri_bound=None):
     """Branch and bound over the triangles through `sym`: screen them all (exact top-of-book
     bound, triangles.screen_triangle, tens of ns each), then run the full depth-aware volume
     search (triangles.evaluate_triangle, ~1-3 us each) best bound first, only on triangles
@@ -160,13 +165,17 @@ def evaluate_best(sym, now_ns, state, px, sz, symtab, tris, sym_tri_start, sym_t
     everything (a bound is never below the bps its search finds), at a fraction of the cost
     when one update lights up many triangles (a mispriced hub book: hundreds). Writes
     candidates to cands[0:n] and returns n; sets reeval[sym] when a promising triangle was
-    skipped for want of a slot."""
+    skipped for want of a slot. tri_bound (optional, one cell per triangle): each screened
+    triangle's top-of-book bound in bps (-inf when a book cannot be traded), which the
+    opportunity journal reads after the decision instead of screening again (opportunity.py)."""
     start = sym_tri_start[sym]
     end = sym_tri_start[sym + 1]
     m = 0
     for idx in range(start, end):
         t = sym_tri_list[idx]
         code, bound = triangles.screen_triangle(t, now_ns, state, px, sz, symtab, tris, params)
+        if tri_bound is not None:
+            tri_bound[t] = bound
         evc[triangles.EVC_TRIANGLES] += 1
         if code != triangles.EVC_CANDIDATES:
             evc[code] += 1
@@ -226,20 +235,22 @@ def evaluate_best(sym, now_ns, state, px, sz, symtab, tris, sym_tri_start, sym_t
 @njit(nogil=True, cache=True)
 def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min,
               symtab, tris, sym_tri_start, sym_tri_list, balances, max_start, params, cands,
-              evc, slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns):
+              evc, slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns,
+              tri_bound=None):
     """One /market/level2 frame for symbol `sym` (see the module docstring). control[0] != 0
     (written by the main thread at shutdown) keeps books and evaluation going but hands out
     no slot; control[1] is the retrigger interval in ns (main thread, set before start)."""
     pstate[P_NEED_SNAP] = 0
+    vclock = pstate[P_VCLOCK] != 0
     nch = l2wire.parse_l2(frame, changes, hdr)
-    parsed_ns = rings.monotonic_ns()
+    parsed_ns = recv_ns if vclock else rings.monotonic_ns()
     if nch < 0:
         counters[C_BAD] += 1
         return BAD_FRAME
     h = hdr[0]
     st = books.book_apply_l2(state, px, sz, sym, h["seq_start"], h["seq_end"], h["ts_ms"], recv_ns,
                              changes, nch, pend, pctl, refill_min)
-    book_ns = rings.monotonic_ns()
+    book_ns = recv_ns if vclock else rings.monotonic_ns()
     if st == books.L2_STALE:
         counters[C_STALE] += 1
         return NO_SIGNAL
@@ -267,14 +278,14 @@ def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refi
         return NO_SIGNAL
     n = evaluate_best(sym, book_ns, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list,
                       balances, max_start, params, cands, evc, slot_table, tri_last_ns,
-                      control[1], counters, reeval)
+                      control[1], counters, reeval, tri_bound)
     counters[C_EVALS] += 1
     if n == 0:
         return NO_SIGNAL
     counters[C_CANDIDATES] += n
     if control[0] != 0:
         return NO_SIGNAL
-    eval_ns = rings.monotonic_ns()
+    eval_ns = recv_ns if vclock else rings.monotonic_ns()
     slot = pick_and_stage(n, cands, tris, slot_table, pstate, counters, recv_ns, parsed_ns,
                           book_ns, eval_ns, stage, tri_last_ns, control[1], rings.ORIGIN_FRAME,
                           backoff_ns)
@@ -294,7 +305,7 @@ def _any_refused(n, cands):
 @njit(nogil=True, cache=True)
 def on_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symtab, tris,
               sym_tri_start, sym_tri_list, balances, max_start, params, cands, evc, slot_table,
-              pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns):
+              pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns, tri_bound=None):
     """Re-evaluate the symbols whose candidates were refused for want of a free, isolated
     slot (reeval[sym] = 1). Evaluation is driven by book updates, and the update that
     showed an opportunity is often the last one for a while (frequently our own fill of
@@ -310,12 +321,12 @@ def on_reeval(now_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, symta
         reeval[sym] = 0
         n = evaluate_best(sym, now_ns, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list,
                           balances, max_start, params, cands, evc, slot_table, tri_last_ns,
-                          control[1], counters, reeval)
+                          control[1], counters, reeval, tri_bound)
         counters[C_REEVALS] += 1
         if n == 0:
             continue
         counters[C_CANDIDATES] += n
-        eval_ns = rings.monotonic_ns()
+        eval_ns = now_ns if pstate[P_VCLOCK] != 0 else rings.monotonic_ns()
         slot = pick_and_stage(n, cands, tris, slot_table, pstate, counters, now_ns, now_ns,
                               now_ns, eval_ns, stage, tri_last_ns, control[1],
                               rings.ORIGIN_REEVAL, backoff_ns)

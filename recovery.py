@@ -104,17 +104,26 @@ def load(path: Path) -> Prior:
     return p
 
 
+def _private(path: Path, mode: str):
+    """open(path, mode) with the file created 0600 (owner only), as the run folder's files."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return open(fd, mode, encoding="utf-8")
+
+
 class StateLog:
     """The append-only state file. `write` flushes and fsyncs each line."""
 
     def __init__(self, path: Path, uni, run_id: int, lock: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)    # the account's orders and holdings: owner only
         self.uni = uni
         self.run_id = run_id
         self.lock_f = None
         if lock:
-            self.lock_f = open(self.path.with_suffix(".lock"), "a")
+            self.lock_f = _private(self.path.with_suffix(".lock"), "a")
             try:
                 fcntl.flock(self.lock_f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -124,7 +133,7 @@ class StateLog:
         self.f = None
 
     def open(self) -> None:
-        self.f = open(self.path, "a", encoding="utf-8")
+        self.f = _private(self.path, "a")
 
     def compact(self, prior: Prior, held_carry: dict, keep_dead: set) -> None:
         """Rewrite the file atomically (write, fsync, rename): this session's line, what earlier
@@ -132,7 +141,7 @@ class StateLog:
         dead triangles in `keep_dead` (those RECOVERED records will close). Then open it for
         appending."""
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with _private(tmp, "w") as f:
             f.write(json.dumps({"t": "session", "run": self.run_id, "ts_ms": time.time_ns() // 1_000_000}) + "\n")
             for corr, h in held_carry.items():
                 f.write(json.dumps({"t": "held", "corr": corr, "start": h["start"], "ref": h.get("ref") or {},

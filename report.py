@@ -687,6 +687,8 @@ class SessionSummary:
     tick_to_fire_us: LatencyHistogram = field(default_factory=LatencyHistogram)
     signal_to_fire_us: LatencyHistogram = field(default_factory=LatencyHistogram)
     leg_gap_us: LatencyHistogram = field(default_factory=LatencyHistogram)
+    kills: list = field(default_factory=list)      # KILLED lines (the log thread; docs/design.md 12)
+    state: str = ""                                # RUNNING / PAUSED ... / KILLED (paused) at the end
 
     def _error(self, text: str) -> None:
         key = _one_line(text)[:80]
@@ -787,6 +789,7 @@ class SessionSummary:
             "tick_to_fire_us": self._stats(self.tick_to_fire_us),
             "signal_to_fire_us": self._stats(self.signal_to_fire_us),
             "leg_gap_us": self._stats(self.leg_gap_us),
+            "kills": list(self.kills), "state": self.state,
         }
 
     def render(self, valuer=None, ref: str = "USDT") -> str:
@@ -801,6 +804,10 @@ class SessionSummary:
             cost = " ".join(f"{c}={fmt_num(v)}" for c, v in sorted(self.unwind_cost.items())) or "-"
             lines.append(f"  unwinds: unwound={self.unwound} unwind_failed={self.unwind_failed} "
                          f"cost (value at the signals' prices - received): {cost}")
+        if self.state:
+            lines.append(f"  state at the end: {self.state}")
+        for k in self.kills:
+            lines.append(f"  {k}")
         pnl = " ".join(f"{c}={fmt_num(v)}" for c, v in sorted(self.pnl.items())) or "-"
         lines.append(f"  pnl (start currencies' real change): {pnl}")
         if self.held:
@@ -829,3 +836,12 @@ class SessionSummary:
         for text, n in self.errors.most_common(5):
             lines.append(f"  {n}x {text}")
         return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # `python report.py runs/<start>` / `python report.py runs/`: the HTML session report
+    # (session_report.py; imported here only, so matplotlib stays out of the engine).
+    import sys
+
+    import session_report
+    sys.exit(session_report.main(sys.argv))

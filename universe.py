@@ -60,12 +60,13 @@ class Universe:
     primaries: e.g. ["USDT", "USDC", "BTC", "ETH"]. fee_rates: {symbol: account taker rate}
     (docs/kucoin.md 6.2); symbols missing from it get default_taker_fee. The effective fee is
     rate * takerFeeCoefficient (6.6; missing coefficient = 1). only_symbols: restrict to
-    these names (the simulator's subset). Only symbols that belong to a triangle are kept;
+    these names (the simulator's subset). Only symbols that belong to a triangle are kept
+    (all of them with keep_all);
     their ids (sorted by name) are the book rows. Currency ids: primaries first, in order.
     """
 
     def __init__(self, symbols, primaries, fee_rates=None, default_taker_fee=0.001,
-                 only_symbols=None):
+                 only_symbols=None, keep_all=False):
         fee_rates = fee_rates or {}
         only = set(only_symbols) if only_symbols is not None else None
         entries = {}
@@ -100,6 +101,8 @@ class Universe:
                             found.append((p, s0, s1, s2))
 
         used = sorted({s for t in found for s in t[1:]})
+        if keep_all:   # replay.py: a capture's books are verified even outside any triangle
+            used = sorted(entries)
         others = sorted({c for s in used for c in (entries[s]["baseCurrency"],
                                                    entries[s]["quoteCurrency"])}
                         - set(self.primaries))

@@ -3,7 +3,7 @@
 Run:  python profiles/bench_latency.py [--seconds 40] [--rate 20] [--update-rate 300]
                                        [--rounds 2] [--fire-from hot|executor] [--tag NAME]
                                        [--extra k=v ...] [--halt-poll-ns N] [--no-floor]
-                                       [--tls [--tls-io-ab]]
+                                       [--tls [--tls-io-ab]] [--scrape-metrics PORT]
 By default it measures the host's floor and the engine in one invocation, interleaved
 (floor, engine, floor, engine for --rounds 2): probe_floor.py is a do-nothing client with
 the engine's own receive path, polling, pinning and order connection, on the same simulator
@@ -25,6 +25,9 @@ triangle, p50/p90/p99/p99.9/max of:
                  before it (last match event -> filled/canceled event)
   and each stage from frame receipt: parse, book, eval, push, wake; per leg: sign, sent,
   response, first fill, last fill (relative to that leg's bytes written for the last three).
+--scrape-metrics PORT turns the engine's Prometheus endpoint on (metrics_port = PORT) and
+GETs /metrics every --scrape-interval seconds (default 1) from this process while the engine
+runs; the result adds the scrapes' count and durations (the A/B of README "Performance").
 Results go to profiles/results/latency_<tag>.json with the machine description.
 
 --tls: plaintext and TLS in one invocation, interleaved (plain, TLS, plain, TLS for
@@ -46,6 +49,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from hostinfo import HALT_POLL, machine  # noqa: E402  (profiles/ is the script's folder)
@@ -110,6 +114,20 @@ def analyse(journal: Path) -> dict:
             "us": {k: stats(v) for k, v in sorted(out.items())}}
 
 
+def scrape_loop(port: int, interval: float, out: list, stop) -> None:
+    """GET /metrics every `interval` s while the engine runs (a Prometheus server would)."""
+    import urllib.request
+    url = f"http://127.0.0.1:{port}/metrics"
+    while not stop.wait(interval):
+        t = time.perf_counter()
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                r.read()
+        except OSError:
+            continue                 # not up yet (start-up) or already down
+        out.append(time.perf_counter() - t)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=40)
@@ -135,6 +153,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2,
                     help="rounds of (floor, engine), or with --tls of (plain, TLS[, ssl])")
     ap.add_argument("--no-floor", action="store_true", help="one engine run, no floor")
+    ap.add_argument("--scrape-metrics", type=int, default=0, metavar="PORT",
+                    help="metrics_port = PORT, scraped every --scrape-interval s during the run")
+    ap.add_argument("--scrape-interval", type=float, default=1.0)
     ap.add_argument("--halt-poll-ns", type=int, default=None,
                     help="host tuning for this run (root; restored after): idle vCPUs poll this "
                          "long before halting (cpuidle-haltpoll guest_halt_poll_ns)")
@@ -264,6 +285,8 @@ def write_ini(a, tag: str, engine_over: dict | None = None, sim_over: dict | Non
         k, v = kv.split("=", 1)
         engine[k] = v
     engine.update(engine_over or {})
+    if a.scrape_metrics:
+        engine["metrics_port"] = str(a.scrape_metrics)
     sim = {"symbols": a.symbols, "seed": "3", "update_rate": str(a.update_rate),
            "mispricing_rate": str(a.rate), "mispricing_bps": "40", "take_delay_ms": "300",
            "balances": "USDT=100000,USDC=100000,BTC=2,ETH=40,KCS=5000", "cpus": a.sim_cpus,
@@ -289,8 +312,14 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
     tmp, ini, engine, sim = write_ini(a, tag, engine_over, sim_over)
     print(f"bench_latency: {tag}: running the engine for {a.seconds:.0f}s (log in {tmp})", flush=True)
     t0 = time.time()
+    scrapes: list[float] = []
+    stop = threading.Event()
+    if a.scrape_metrics:
+        threading.Thread(target=scrape_loop, args=(a.scrape_metrics, a.scrape_interval, scrapes, stop),
+                         daemon=True).start()
     proc = subprocess.run([sys.executable, str(ROOT / "run.py"), str(ini)], cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stop.set()
     journals = list(tmp.glob("*/journal.jsonl"))
     if proc.returncode != 0 or not journals:
         print(proc.stdout[-3000:])
@@ -311,6 +340,10 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
     m = re.search(r"(?m)^.*run: started in .*$", proc.stdout)
     res["started_line"] = m[0] if m else ""
     print(f"pnl: {res['pnl']}  net: {res['net']}")
+    if a.scrape_metrics:
+        res["metrics_scrapes"] = {"interval_s": a.scrape_interval, "ms": stats([x * 1e3 for x in scrapes])}
+        print(f"metrics scrapes: {len(scrapes)}, p50 {pct(scrapes, 50) * 1e3:.2f} ms, "
+              f"max {max(scrapes, default=0) * 1e3:.2f} ms")
     print(f"triangles: {res['triangles']} {res['status']}  machine: {res['machine']['nproc']} cpus, "
           f"{res['machine']['cpu']}")
     print(f"{'measure (us)':32s} {'n':>6s} {'p50':>9s} {'p90':>9s} {'p99':>9s} {'p99.9':>9s} {'max':>9s}")

@@ -29,6 +29,7 @@ class Faults:
         self.rest_5xx_status = 500
         self.rest_429 = 0                # next N KuCoin REST requests answer 429000
         self.reject = 0                  # next N order placements are rejected
+        self.reject_after = 0            # ... after letting this many placements through
         self.reject_code = "200004"
         self.reject_msg = "Balance insufficient!"
         self.reject_match = ""           # only clientOids ending with this ("" = any)
@@ -121,6 +122,9 @@ class Faults:
         return False
 
     def take_reject(self, client_oid: str = ""):
+        if self.reject > 0 and client_oid.endswith(self.reject_match) and self.reject_after > 0:
+            self.reject_after -= 1
+            return None
         if self.reject > 0 and client_oid.endswith(self.reject_match):
             self.reject -= 1
             self.counters["orders_rejected"] += 1

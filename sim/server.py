@@ -42,7 +42,12 @@ Control/inspection API (not KuCoin; unsigned; loopback only):
     request's own, as a venue's idle timeout does), paused (bool), update_rate, mispricing_rate, mispricing_bps, take_delay_ms,
     plant ({bps?, primary?} -> the record), set_book ({symbol, bids, asks}),
     set_balances ({ccy: amount}), enable_symbol / disable_symbol (symbol),
-    rate_limits ({spot|public|management: quota}), reset_rate_limits (true),
+    rate_limits ({spot|public|management: quota}), reset_rate_limits (true), rate_window_ms
+    (the windows' length, 30000 as on KuCoin; GET /sim/state shows each pool's `limited`
+    count of requests refused for quota and its `peak` weight in one window),
+    reject_orders {after: n} lets n placements through first, and code "429000" answers
+    HTTP 429; move_price ({currency, factor}: its fair price times factor, its books requoted
+    at once), clock_offset_ms (this exchange's clock runs that far ahead of the host's),
     ping_interval_ms, ping_timeout_ms, ws_connects_per_min, pong_id (bool: false answers
     pings with {"type":"pong","timestamp":...} and no id, as in the real captures),
     inject_frame ({scope: "public"|"private", data: "<text>"} or {scope, b64: "<base64>"},
@@ -129,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ca-out", default="", help="with --tls: write the CA certificate (PEM) here")
     ap.add_argument("--tls-names", default="127.0.0.1,localhost,::1",
                     help="with --tls: the names the server certificate is valid for")
+    ap.add_argument("--replay", default="", metavar="FEED",
+                    help="serve a recording (runs/<start>/feed.zst, or a tests/data capture) as the "
+                    "market instead of the synthetic one (sim/replay.py)")
+    ap.add_argument("--replay-speed", type=float, default=1.0, help="recorded seconds per second")
+    ap.add_argument("--replay-wait-ms", type=float, default=1000.0,
+                    help="the recording starts this long after the first level2 subscription")
+    ap.add_argument("--take-latency", default="", help="with --replay: other traders take an edge "
+                    "after lognormal:MEDIAN_MS:SIGMA, uniform:LO_MS:HI_MS or const:MS (default "
+                    "--take-delay-ms)")
     ap.add_argument("--busy-poll", action="store_true",
                     help="the event loop polls without sleeping (SpinSelector): a latency rig "
                     "setting that burns a CPU; see SpinSelector")
@@ -148,9 +162,16 @@ class Sim:
         self.vip = args.vip
         self.seed = args.seed
         taker = Decimal(args.taker_fee)
-        self.market = Market(chosen, seed=args.seed, depth=args.depth, update_rate=args.update_rate,
-                             mispricing_rate=args.mispricing_rate, mispricing_bps=args.mispricing_bps,
-                             take_delay_ms=args.take_delay_ms, taker_fee=float(taker))
+        if getattr(args, "replay", ""):      # a recorded market (sim/replay.py)
+            from .replay import ReplayMarket
+            self.market = ReplayMarket(args.replay, seed=args.seed, speed=args.replay_speed,
+                                       take_delay_ms=args.take_delay_ms,
+                                       take_latency=args.take_latency, taker_fee=float(taker))
+            self.market.wait_ms = args.replay_wait_ms
+        else:
+            self.market = Market(chosen, seed=args.seed, depth=args.depth, update_rate=args.update_rate,
+                                 mispricing_rate=args.mispricing_rate, mispricing_bps=args.mispricing_bps,
+                                 take_delay_ms=args.take_delay_ms, taker_fee=float(taker))
         self.market.paused = args.paused
         self.faults = Faults(args.seed)
         self.faults.late_fills_ms = args.late_fills_ms
@@ -166,6 +187,8 @@ class Sim:
                          ping_timeout_ms=args.ping_timeout_ms, token_ttl_s=args.token_ttl_s,
                          connects_per_min=args.ws_connects_per_min)
         self.hub.pong_id = not args.no_pong_id
+        if getattr(args, "replay", ""):      # the recording waits for a level2 subscriber
+            self.market.ready = lambda: any(k[0] == "/market/level2" and v for k, v in self.hub.subs.items())
         self.rest = Rest(self)
         for part in filter(None, args.rate_limits.split(",")):
             pool, _, q = part.partition("=")
@@ -220,7 +243,10 @@ class Sim:
                 "mispricing_bps": m.mispricing_bps, "take_delay_ms": m.take_delay_ms,
                 "frozen": sorted(m.frozen), "counters": dict(m.counters)},
             "exchange": dict(self.exchange.counters),
-            "rate_limits": {"quota": self.rest.limiter.quota, "used": self.rest.limiter.used}})
+            "rate_limits": {"quota": self.rest.limiter.quota, "used": self.rest.limiter.used,
+                            "limited": self.rest.limiter.limited, "peak": self.rest.limiter.peak,
+                            "window_ms": self.rest.limiter.window_ms},
+            "clock_offset_ms": self.rest.clock_offset_ms})
 
     async def sim_control(self, request):
         try:
@@ -239,7 +265,7 @@ class Sim:
                  "paused", "update_rate", "mispricing_rate", "mispricing_bps", "take_delay_ms", "plant", "set_book",
                  "set_balances", "enable_symbol", "disable_symbol", "rate_limits", "reset_rate_limits",
                  "ping_interval_ms", "ping_timeout_ms", "ws_connects_per_min", "pong_id", "inject_frame",
-                 "close_rest_conns"}
+                 "close_rest_conns", "rate_window_ms", "move_price", "clock_offset_ms"}
         bad = set(kw) - known
         if bad:
             raise ValueError(f"unknown control keys {sorted(bad)}")
@@ -270,11 +296,13 @@ class Sim:
             v = kw["reject_orders"]
             if isinstance(v, dict):
                 f.reject = int(v["count"])
+                f.reject_after = int(v.get("after", 0))
                 f.reject_code = str(v.get("code", f.reject_code))
                 f.reject_msg = str(v.get("msg", f.reject_msg))
                 f.reject_match = str(v.get("client_oid_suffix", ""))
             else:
                 f.reject = int(v)
+                f.reject_after = 0
                 f.reject_match = ""
         if "partial_fill" in kw:
             v = kw["partial_fill"]
@@ -322,6 +350,21 @@ class Sim:
                 self.rest.limiter.quota[pool] = int(q)
         if kw.get("reset_rate_limits"):
             self.rest.limiter.reset_all()
+        if "rate_window_ms" in kw:
+            self.rest.limiter.window_ms = max(100, int(kw["rate_window_ms"]))
+        if "clock_offset_ms" in kw:
+            self.rest.clock_offset_ms = int(kw["clock_offset_ms"])
+        if "move_price" in kw:
+            # every book with this currency follows its fair price at once (a market move)
+            v = kw["move_price"]
+            ccy, factor = str(v["currency"]), float(v["factor"])
+            if ccy not in m.fair or ccy == "USDT" or not factor > 0:
+                raise ValueError(f"move_price: unknown currency {ccy} or factor {factor}")
+            m.fair[ccy] *= factor
+            moved = [s for s, b in m.books.items() if ccy in (b.base, b.quote) and s not in m.frozen]
+            for sym in moved:
+                m.walk_symbol(sym)
+            out["moved"] = moved
         if "ping_interval_ms" in kw:
             hub.ping_interval_ms = int(kw["ping_interval_ms"])
         if "ping_timeout_ms" in kw:

@@ -1,10 +1,12 @@
 """Start the whole engine in-process against its own simulator, for end-to-end tests.
 
-`EngineRun(**engine_overrides, sim=dict(...))` writes an ini, starts run.Engine (which
-starts the simulator, python -m sim, on a free port; sim={"tls": "true"} makes it serve
-https/wss and the engine trust its test CA), and exposes: `records` (report records emitted so far),
+`EngineRun(**engine_overrides, sim=dict(...), risk=dict(...))` writes an ini, starts
+run.Engine (which starts the simulator, python -m sim, on a free port; sim={"tls": "true"}
+makes it serve https/wss and the engine trust its test CA), and exposes: `records` (report records emitted so far),
 `counters()`, `sim_get(path)`, `sim_control(**kw)`, `wait_for(pred, timeout)`, `stop()`
-(clean shutdown, returns the exit code). Used by tests/test_hot.py and tests/test_executor.py.
+(clean shutdown, returns the exit code), `run_in_thread()` (Engine.run, the main thread's
+loop of status lines, pause/resume and the kill switch's trip, on a thread; `join_run()`
+returns its exit code). Used by tests/test_hot.py, tests/test_executor.py and the risk tests.
 """
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ BASE_SIM = {"update_rate": 200, "mispricing_rate": 0.0, "mispricing_bps": 40, "t
             "symbols": 40, "seed": 11}
 
 
-def ini_text(engine: dict, sim: dict, credentials: dict | None = None) -> str:
+def ini_text(engine: dict, sim: dict, credentials: dict | None = None, risk: dict | None = None) -> str:
     lines = ["[engine]"] + [f"{k} = {v}" for k, v in engine.items()]
     lines += ["[sim]"] + [f"{k} = {v}" for k, v in sim.items()]
+    lines += ["[risk]"] + [f"{k} = {v}" for k, v in (risk or {}).items()]
     if credentials:
         lines += ["[credentials]"] + [f"{k} = {v}" for k, v in credentials.items()]
     return "\n".join(lines) + "\n"
@@ -45,20 +48,24 @@ def external_sim_engine(simproc) -> dict:
 
 
 class EngineRun:
-    def __init__(self, sim: dict | None = None, credentials: dict | None = None, **engine):
+    def __init__(self, sim: dict | None = None, credentials: dict | None = None, risk: dict | None = None,
+                 **engine):
         eng = {"venue": "sim", "mode": "live", "status_interval_s": 1, "fill_timeout_ms": 1500}
         eng.update(engine)
         self.tmp = tempfile.TemporaryDirectory()
         eng.setdefault("log_dir", self.tmp.name)
+        eng.setdefault("html_report", "false")     # seconds of plotting per test; tested apart
         s = dict(BASE_SIM)
         s.update(sim or {})
-        self.ini = ini_text(eng, s, credentials)
+        self.ini = ini_text(eng, s, credentials, risk)
         self.cfg = parse_config(self.ini, "test.ini")
         self.run_dir = Path(self.tmp.name) / "run"
         self.lw = run.LogWriter(self.run_dir, echo=False, keep_records=1_000_000)
         self.log_lines: list[str] = []
+        self.log_stamps: list[tuple[float, str]] = []    # (time.monotonic(), line)
         orig_log = self.lw.log
-        self.lw.log = lambda text: (self.log_lines.append(text), orig_log(text))
+        self.lw.log = lambda text: (self.log_lines.append(text), self.log_stamps.append((time.monotonic(), text)),
+                                    orig_log(text))
         self.log_thread = threading.Thread(target=self.lw.run, daemon=True)
         self.log_thread.start()
         self.engine = run.Engine(self.cfg, self.lw)
@@ -103,6 +110,24 @@ class EngineRun:
                 return v
             time.sleep(step)
         return pred()
+
+    def run_in_thread(self) -> None:
+        self.run_code = None
+        self.run_error = ""
+
+        def go():
+            try:
+                self.run_code = self.engine.run()
+            except BaseException as e:          # shown by the test that reads run_code
+                import traceback
+                self.run_error = "".join(traceback.format_exception(e))
+                raise
+        self.run_thread = threading.Thread(target=go, name="engine-run", daemon=True)
+        self.run_thread.start()
+
+    def join_run(self, timeout: float = 60.0):
+        self.run_thread.join(timeout)
+        return self.run_code
 
     def books_synced(self) -> int:
         import books

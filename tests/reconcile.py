@@ -14,6 +14,8 @@ plus 1e-12 of everything that moved through the currency.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import fields
 from decimal import Decimal
 
 import report
@@ -90,8 +92,6 @@ def reconcile(records: list, orders: list, before: dict, after: dict) -> dict:
 def records_from_journal(path) -> list:
     """The records of a run that cannot hand its objects over (a killed process): rebuilt
     from its journal.jsonl (every field is there, docs/design.md 6.5)."""
-    import json
-    from dataclasses import fields
     out = []
     leg_names = {f.name for f in fields(report.LegReport)}
     for line in open(path, encoding="utf-8"):

@@ -1,15 +1,23 @@
 """Tests of run.py as a program (subprocesses) and of the shipped ini files.
 
-- `python run.py` without a config: usage on stderr, exit 2;
+- `python run.py` without a config: usage on stderr, exit 2; `-h`/`--help`: the usage on stdout,
+  exit 0; `--check`: a live ini validated without secrets, naming the variables it needs;
+- a missing dependency (outside the venv): one line that says to activate the venv, exit 2;
+- Ctrl-C while the kernels compile (empty Numba cache): exit 0, simulator and workers stopped,
+  no run folder left;
+- an ini holding a literal secret, readable by others: refused for live, warned otherwise;
 - a bad config: one line per problem, exit 2, no traceback, no secret;
 - a start-up failure against an unreachable venue: one clear line, no secret;
 - a TLS venue whose certificate fails verification (no CA for it, another CA, another host
   name): one line naming the URL and OpenSSL's reason, exit 1, no traceback;
 - `python run.py sim.ini` (sim.ini with run_seconds, log_dir and status_interval_s changed)
   exits 0 on its own, prints status lines and the session summary and writes report.log,
-  journal.jsonl and engine.log under log_dir, over plain loopback and with `[sim] tls = true`
-  (https/wss; run.py hands the simulator's CA to the engine); SIGTERM after the first status line also
-  exits 0 with the summary;
+  journal.jsonl and engine.log under log_dir (folder 0700, files 0600), over plain loopback
+  and with `[sim] tls = true` (https/wss; run.py hands the simulator's CA to the engine), one
+  short console line per triangle; SIGTERM after the first status line also exits 0 with the
+  summary;
+- SIGUSR1 pauses, SIGUSR2 resumes and SIGHUP ends a live session cleanly with its summary,
+  reconciled from the journal (docs/design.md 12);
 - live.example.ini and sim.ini mention every key of config.SCHEMA (set or commented out)
   and no unknown key; live.example.ini parses (with fake environment secrets) as a live
   KuCoin config, holds no secret, and every option in it has its own comment.
@@ -23,6 +31,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -67,6 +76,134 @@ def test_run_when_no_config_argument_then_usage_and_exit_2():
     assert r.returncode == 2
     assert "usage: python run.py CONFIG.ini" in r.stderr
     assert r.stdout == ""
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_run_when_help_flag_then_usage_on_stdout_and_exit_0(flag):
+    r = run_py(flag)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: python run.py CONFIG.ini")
+    assert "--check" in r.stdout and "sim.ini" in r.stdout
+    assert r.stderr == ""
+
+
+def test_run_when_unknown_option_then_usage_and_exit_2():
+    r = run_py("--frobnicate", "sim.ini")
+    assert r.returncode == 2
+    assert "unknown option --frobnicate" in r.stderr and "usage: python run.py CONFIG.ini" in r.stderr
+
+
+def test_run_check_when_live_ini_without_secrets_then_valid_and_names_variables():
+    r = run_py("--check", "live.example.ini")
+    assert r.returncode == 0, r.stderr
+    assert "venue = kucoin" in r.stdout and "live.example.ini is valid" in r.stdout
+    for var in ("KUCOIN_API_KEY", "KUCOIN_API_SECRET", "KUCOIN_API_PASSPHRASE"):
+        assert f"{var} (NOT SET)" in r.stdout
+    r = run_py("--check", "live.example.ini", env={"KUCOIN_API_KEY": "key-1", "KUCOIN_API_SECRET": SECRET,
+                                                   "KUCOIN_API_PASSPHRASE": PASSPHRASE})
+    assert r.returncode == 0
+    assert "KUCOIN_API_SECRET (set)" in r.stdout and "NOT SET" not in r.stdout
+    assert SECRET not in r.stdout + r.stderr and PASSPHRASE not in r.stdout + r.stderr
+
+
+def test_run_check_when_ini_invalid_then_problems_and_exit_2(tmp_path):
+    p = tmp_path / "bad.ini"
+    p.write_text("[engine]\nvenue = kucoin\nslots = 0\n")
+    r = run_py("--check", str(p))
+    assert r.returncode == 2
+    assert "slots = '0': must be >= 1" in r.stderr and "is valid" not in r.stdout
+
+
+def test_run_when_dependency_missing_then_venv_hint_and_no_run_folder(tmp_path):
+    """As outside the venv: an engine dependency cannot be imported (simdjson here)."""
+    ini = sim_ini_with(tmp_path, log_dir=tmp_path / "logs")
+    code = ("import runpy, sys; sys.modules['simdjson'] = None; "
+            f"sys.argv = ['run.py', {str(ini)!r}]; runpy.run_path('run.py', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "cannot import simdjson" in r.stderr and ". .venv/bin/activate" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+def test_run_when_ctrl_c_while_kernels_compile_then_exit_0_and_children_stopped(tmp_path):
+    """A first start (empty Numba cache): the compile notice is the first line, within a
+    second of the process start; progress follows; Ctrl-C (SIGINT to the process group, as a terminal sends
+    it) stops it cleanly: exit 0, the simulator and the compile workers gone, no run folder."""
+    ini = sim_ini_with(tmp_path, log_dir=tmp_path / "logs")
+    cache = tmp_path / "numba_cache"
+    cache.mkdir()
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    proc = subprocess.Popen([sys.executable, str(RUN), str(ini)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    t_start = time.monotonic()
+    lines: list[str] = []
+    compiling = threading.Event()
+    notice_after: list[float] = []
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+            if "compiling the Numba kernels" in line and not notice_after:
+                notice_after.append(time.monotonic() - t_start)
+            if "run: compiling kernels" in line:
+                compiling.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert compiling.wait(60), "no progress line:\n" + "".join(lines)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    out = "".join(lines)
+    assert code == 0, out
+    assert "run: interrupted during start-up: nothing traded" in out and "Traceback" not in out
+    assert notice_after and notice_after[0] < 1.0, f"compile notice after {notice_after} s"
+    assert "compiling the Numba kernels" in lines[0]       # before anything else
+    sim_pid = int(re.search(r"run: simulator pid (\d+)", out)[1])
+    time.sleep(0.5)
+    for pid in [sim_pid] + child_pids_of(proc.pid):
+        assert not pid_alive(pid), f"process {pid} still running"
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
+
+
+def child_pids_of(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_run_when_live_ini_with_readable_literal_secret_then_refused_unless_overridden(tmp_path):
+    p = tmp_path / "exposed.ini"
+    p.write_text(f"[engine]\nvenue = kucoin\nmode = live\nrest_url = http://127.0.0.1:9\n"
+                 f"log_dir = {tmp_path / 'logs'}\n[credentials]\napi_key = k1\napi_secret = {SECRET}\n"
+                 f"api_passphrase = {PASSPHRASE}\n")
+    p.chmod(0o644)
+    r = run_py(str(p))
+    assert r.returncode == 2
+    assert "refusing a live start" in r.stderr and "chmod 600" in r.stderr
+    assert SECRET not in r.stdout + r.stderr and PASSPHRASE not in r.stdout + r.stderr
+    r = run_py("--check", str(p))
+    assert r.returncode == 0 and "WARNING" in r.stdout and "readable by other users" in r.stdout
+    r = run_py(str(p), "--allow-readable-secrets", timeout=90)
+    assert "refusing" not in r.stderr and "WARNING" in r.stderr
+    assert r.returncode == 1 and "run: failed: " in r.stdout      # it went on, to the dead port
+    p.chmod(0o600)
+    r = run_py("--check", str(p))
+    assert r.returncode == 0 and "WARNING" not in r.stdout
 
 
 def test_run_when_config_has_unknown_key_and_bad_values_then_one_line_per_problem_and_exit_2(tmp_path):
@@ -117,10 +254,9 @@ def test_run_when_venue_unreachable_then_one_failure_line_without_secrets(tmp_pa
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
     assert "run: failed: " in out and "Traceback" not in out
-    logs = "".join(f.read_text() for f in (tmp_path / "logs").rglob("*.log"))
-    assert "run: failed: " in logs
-    for text in (out, logs):
-        assert SECRET not in text and PASSPHRASE not in text
+    assert SECRET not in out and PASSPHRASE not in out
+    # nothing traded: the run folder it made is gone (its lines were on the console)
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +314,10 @@ def test_run_when_run_seconds_then_exits_0_with_status_summary_and_report_files(
     assert re.search(r"(?m)^session summary \(paper\): tried=\d+ filled=\d+", r.stdout)
     run_dirs = [d for d in (tmp_path / "logs").iterdir() if d.is_dir()]
     assert len(run_dirs) == 1
-    files = {f.name: f.read_text() for f in run_dirs[0].iterdir()}
+    assert stat.S_IMODE(run_dirs[0].stat().st_mode) == 0o700
+    for f in run_dirs[0].iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f.name
+    files = {f.name: f.read_text() for f in run_dirs[0].iterdir() if f.suffix != ".png"}
     assert set(files) >= {"report.log", "journal.jsonl", "engine.log"}
     assert "status: " in files["engine.log"] and "session summary" in files["engine.log"]
     reports = files["report.log"].splitlines()
@@ -186,7 +325,11 @@ def test_run_when_run_seconds_then_exits_0_with_status_summary_and_report_files(
     assert len(reports) == len(journal)
     for line, j in zip(reports, journal):
         assert f" {j['status']} | corr={j['corr_hex']} | " in line
-        assert line in r.stdout           # every report line is echoed too
+        assert line not in r.stdout       # the console has the short line, not this one
+        if "triangle" not in j:
+            continue                      # the STARTUP line: its summary is in engine.log
+        short = f" {j['status']:<8s} {'>'.join(j['triangle']):<16s} | bps "
+        assert sum(short in x for x in r.stdout.splitlines()) >= 1, short
 
 
 def test_run_when_sigterm_after_first_status_line_then_exits_0_with_summary(tmp_path):
@@ -216,10 +359,84 @@ def test_run_when_sigterm_after_first_status_line_then_exits_0_with_summary(tmp_
     out = "".join(lines)
     assert code == 0, out[-3000:]
     after = out[out.index(" status: "):]
-    assert "run: stopping: no new signals" in after
+    assert "run: stopping (SIGTERM): no new signals" in after
     assert "run: session summary" in after and "session summary (paper)" in after
     assert time.monotonic() - t_sig < 60
     assert list((tmp_path / "logs").rglob("report.log"))
+
+
+def test_run_when_sigusr1_sigusr2_then_pauses_resumes_and_sighup_ends_cleanly_with_summary(tmp_path):
+    """docs/design.md 12, live on the simulator at 3 mispricings a second: SIGUSR1 pauses (the
+    status line says PAUSED, its signal count stands still), SIGUSR2 resumes (signals
+    again), and SIGHUP, whose default would kill the process, ends the session the clean way:
+    summary, exit 0. Every order the simulator executed while the engine was paused idle
+    reconciles with the journal (tests/reconcile.py)."""
+    from decimal import Decimal
+    from urllib.request import urlopen
+
+    from reconcile import balances_total, reconcile, records_from_journal
+    text = (ROOT / "sim.ini").read_text()
+    text = re.sub(r"(?m)^mispricing_rate\s*=.*$", "mispricing_rate = 3", text, count=1)
+    text = re.sub(r"(?m)^mode\s*=.*$", "mode = live", text, count=1)
+    text = re.sub(r"(?m)^status_interval_s\s*=.*$", "status_interval_s = 1", text, count=1)
+    text = re.sub(r"(?m)^log_dir\s*=.*$", f"log_dir = {tmp_path / 'logs'}", text, count=1)
+    ini = tmp_path / "signals.ini"
+    ini.write_text(text)
+    proc = subprocess.Popen([sys.executable, str(RUN), str(ini)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.append(x) for x in proc.stdout], daemon=True)
+    reader.start()
+
+    def wait(pred, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = pred()
+            if got:
+                return got
+            time.sleep(0.1)
+        raise AssertionError("timed out; output tail:\n" + "".join(lines[-30:]))
+
+    def statuses(start, prefix):
+        return [int(m[1]) for x in lines[start:] if f" status: {prefix}" in x
+                for m in [re.search(r"\| signals (\d+) ", x)] if m]
+
+    def pause_and_settle():
+        proc.send_signal(signal.SIGUSR1)
+        wait(lambda: any("run: PAUSED by SIGUSR1" in x for x in lines))
+        start = len(lines)
+        # two status lines in a row with the same signal count: nothing new, nothing in flight
+        return wait(lambda: (lambda c: len(c) >= 3 and c[-1] == c[-2] == c[-3] and c[-1])(
+            statuses(start, "PAUSED (SIGUSR1) | ")), 30)
+
+    try:
+        wait(lambda: any(" status: " in x and "| signals 0 " not in x for x in lines), 90)
+        n_paused = pause_and_settle()
+        proc.send_signal(signal.SIGUSR2)
+        wait(lambda: any("run: RESUMED by SIGUSR2" in x for x in lines))
+        start = len(lines)
+        wait(lambda: any(c > n_paused for c in statuses(start, "")), 40)
+        pause_and_settle()
+        url = wait(lambda: next((m[0] for x in lines for m in [re.search(r"http://127\.0\.0\.1:\d+", x)]
+                                 if "sim: serving" in x and m), None))
+        orders = json.loads(urlopen(url + "/sim/orders", timeout=10).read())
+        after = balances_total(json.loads(urlopen(url + "/sim/balances", timeout=10).read()))
+        proc.send_signal(signal.SIGHUP)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    out = "".join(lines)
+    assert code == 0, out[-3000:]
+    assert "run: stopping (SIGHUP)" in out and "session summary (live)" in out
+    assert "state at the end: PAUSED by SIGUSR1" in out
+    (journal,) = list((tmp_path / "logs").rglob("journal.jsonl"))
+    records = records_from_journal(journal)
+    initial = {c: Decimal(str(v)) for c, v in config.load_config(str(ini)).sim["balances"].items()}
+    res = reconcile(records, orders, initial, after)
+    assert res["executed"] >= 3 and res["records"] >= 2
 
 
 # -- the shipped ini files ---------------------------------------------------------------------------
