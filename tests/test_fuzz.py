@@ -559,7 +559,7 @@ def test_hot_drain_when_thousands_of_malformed_frames_on_both_links_then_counted
         assert rig.send("public", ws_frame(frame("ETH-BTC", s, s, asks=[["0.049", "5", s]]).tobytes()))
         assert sum(e.fired for e in rig.execs) == fired + 1, (rig.lines[-5:], cnt)
         assert rig.sh.book_state[sid(sh, "ETH-BTC")]["seq"] == s
-        assert not any("ERROR" in x for x in rig.lines)
+        assert not [x for x in rig.lines if "ERROR" in x], [x for x in rig.lines if "ERROR" in x][:3]
     finally:
         rig.close()
 

@@ -210,6 +210,7 @@ def test_restart_after_sigkill_with_leg1_in_flight_then_dead_triangle_named_and_
                   status_interval_s=1, log_dir=log_dir.name, unwind="off")
         ini = Path(log_dir.name) / "s1.ini"
         ini.write_text(ini_text(e1, {}, creds))
+        ini.chmod(0o600)      # it holds the credentials (run.py refuses a readable one)
         out = Path(log_dir.name) / "s1.out"
         with open(out, "w") as out_f:
             proc = subprocess.Popen([sys.executable, "run.py", str(ini)], cwd=str(ROOT), stdout=out_f,
