@@ -154,8 +154,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "default_taker_fee": (_num(float, 0, 0.1), "0.001"),
         "status_interval_s": (_num(float, 0.2, 3600), "5"),
         "run_seconds": (_num(float, 0, 10_000_000), "0"),
-        "switch_interval_us": (_num(float, 10, 100_000), "100"),
+        "switch_interval_us": (_num(float, 10, 100_000), "5000"),
         "warm_interval_us": (_num(float, 0, 1_000_000), "1000"),
+        "warm_kernel": (_bool, "true"),
         "busy_poll_us": (_num(float, 0, 3_600_000_000), "0"),
         "log_dir": (_str, "runs"),
         # docs/design.md 6.7: leftovers of a FAILED / ABORTED / PARTIAL triangle (and of earlier

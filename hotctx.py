@@ -29,6 +29,7 @@ Tests: tests/test_hotctx.py (a chunk equals the per-frame path, frame by frame).
 from __future__ import annotations
 
 import ctypes
+from decimal import Decimal
 
 import numpy as np
 from numba import carray, njit, types
@@ -443,3 +444,103 @@ def hot_route_fill(tab, slot):
 def hot_reeval(tab, now_ns):
     """pipeline.on_reeval over the arrays of `tab`."""
     return pipeline.on_reeval(now_ns, *unpack(tab))
+
+
+# -- keep-warm of the chunk kernel -------------------------------------------------------------
+
+def _plain(x: float) -> bytes:
+    """x as a plain decimal (KuCoin never sends an exponent; l2wire refuses one)."""
+    return format(Decimal(repr(x)), "f").encode()
+
+
+class KernelWarm:
+    """Runs hot_chunk (frame cut, topic lookup, parse, book apply, every triangle through the
+    symbol screened and searched in depth) on scratch copies of the shared arrays while the
+    hot thread is idle (HotLoop._keep_warm, every
+    warm_interval_us), so that the kernel's code is in the CPU's caches when a real frame
+    comes. Measured (profiles/README.md, "keep-warm of the kernel"): on an AMD EPYC guest the
+    kernel ran several times slower per signal in a live session than in a loop, the code
+    being cold after each idle period (docs/design.md 9).
+
+    Owner: the hot thread only. It never writes a shared array: the copies are its own
+    (books, pending buffers, slots, stage, counters, fill rings), and the universe arrays and
+    symbol table it reads are read-only after start-up. Its books are a snapshot of the real
+    ones (`refresh`, taken by the hot thread itself between frames), so the evaluation walks
+    real depth, and each pass lifts one book by 10 % so that the triangles selling that symbol
+    show an edge and run the whole way: search in depth, pick, slot, staged signal (all into
+    the copies); its params ignore book age."""
+
+    def __init__(self, sh, min_books_synced: int = 1):
+        import copy
+        sc = copy.copy(sh)
+        for name, value in vars(sh).items():
+            if isinstance(value, np.ndarray):
+                setattr(sc, name, value.copy())
+        sc.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
+        sc.params[0]["min_profit_bps"] = -1e9
+        sc.params[0]["flags"] = sc.params[0]["flags"] | triangles.EVAL_IGNORE_AGE
+        sc.control[:] = 0                      # never halted
+        self.sh, self.sc = sh, sc
+        self.table = Table(sc, sh.symtable)
+        self.res = alloc_result()
+        self.names = [s.encode() for s in sh.universe.symbols]
+        self.k = 0
+        self.ready = False
+        self.EDGE = 1.10
+        self.min_books_synced = min_books_synced
+
+    def refresh(self) -> bool:
+        """Copy the real books (hot thread, between frames: the only writer of them)."""
+        sh, sc = self.sh, self.sc
+        synced = sh.book_state["status"] == books.BOOK_SYNCED
+        if int(synced.sum()) < self.min_books_synced:
+            return False
+        sc.book_state[:] = sh.book_state
+        sc.book_px[:] = sh.book_px
+        sc.book_sz[:] = sh.book_sz
+        sc.balances[:] = sh.balances
+        sc.max_start[:] = sh.max_start
+        self.ready = True
+        return True
+
+    def frame(self, s: int) -> np.ndarray:
+        """A WebSocket frame holding a level2 update of symbol s that sets its best bid to
+        what it is (a no-op change), with the next sequence of the copy's book."""
+        sc = self.sc
+        seq = int(sc.book_state[s]["seq"]) + 1
+        if sc.book_sz[s, 0, 0] > 0.0:
+            px, sz = float(sc.book_px[s, 0, 0]), float(sc.book_sz[s, 0, 0])
+        else:
+            px, sz = 1.0, 1.0
+        name = self.names[s]
+        body = (b'{"type":"message","topic":"/market/level2:%s","subject":"trade.l2update","data":'
+                b'{"changes":{"asks":[],"bids":[["%s","%s","%d"]]},"sequenceEnd":%d,'
+                b'"sequenceStart":%d,"symbol":"%s","time":1}}'
+                % (name, _plain(px), _plain(sz), seq, seq, seq, name))
+        return np.frombuffer(wsread.text_header(len(body)) + body, np.uint8).copy()
+
+    def run_once(self) -> int:
+        """One pass on the next synced symbol s of the copy: s's book is copied from the real
+        one (a row: the hot thread is its only writer) and moved up by EDGE (both sides, so
+        it does not cross), so the triangles that sell s show an edge and go through the
+        whole search, the pick and the staging of a signal (into the copies), then a no-op
+        update of s is run through hot_chunk. Returns what hot_chunk returned."""
+        sh, sc = self.sh, self.sc
+        n = len(self.names)
+        for _ in range(n):
+            self.k = (self.k + 1) % n
+            if sh.book_state[self.k]["status"] == books.BOOK_SYNCED:
+                break
+        s = self.k
+        sc.book_state[s] = sh.book_state[s]
+        np.multiply(sh.book_px[s], self.EDGE, out=sc.book_px[s])
+        sc.book_sz[s] = sh.book_sz[s]
+        buf = self.frame(s)
+        sc.slots[:] = 0                         # every slot free, no triangle retriggered
+        sc.tri_last_ns[:] = -(1 << 62)
+        res = self.res
+        try:
+            return int(hot_chunk(self.table.tab, buf, len(buf), rings.monotonic_ns(), res))
+        finally:
+            reset_result(res)
+            sc.book_px[s] = sh.book_px[s]       # unlifted again for the next passes

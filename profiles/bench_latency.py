@@ -1,9 +1,19 @@
 """Tick-to-fire benchmark: the engine in live mode against the simulator in its own process.
 
-Run:  python profiles/bench_latency.py [--seconds 70] [--rate 20] [--update-rate 300]
-                                       [--fire-from hot|executor] [--tag NAME] [--extra k=v ...]
-                                       [--halt-poll-ns N] [--tls [--tls-io-ab] [--rounds 2]]
-                                       [--halt-poll-ns N] [--scrape-metrics PORT]
+Run:  python profiles/bench_latency.py [--seconds 40] [--rate 20] [--update-rate 300]
+                                       [--rounds 2] [--fire-from hot|executor] [--tag NAME]
+                                       [--extra k=v ...] [--halt-poll-ns N] [--no-floor]
+                                       [--tls [--tls-io-ab]] [--scrape-metrics PORT]
+By default it measures the host's floor and the engine in one invocation, interleaved
+(floor, engine, floor, engine for --rounds 2): probe_floor.py is a do-nothing client with
+the engine's own receive path, polling, pinning and order connection, on the same simulator
+settings, that writes a prebuilt order on the first read after 1/rate s. It prints the
+engine's tick-to-fire beside the floor and their ratio per percentile, and the engine's
+stages (receipt -> parsed, evaluated, L0 signed, L0 sent) against the floor, with the CPU
+model; the table goes to profiles/results/latency_<tag>_floor_summary.json (tag default
+"floor"), each run to latency_<tag>_{floor,engine}_<round>.json. Absolute latency does not
+travel between hosts; the ratio to the host's own floor is what the engine controls.
+--no-floor: one engine run, as below.
 It writes a temporary ini, runs `python run.py` in a subprocess (which starts the simulator, `python -m sim`, in
 its own process) with mispricings planted at a steady rate, then reads the engine's own
 journal (ns timestamps taken on the engine's threads, report.py) and prints, over every
@@ -120,7 +130,7 @@ def scrape_loop(port: int, interval: float, out: list, stop) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=70)
+    ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--rate", type=float, default=20, help="planted mispricings per second")
     ap.add_argument("--update-rate", type=float, default=300, help="sim level2 messages/s")
     ap.add_argument("--symbols", default="60")
@@ -140,7 +150,9 @@ def main() -> int:
                     help="interleaved plaintext and TLS runs in one invocation (see the docstring)")
     ap.add_argument("--tls-io-ab", action="store_true",
                     help="with --tls: also TLS with tls_io = ssl (GIL-releasing reads and writes)")
-    ap.add_argument("--rounds", type=int, default=2, help="with --tls: rounds of (plain, TLS[, ssl])")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="rounds of (floor, engine), or with --tls of (plain, TLS[, ssl])")
+    ap.add_argument("--no-floor", action="store_true", help="one engine run, no floor")
     ap.add_argument("--scrape-metrics", type=int, default=0, metavar="PORT",
                     help="metrics_port = PORT, scraped every --scrape-interval s during the run")
     ap.add_argument("--scrape-interval", type=float, default=1.0)
@@ -148,7 +160,7 @@ def main() -> int:
                     help="host tuning for this run (root; restored after): idle vCPUs poll this "
                          "long before halting (cpuidle-haltpoll guest_halt_poll_ns)")
     a = ap.parse_args()
-    go = run_tls if a.tls else run
+    go = run_tls if a.tls else run if a.no_floor else run_floor
     if a.halt_poll_ns is None:
         return go(a)
     before = HALT_POLL.read_text().strip()
@@ -157,6 +169,67 @@ def main() -> int:
         return go(a)
     finally:
         HALT_POLL.write_text(before)
+
+
+FLOOR_PCTS = ("p50", "p90", "p99", "p99.9")
+STAGES = (("receipt -> parsed", "stage_parsed"), ("receipt -> evaluated", "stage_evaluated"),
+          ("L0 signed -> sent", "L0_sign_to_sent"), ("signal -> sent", "signal_to_fire"))
+
+
+def run_floor(a) -> int:
+    """The floor and the engine interleaved (module docstring); the ratio table."""
+    tag = a.tag or "floor"
+    rows = []
+    for rnd in range(1, a.rounds + 1):
+        fl = floor_run(a, f"{tag}_floor_{rnd}")
+        if fl is None:
+            return 1
+        en = run(a, tag=f"{tag}_engine_{rnd}")
+        if en is None:
+            return 1
+        rows.append({"round": rnd, "floor": fl["floor_us"], "floor_file": f"latency_{tag}_floor_{rnd}.json",
+                     "engine_file": f"latency_{tag}_engine_{rnd}.json", "triangles": en["triangles"],
+                     "status": en["status"], **{m: en["us"].get(m) for m in
+                                                ("tick_to_fire",) + tuple(k for _, k in STAGES)}})
+    mach = machine()
+    print(f"\nbench_latency: {tag}: floor and engine interleaved, {a.rounds} rounds of {a.seconds:.0f}s "
+          f"each; host {mach['nproc']} cpus, {mach['cpu']}; engine cpus {a.engine_cpus or '-'}, "
+          f"simulator cpus {a.sim_cpus or '-'}; busy_poll_us "
+          + next((kv.split('=', 1)[1] for kv in a.extra if kv.startswith("busy_poll_us=")), "0"))
+    print(f"{'round':6s} {'measure (us)':24s}" + "".join(f"{p:>10s}" for p in FLOOR_PCTS))
+    for r in rows:
+        fl, tk = r["floor"], r["tick_to_fire"] or {}
+        print(f"{r['round']:<6d} {'floor':24s}" + "".join(f"{fl.get(p, float('nan')):10.1f}" for p in FLOOR_PCTS))
+        print(f"{'':6s} {'engine tick-to-fire':24s}" + "".join(f"{tk.get(p, float('nan')):10.1f}" for p in FLOOR_PCTS))
+        print(f"{'':6s} {'ratio':24s}" + "".join(f"{tk.get(p, float('nan')) / fl[p]:9.2f}x" if fl.get(p) else f"{'-':>10s}"
+                                                  for p in FLOOR_PCTS))
+        for label, key in STAGES:
+            st = r.get(key) or {}
+            print(f"{'':6s} {label:24s}" + "".join(f"{st.get(p, float('nan')):10.1f}" for p in FLOOR_PCTS))
+    out = ROOT / "profiles" / "results" / f"latency_{tag}_floor_summary.json"
+    out.write_text(json.dumps({"tag": tag, "seconds": a.seconds, "rounds": a.rounds, "machine": mach,
+                               "extra": a.extra, "rows": rows}, indent=1))
+    print(f"bench_latency: wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+def floor_run(a, tag: str):
+    """probe_floor.py on the ini the engine would get; its result (also written)."""
+    tmp, ini, _engine, _sim = write_ini(a, tag)
+    out = tmp / "floor.json"
+    print(f"bench_latency: {tag}: running the floor probe for {a.seconds:.0f}s", flush=True)
+    proc = subprocess.run([sys.executable, str(ROOT / "profiles" / "probe_floor.py"), str(ini),
+                           "--seconds", str(a.seconds), "--rate", str(a.rate), "--out", str(out)],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(proc.stdout.strip()[-400:])
+    if proc.returncode != 0 or not out.exists():
+        print(f"bench_latency: the floor probe exited {proc.returncode}")
+        return None
+    res = json.loads(out.read_text())
+    res["tag"] = tag
+    dest = ROOT / "profiles" / "results" / f"latency_{tag}.json"
+    dest.write_text(json.dumps(res, indent=1))
+    return res
 
 
 HEADLINE = ("tick_to_fire", "signal_to_fire", "leg_gap", "L0_sign_to_sent", "L0_sent_to_response",
@@ -197,12 +270,10 @@ def run_tls(a) -> int:
     return 0
 
 
-def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None = None):
-    """One engine run. Returns its result dict (also written as JSON), or None (printed)
-    when the engine failed; main() turns that into the exit code."""
-    single = not tag
-    tag = tag or a.tag or f"{a.fire_from}_{a.order_path}"
-    tmp = Path(tempfile.mkdtemp(prefix="bench_latency_"))
+def write_ini(a, tag: str, engine_over: dict | None = None, sim_over: dict | None = None):
+    """(temp folder, ini path, engine dict, sim dict): the engine's and the simulator's
+    settings for one run (the floor probe reads the same ini)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench_latency_{tag}_"))
     engine = {
         "venue": "sim", "mode": "live", "primary_quotes": "USDT,USDC,BTC,ETH,KCS",
         "max_start": "USDT=100,USDC=100,BTC=0.002,ETH=0.05,KCS=20", "min_profit_bps": "5",
@@ -230,6 +301,15 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
     ini = tmp / "bench.ini"
     ini.write_text("[engine]\n" + "".join(f"{k} = {v}\n" for k, v in engine.items())
                    + "[sim]\n" + "".join(f"{k} = {v}\n" for k, v in sim.items()))
+    return tmp, ini, engine, sim
+
+
+def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None = None):
+    """One engine run. Returns its result dict (also written as JSON), or None (printed)
+    when the engine failed; main() turns that into the exit code."""
+    single = not tag
+    tag = tag or a.tag or f"{a.fire_from}_{a.order_path}"
+    tmp, ini, engine, sim = write_ini(a, tag, engine_over, sim_over)
     print(f"bench_latency: {tag}: running the engine for {a.seconds:.0f}s (log in {tmp})", flush=True)
     t0 = time.time()
     scrapes: list[float] = []

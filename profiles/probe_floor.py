@@ -74,9 +74,10 @@ class Floor:
         self.log_lines: list[str] = []
         creds = {"key": "sim-" + pysecrets.token_hex(8), "secret": pysecrets.token_hex(16),
                  "passphrase": pysecrets.token_hex(8)}
-        self.sim_proc, self.rest_url = run.start_simulator(cfg, creds, self.log_lines.append)
+        self.sim_proc, self.rest_url, ca = run.start_simulator(cfg, creds, self.log_lines.append)
+        ca = ca or cfg.ca_file             # over TLS ([sim] tls = true) the simulator's test CA
         self.signer = Signer(creds["key"], creds["secret"], creds["passphrase"], 3)
-        self.client = kucoin.KucoinClient(self.rest_url, self.signer)
+        self.client = kucoin.KucoinClient(self.rest_url, self.signer, ca_file=ca)
         self.client.sync_clock()
         syms = self.client.symbols()
         only = set(cfg.symbols) if cfg.symbols else None
@@ -87,12 +88,13 @@ class Floor:
         # a small, valid buy of the first symbol: what matters is its size on the wire
         self.body_fmt = ('{"clientOid":"fl%%d","side":"buy","symbol":"%s","type":"market","funds":"%s"}'
                          % (sym0, rules.quote_inc.to_str(rules.quote_min_u or 10 * rules.quote_inc.inc_units)))
-        self.conn = OrderConn(self.rest_url, timeout_s=5.0)
+        self.conn = OrderConn(self.rest_url, timeout_s=5.0, ca_file=ca)
         self.conn.connect()
         self.n_req = 0
         self.req = self._build()
         ids = itertools.count(1)
-        self.links = [maint.open_link(self.client, "public", part, ids) for part in maint.plan_links(self.uni.symbols)]
+        self.links = [maint.open_link(self.client, "public", part, ids, ca_file=ca)
+                      for part in maint.plan_links(self.uni.symbols)]
 
     def _build(self) -> bytes:
         self.n_req += 1

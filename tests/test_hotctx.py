@@ -15,7 +15,9 @@ import time
 import numpy as np
 import pytest
 
+import books
 import hotctx
+import triangles
 import pipeline
 import slots
 import topics
@@ -272,3 +274,44 @@ def test_route_fill_when_event_of_another_signal_then_totals_of_the_one_in_fligh
     got = np.zeros(4, rings.FILL_DTYPE)
     assert rings.ring_pop_many(rbuf, rctl, got) == 3
     assert [int(c) for c in got["corr"][:3]] == [cur, old, cur]
+
+
+# -- keep-warm of the kernel (hotctx.KernelWarm) ---------------------------------------------------
+
+def _all_shared(sh) -> dict:
+    """Every shared array's contents, field by field (a structured copy's padding bytes are
+    not data)."""
+    out = {}
+    for name, v in vars(sh).items():
+        if isinstance(v, np.ndarray):
+            out[name] = [v[f].tobytes() for f in v.dtype.names] if v.dtype.names else v.tobytes()
+    return out
+
+
+def test_kernel_warm_when_run_then_whole_path_runs_on_copies_and_no_shared_array_changes():
+    sh = make_shared()
+    load_fair(sh)
+    kw = hotctx.KernelWarm(sh)
+    assert not kw.ready
+    before = _all_shared(sh)
+    assert kw.refresh() and kw.ready
+    staged = [kw.run_once() for _ in range(12)]
+    after = _all_shared(sh)
+    for name, v in before.items():
+        assert v == after[name], f"KernelWarm wrote the shared array {name}"
+    # every pass ran the whole way: the lifted book gives the triangles that sell its symbol
+    # an edge, so each pass searched in depth, picked a slot and staged a signal (copies)
+    assert all(s >= 0 for s in staged), staged
+    assert kw.sc.counters[C["evals"]] == 12
+    assert kw.sc.evc[triangles.EVC_CANDIDATES] >= 12
+    # the copies' books took one update per pass and stay synced
+    for name in NAMES:
+        s = sid(sh, name)
+        assert kw.sc.book_state[s]["status"] == books.BOOK_SYNCED
+        assert kw.sc.book_state[s]["seq"] == sh.book_state[s]["seq"] + 1
+
+
+def test_kernel_warm_when_no_book_synced_then_not_ready():
+    sh = make_shared()
+    kw = hotctx.KernelWarm(sh)
+    assert not kw.refresh() and not kw.ready
