@@ -25,6 +25,10 @@ triangle, p50/p90/p99/p99.9/max of:
                  before it (last match event -> filled/canceled event)
   and each stage from frame receipt: parse, book, eval, push, wake; per leg: sign, sent,
   response, first fill, last fill (relative to that leg's bytes written for the last three).
+  plant_to_receipt / plant_to_fire: from the moment the simulator queued a planted
+  mispricing's frames (`python -m sim --plant-log`, the same monotonic clock) to the engine's
+  read / leg 0's bytes; the only measure that sees a wait of the hot thread before its read
+  (for the GIL or a core), which tick-to-fire starts after.
 --scrape-metrics PORT turns the engine's Prometheus endpoint on (metrics_port = PORT) and
 GETs /metrics every --scrape-interval seconds (default 1) from this process while the engine
 runs; the result adds the scrapes' count and durations (the A/B of README "Performance").
@@ -44,6 +48,7 @@ A benchmark, not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import re
 import subprocess
@@ -70,10 +75,14 @@ def stats(vals: list[float]) -> dict:
             "p99.9": pct(vals, 99.9), "max": max(vals) if vals else float("nan")}
 
 
-def analyse(journal: Path) -> dict:
+PLANT_MATCH_NS = 20_000_000    # a frame read more than 20 ms after the last plant was not its
+
+
+def analyse(journal: Path, plants: list[int] | None = None) -> dict:
     every = [json.loads(line) for line in journal.open()]
     recs = [r for r in every if "recv_ns" in r]   # triangles (not STARTUP, UNWOUND, FOLLOWUP)
     out: dict[str, list[float]] = {}
+    plants = sorted(plants or [])
 
     def add(name, a, b):
         if a and b:
@@ -88,6 +97,15 @@ def analyse(journal: Path) -> dict:
             add("tick_to_fire" if r.get("origin", "frame") == "frame" else "reeval_to_fire",
                 t0, legs[0]["written_ns"])
             add("signal_to_fire", r["evaluated_ns"], legs[0]["written_ns"])
+            if plants and r.get("origin", "frame") == "frame":
+                # plant -> receipt: the simulator queued the planted frames (same host, same
+                # monotonic clock) -> the engine's read returned. It holds what tick-to-fire
+                # cannot see: the sim's write, loopback, and any wait of the hot thread for
+                # the GIL or a core before its read. Matched to the last plant before the read.
+                k = bisect.bisect_right(plants, t0) - 1
+                if k >= 0 and t0 - plants[k] <= PLANT_MATCH_NS:
+                    add("plant_to_receipt", plants[k], t0)
+                    add("plant_to_fire", plants[k], legs[0]["written_ns"])
         for name in ("parsed_ns", "book_ns", "evaluated_ns", "pushed_ns", "woke_ns"):
             if r.get("origin", "frame") == "frame":
                 add("stage_" + name[:-3], t0, r.get(name))
@@ -173,7 +191,8 @@ def main() -> int:
 
 FLOOR_PCTS = ("p50", "p90", "p99", "p99.9")
 STAGES = (("receipt -> parsed", "stage_parsed"), ("receipt -> evaluated", "stage_evaluated"),
-          ("L0 signed -> sent", "L0_sign_to_sent"), ("signal -> sent", "signal_to_fire"))
+          ("L0 signed -> sent", "L0_sign_to_sent"), ("signal -> sent", "signal_to_fire"),
+          ("plant -> receipt", "plant_to_receipt"))
 
 
 def run_floor(a) -> int:
@@ -292,7 +311,8 @@ def write_ini(a, tag: str, engine_over: dict | None = None, sim_over: dict | Non
            "balances": "USDT=100000,USDC=100000,BTC=2,ETH=40,KCS=5000", "cpus": a.sim_cpus,
            # VIP 12: 40,000 order weight per 30 s; at 20 mispricings/s the engine places
            # ~150 orders/s, past VIP 0's 4,000 (it then backs off: see executor.py 429000)
-           "extra_args": "--vip 12" + (" --nice %d" % a.sim_nice if a.sim_nice else "")
+           "extra_args": "--vip 12" + f" --plant-log {tmp / 'plants.txt'}"
+                         + (" --nice %d" % a.sim_nice if a.sim_nice else "")
                          + (" --busy-poll" if a.sim_busy_poll else "")}
     for kv in a.sim_extra:
         k, v = kv.split("=", 1)
@@ -325,7 +345,9 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
         print(proc.stdout[-3000:])
         print(f"bench_latency: engine exited {proc.returncode}")
         return 1 if single else None
-    res = analyse(journals[0])
+    plant_file = tmp / "plants.txt"
+    plants = [int(x) for x in plant_file.read_text().split()] if plant_file.exists() else []
+    res = analyse(journals[0], plants)
     # the result names the temp dir by its basename only (no machine path in a kept file)
     res.update({"tag": tag, "machine": machine(), "wall_s": round(time.time() - t0, 1),
                 "engine": {**engine, "log_dir": tmp.name}, "sim": sim,

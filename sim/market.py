@@ -129,6 +129,8 @@ class Market:
     taker_side, px, sz, trade_id) for trades by "other traders" and by the user.
     """
 
+    plant_log = None     # a binary file, or None (python -m sim --plant-log)
+
     def __init__(self, symbols: list[dict], *, seed: int, depth: int = 120, update_rate: float = 200.0,
                  mispricing_rate: float = 0.5, mispricing_bps: float = 25.0, take_delay_ms: int = 400,
                  taker_fee: float = 0.001):
@@ -372,7 +374,13 @@ class Market:
 
     # ---- mispricings (sim/mispricing.py) ------------------------------------------------------
     def plant(self, bps: float | None = None, primary: str | None = None) -> dict | None:
-        return mispricing.plant(self, bps, primary)
+        rec = mispricing.plant(self, bps, primary)
+        if rec is not None and self.plant_log is not None:
+            # python -m sim --plant-log: the moment the planted frames were queued to every
+            # subscriber (time.monotonic_ns, the engine's clock on the same host), for
+            # profiles/bench_latency.py's plant -> receipt (the wait before a read)
+            self.plant_log.write(b"%d\n" % time.monotonic_ns())
+        return rec
 
     def take(self, rec: dict) -> None:
         mispricing.take(self, rec)

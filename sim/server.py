@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--take-latency", default="", help="with --replay: other traders take an edge "
                     "after lognormal:MEDIAN_MS:SIGMA, uniform:LO_MS:HI_MS or const:MS (default "
                     "--take-delay-ms)")
+    ap.add_argument("--plant-log", default="", metavar="FILE",
+                    help="append the time.monotonic_ns of every planted mispricing to FILE, one per "
+                    "line (profiles/bench_latency.py: plant -> receipt, the wait before a read)")
     ap.add_argument("--busy-poll", action="store_true",
                     help="the event loop polls without sleeping (SpinSelector): a latency rig "
                     "setting that burns a CPU; see SpinSelector")
@@ -173,6 +176,8 @@ class Sim:
                                  mispricing_rate=args.mispricing_rate, mispricing_bps=args.mispricing_bps,
                                  take_delay_ms=args.take_delay_ms, taker_fee=float(taker))
         self.market.paused = args.paused
+        if getattr(args, "plant_log", ""):
+            self.market.plant_log = open(args.plant_log, "ab", buffering=0)
         self.faults = Faults(args.seed)
         self.faults.late_fills_ms = args.late_fills_ms
         self.faults.delay_frames_ms = args.delay_frames_ms

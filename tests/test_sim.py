@@ -1002,3 +1002,16 @@ def test_inject_frame_when_text_or_b64_then_exact_bytes_to_every_connection_of_t
 def test_inject_frame_when_malformed_request_then_400(quiet, bad):
     out = quiet.post("/sim/control", {"inject_frame": bad})
     assert out["ok"] is False and "rror" in out["error"]
+
+
+def test_plant_log_when_set_then_one_monotonic_stamp_per_planted_mispricing(sim_factory, tmp_path):
+    # profiles/bench_latency.py's plant -> receipt reads these stamps against the engine's
+    # own time.monotonic_ns (the same clock on one host)
+    log = tmp_path / "plants.txt"
+    s = sim_factory(update_rate=0, mispricing_rate=0, plant_log=log)
+    t0 = time.monotonic_ns()
+    planted = sum(s.control(plant={})["mispricing"] is not None for _ in range(3))
+    t1 = time.monotonic_ns()
+    stamps = [int(x) for x in log.read_text().split()]
+    assert planted >= 1 and len(stamps) == planted
+    assert all(t0 <= x <= t1 for x in stamps) and stamps == sorted(stamps)
