@@ -30,6 +30,7 @@ Measured: README "Recording, replay and the opportunity table".
 """
 from __future__ import annotations
 
+import collections
 import json
 import time
 
@@ -326,30 +327,40 @@ class Journal:
     ring every poll_s, joins each signalled one with the report of its signal (same
     triangle, evaluation time = the signal's) and hands the journal line to the log thread
     (`emit_line`, which writes opportunities.jsonl: this thread never touches disk). A
-    signalled opportunity waits up to `wait_report_s` for its report."""
+    signalled opportunity waits up to `wait_report_s` for its report.
 
-    def __init__(self, sh, emit_line, reports: list, mono_to_utc_ns: int, poll_s: float = 0.1,
-                 wait_report_s: float = 30.0):
+    `reports` is a deque the log thread appends every trading record to
+    (LogWriter.report_feeds) and this thread empties; each is kept, by its signal, for
+    `keep_report_s` (an opportunity can outlive the triangle its signal started)."""
+
+    def __init__(self, sh, emit_line, reports: collections.deque, mono_to_utc_ns: int,
+                 poll_s: float = 0.1, wait_report_s: float = 30.0, keep_report_s: float = 300.0):
         self.sh = sh
         self.uni = sh.universe
         self.emit_line = emit_line
-        self.reports = reports           # the log thread's list of report records (appended)
+        self.reports = reports           # appended by the log thread, emptied here
         self.mono_to_utc_ns = mono_to_utc_ns
         self.poll_s = poll_s
         self.wait_report_s = wait_report_s
         self.rec = np.zeros(1, OPP_DTYPE)
         self.opps: list[dict] = []       # every closed opportunity, for the table
         self.waiting: list[tuple[float, dict]] = []
+        self.keep_report_s = keep_report_s
         self._by_key: dict = {}
-        self._seen_reports = 0
+        self._key_times: collections.deque = collections.deque()   # (monotonic s, key), oldest first
 
     def _index_reports(self) -> None:
         rs = self.reports
-        while self._seen_reports < len(rs):
-            r = rs[self._seen_reports]
-            self._seen_reports += 1
+        now = time.monotonic()
+        while rs:
+            r = rs.popleft()
             if hasattr(r, "evaluated_ns") and hasattr(r, "symbols"):
-                self._by_key[(tuple(r.triangle), tuple(r.symbols), int(r.evaluated_ns))] = r
+                key = (tuple(r.triangle), tuple(r.symbols), int(r.evaluated_ns))
+                self._by_key[key] = r
+                self._key_times.append((now, key))
+        kt = self._key_times
+        while kt and now - kt[0][0] > self.keep_report_s:
+            self._by_key.pop(kt.popleft()[1], None)
 
     def _outcome(self, o: dict):
         r = self._by_key.get((tuple(o["triangle"]), tuple(o["symbols"]), o["signal_ns"]))
@@ -373,8 +384,8 @@ class Journal:
             else:
                 lines.append(json.dumps(o, separators=(",", ":")))
             n += 1
+        self._index_reports()            # every poll: the feed must not grow while none waits
         if self.waiting:
-            self._index_reports()
             keep = []
             now = time.monotonic()
             for t0, o in self.waiting:

@@ -89,6 +89,9 @@ class LogWriter:
         self.console = console        # stdout is a terminal: progress redraws one line
         self.summary = None
         self.records: collections.deque = collections.deque(maxlen=keep_records)
+        # consumers of every trading record on another thread (opportunity.Journal): each a
+        # deque it empties
+        self.report_feeds: list[collections.deque] = []
         self.n_reports = 0            # trading records written (a run folder with none is removed)
         self.listeners = []
         self._progress_open = False
@@ -210,6 +213,8 @@ class LogWriter:
                 else:
                     self.n_reports += 1
                     self.records.append(item)
+                    for feed in self.report_feeds:
+                        feed.append(item)
                     if self.echo:
                         self._print(console.short_line(item))
                 self._notify(item)
@@ -940,7 +945,9 @@ class Engine:
             self.threads.append(threading.Thread(target=self.recorder.run, args=(sh.stop,),
                                                  name="rec", daemon=True))
             self.log(f"run: recording the feed to {self.recorder.path.name}")
-        self.opp_journal = opportunity.Journal(sh, self.lw.emit_opportunity, self.lw.records,
+        reports = collections.deque()
+        self.lw.report_feeds.append(reports)
+        self.opp_journal = opportunity.Journal(sh, self.lw.emit_opportunity, reports,
                                                self.mono_to_utc_ns)
         self.threads.append(threading.Thread(target=self.opp_journal.run, args=(self.study_stop,),
                                              name="opp", daemon=True))

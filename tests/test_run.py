@@ -330,6 +330,17 @@ def test_run_when_run_seconds_then_exits_0_with_status_summary_and_report_files(
             continue                      # the STARTUP line: its summary is in engine.log
         short = f" {j['status']:<8s} {'>'.join(j['triangle']):<16s} | bps "
         assert sum(short in x for x in r.stdout.splitlines()) >= 1, short
+    # the opportunity journal joins each signalled opportunity with its report in a real run
+    # too (the end-to-end harness keeps every record; run.py keeps none, and the join once
+    # found nothing there)
+    opps = [json.loads(x) for x in files["opportunities.jsonl"].splitlines()]
+    traded = {j["corr_hex"]: j for j in journal if "triangle" in j}
+    sig = [o for o in opps if o["signalled"]]
+    assert traded and sig
+    joined = [o for o in sig if o["outcome"] is not None]
+    assert len(joined) >= 0.9 * len(sig), (len(joined), len(sig))
+    for o in joined:
+        assert o["outcome"]["status"] == traded[o["outcome"]["corr"]]["status"]
 
 
 def test_run_when_sigterm_after_first_status_line_then_exits_0_with_summary(tmp_path):
@@ -527,3 +538,4 @@ def test_book_health_when_crossed_silent_resyncing_books_then_counted_apart():
     st["recv_ns"][6] = now - 10 ** 9                     # link 2 delivers again: 3 silent there
     assert run.book_health(st, px, sz, now, 30 * 10 ** 9, 4) == (2, 1, 4)
     assert run.book_health(st, px, sz, now, 60 * 10 ** 9, 4) == (6, 1, 0)
+
