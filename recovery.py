@@ -121,6 +121,7 @@ class StateLog:
         os.chmod(self.path.parent, 0o700)    # the account's orders and holdings: owner only
         self.uni = uni
         self.run_id = run_id
+        self._tri_parts: dict = {}      # tri -> (triangle, symbols, sides): read once per triangle
         self.lock_f = None
         if lock:
             self.lock_f = _private(self.path.with_suffix(".lock"), "a")
@@ -168,12 +169,18 @@ class StateLog:
 
     def write_intent(self, t: tuple) -> None:
         slot, corr, tri, k, coid, fld, text, amount, limit_text, refs = t
-        uni = self.uni
-        tr = uni.tris[tri]
+        parts = self._tri_parts.get(tri)
+        if parts is None:
+            # nine numpy field reads, ~2 us each, on the log thread, which holds the GIL
+            # meanwhile: once per triangle of the universe, not three times per triangle traded
+            uni = self.uni
+            tr = uni.tris[tri]
+            parts = self._tri_parts[tri] = (
+                [uni.currencies[int(tr[f"ccy{i}"])] for i in range(3)],
+                [uni.symbols[int(tr[f"sym{i}"])] for i in range(3)],
+                [int(tr[f"side{i}"]) for i in range(3)])
         o = {"t": "intent", "corr": corr, "slot": slot, "leg": k, "coid": coid,
-             "triangle": [uni.currencies[int(tr[f"ccy{i}"])] for i in range(3)],
-             "symbols": [uni.symbols[int(tr[f"sym{i}"])] for i in range(3)],
-             "sides": [int(tr[f"side{i}"]) for i in range(3)],
+             "triangle": parts[0], "symbols": parts[1], "sides": parts[2],
              "field": fld, "text": text, "amount": amount, "ts_ms": time.time_ns() // 1_000_000}
         if limit_text:
             o["limit_price"] = limit_text
