@@ -239,3 +239,30 @@ def test_sim_replay_when_engine_trades_recording_live_then_filled_and_competitor
     assert filled and all(r.profit is not None for r in filled)
     # the recorded market's edges, not synthetic ones: a traded triangle was signalled live
     assert {tuple(r.triangle) for r in filled} & {tuple(r["triangle"]) for r in live}
+
+
+def test_journal_when_reports_fed_then_indexed_once_and_forgotten_after_keep_report_s(monkeypatch):
+    # opportunity.Journal empties its report feed on every poll and keeps each report by its
+    # signal for keep_report_s (the feed is LogWriter.report_feeds; run.py keeps no records)
+    import collections
+    from types import SimpleNamespace
+    now = [1000.0]
+    monkeypatch.setattr(opportunity.time, "monotonic", lambda: now[0])
+    feed = collections.deque()
+    j = opportunity.Journal(SimpleNamespace(universe=None), lambda line: None, feed, 0,
+                            keep_report_s=300.0)
+    rep = SimpleNamespace(triangle=["USDT", "BTC", "ETH"], symbols=["BTC-USDT", "ETH-BTC", "ETH-USDT"],
+                          evaluated_ns=123, status="FILLED", corr=0xab, profit=1.0, effective_bps=1.0,
+                          predicted_bps=1.0, start_volume=10.0)
+    feed.append(rep)
+    feed.append(SimpleNamespace(status="STARTUP"))          # not a triangle's report: skipped
+    j._index_reports()
+    assert not feed
+    o = {"triangle": rep.triangle, "symbols": rep.symbols, "signal_ns": 123}
+    assert j._outcome(o)["corr"] == "ab" and j._outcome(o)["status"] == "FILLED"
+    now[0] += 299.0
+    j._index_reports()
+    assert j._outcome(o) is not None
+    now[0] += 2.0
+    j._index_reports()
+    assert j._outcome(o) is None and not j._by_key
