@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import os
 import re
 import subprocess
 import sys
@@ -350,7 +351,8 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
     res = analyse(journals[0], plants)
     # the result names the temp dir by its basename only (no machine path in a kept file)
     res.update({"tag": tag, "machine": machine(), "wall_s": round(time.time() - t0, 1),
-                "engine": {**engine, "log_dir": tmp.name}, "sim": sim,
+                "engine": {**engine, "log_dir": tmp.name},
+                "sim": {**sim, "extra_args": sim["extra_args"].replace(f"{tmp}{os.sep}", "")},
                 "engine_summary": [ln for ln in proc.stdout.splitlines() if "status:" in ln][-1:]})
     m = re.search(r"hot: (\d+) socket reads, ([0-9.]+) us each", proc.stdout)
     if m:
