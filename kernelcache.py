@@ -207,17 +207,7 @@ def compile_group(name: str, sh) -> None:
         snap = np.zeros(1, sh.snap_ring[0].dtype)
         pipeline.hot_snapshot(snap, *sh.snap_args)
     elif name == "rings":
-        import numpy as np
-        for buf, _ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req):
-            b, c = rings.alloc_ring(buf.dtype, len(buf))
-            one = np.zeros(1, buf.dtype)
-            rings.ring_push(b, c, one, 0)
-            rings.ring_pop(b, c, one, 0)
-            rings.ring_push_held(b, c, one, 0)
-            rings.ring_pop_held(b, c, one, 0)
-        fill = np.zeros(1, rings.FILL_DTYPE)
-        rings.fill_from_order_change(fill, 0, {"type": "match", "matchPrice": "1", "matchSize": "1",
-                                               "orderId": "x", "tradeId": "1"}, 1, 0, 0)
+        rings.warm_ring_kernels((sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req))
     elif name == "slots":
         import numpy as np
         tbl = slots.alloc_inflight(len(sh.slots))

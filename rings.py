@@ -593,6 +593,22 @@ except (OSError, AttributeError):
     _c_write = _c_read = None
 
 
+
+def warm_ring_kernels(rings_used) -> None:
+    """Compile (or load) the ring kernels for each record dtype of `rings_used` ((buf, ctrl)
+    pairs: only the dtype and length are read) and fill_from_order_change, on fresh scratch
+    rings: run.warm_up and kernelcache's "rings" group both call this."""
+    for buf, _ctrl in rings_used:
+        b, c = alloc_ring(buf.dtype, len(buf))
+        one = np.zeros(1, buf.dtype)
+        ring_push(b, c, one, 0)
+        ring_pop(b, c, one, 0)
+        ring_push_held(b, c, one, 0)
+        ring_pop_held(b, c, one, 0)
+    fill = np.zeros(1, FILL_DTYPE)
+    fill_from_order_change(fill, 0, {"type": "match", "matchPrice": "1", "matchSize": "1",
+                                     "orderId": "x", "tradeId": "1"}, 1, 0, 0)
+
 def wake(fd: int) -> None:
     """Producer, after publishing: wake the consumer blocked in wait(fd). Wakes coalesce
     (the eventfd counts), so a wake that arrives before the consumer waits is not lost."""

@@ -544,17 +544,8 @@ def warm_up(sh) -> float:
     hotctx.hot_reeval(tab.tab, time.monotonic_ns())
     scratch.fill_stage[0]["kind"] = rings.FILL_MATCH
     hotctx.hot_route_fill(tab.tab, 0)
-    for buf, ctrl in (sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req,
-                      sh.paper_rings[0], sh.opp_ring):
-        b, c = rings.alloc_ring(buf.dtype, len(buf))
-        one = np.zeros(1, buf.dtype)
-        rings.ring_push(b, c, one, 0)
-        rings.ring_pop(b, c, one, 0)
-        rings.ring_push_held(b, c, one, 0)
-        rings.ring_pop_held(b, c, one, 0)
-    fill = np.zeros(1, rings.FILL_DTYPE)
-    rings.fill_from_order_change(fill, 0, {"type": "match", "matchPrice": "1", "matchSize": "1",
-                                           "orderId": "x", "tradeId": "1"}, 1, 0, 0)
+    rings.warm_ring_kernels((sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req,
+                             sh.paper_rings[0], sh.opp_ring))
     st, px, sz = args[2], args[3], args[4]
     books.walk_buy_funds(px, sz, sym, 1.0, 0.0001)
     books.walk_sell_size(px, sz, sym, 1.0)
