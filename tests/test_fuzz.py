@@ -559,7 +559,10 @@ def test_hot_drain_when_thousands_of_malformed_frames_on_both_links_then_counted
         assert rig.send("public", ws_frame(frame("ETH-BTC", s, s, asks=[["0.049", "5", s]]).tobytes()))
         assert sum(e.fired for e in rig.execs) == fired + 1, (rig.lines[-5:], cnt)
         assert rig.sh.book_state[sid(sh, "ETH-BTC")]["seq"] == s
-        assert not [x for x in rig.lines if "ERROR" in x], [x for x in rig.lines if "ERROR" in x][:3]
+        # the engine's error lines say "hot: ERROR"; a logged bad frame can hold "ERROR" too
+        # (simdjson's "UTF8_ERROR" for a random frame that is not UTF-8: the flake once seen)
+        errs = [x for x in rig.lines if "hot: ERROR" in x]
+        assert not errs, errs[:3]
     finally:
         rig.close()
 
@@ -576,7 +579,7 @@ def test_order_path_when_firing_leg0_raises_then_counted_logged_with_slot_corr_a
         assert cnt[C["hot_errors"]] == 1 and cnt[C["fired_leg0"]] == 0 and cnt[C["signals"]] == 1
         corr = int(sh.sig_stage[0]["corr"])
         slot = next(k for k in range(len(sh.slots)) if slotmod.is_busy(sh.slots, k))
-        line = [x for x in rig.lines if "ERROR" in x][-1]
+        line = [x for x in rig.lines if "hot: ERROR" in x][-1]
         assert f"firing leg 0 (slot {slot} corr {corr:x})" in line and "RuntimeError: boom" in line
         buf, ctrl = sh.sig_rings[slot]
         assert rings.ring_count(buf, ctrl) == 1              # the executor gets the signal
