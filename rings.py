@@ -46,7 +46,7 @@ orders everything.
 The clocks: `monotonic_ns()` calls glibc's clock_gettime(CLOCK_MONOTONIC) from jitted code
 (declared as an external symbol in the LLVM module, so kernels that use it stay cacheable;
 a ctypes pointer would be baked in as an address and disable Numba's cache). It reads the
-same clock as time.monotonic_ns(). `thread_id()` is pthread_self(), which equals
+same clock as time.monotonic_ns(); `realtime_ns()` is CLOCK_REALTIME, time.time_ns()'s. `thread_id()` is pthread_self(), which equals
 threading.get_ident() on Linux. Linux x86-64 is assumed (eventfd, timespec layout).
 
 Test: `python -m pytest -q tests/test_rings.py`.
@@ -214,18 +214,30 @@ def _atomic_store_release(typingctx, arr, idx, val):
     return types.void(arr, idx, val), codegen
 
 
+def _clock_gettime_ns(builder, clock_id: int):
+    """clock_gettime(clock_id) in ns, as LLVM IR (the jitted clocks below)."""
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    timespec = ir.LiteralStructType([i64, i64])  # struct timespec on x86-64 Linux
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(i32, [i32, timespec.as_pointer()]), "clock_gettime")
+    ts = cgutils.alloca_once(builder, timespec)
+    builder.call(fn, [ir.Constant(i32, clock_id), ts])
+    sec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 0))
+    nsec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 1))
+    return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
+
+
 @intrinsic
 def _clock_monotonic_ns(typingctx):
     def codegen(context, builder, sig, args):
-        i32, i64 = ir.IntType(32), ir.IntType(64)
-        timespec = ir.LiteralStructType([i64, i64])  # struct timespec on x86-64 Linux
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(i32, [i32, timespec.as_pointer()]), "clock_gettime")
-        ts = cgutils.alloca_once(builder, timespec)
-        builder.call(fn, [ir.Constant(i32, 1), ts])  # 1 = CLOCK_MONOTONIC
-        sec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 0))
-        nsec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 1))
-        return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
+        return _clock_gettime_ns(builder, 1)   # 1 = CLOCK_MONOTONIC
+    return types.int64(), codegen
+
+
+@intrinsic
+def _clock_realtime_ns(typingctx):
+    def codegen(context, builder, sig, args):
+        return _clock_gettime_ns(builder, 0)   # 0 = CLOCK_REALTIME
     return types.int64(), codegen
 
 
@@ -256,6 +268,12 @@ def monotonic_ns():
     return time.monotonic_ns()
 
 
+def realtime_ns():
+    """CLOCK_REALTIME in ns, callable from kernels; same clock as time.time_ns() (the order
+    timestamp, orderkern.py)."""
+    return time.time_ns()
+
+
 def thread_id():
     """The calling thread's pthread_self(), == threading.get_ident(); callable from kernels."""
     return threading.get_ident()
@@ -274,6 +292,11 @@ def _store_release_jit(arr, i, value):
 @overload(monotonic_ns)
 def _monotonic_ns_jit():
     return lambda: _clock_monotonic_ns()
+
+
+@overload(realtime_ns)
+def _realtime_ns_jit():
+    return lambda: _clock_realtime_ns()
 
 
 @overload(thread_id)

@@ -38,6 +38,58 @@ _BLOCK = 64                                            # SHA-256's block size (R
 _IPAD = bytes(b ^ 0x36 for b in range(256))            # bytes.translate tables: x -> x ^ ipad
 _OPAD = bytes(b ^ 0x5C for b in range(256))            # ... x -> x ^ opad
 
+# SHA-256 (FIPS 180-4): initial state and round constants
+SHA256_IV = (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+             0x5be0cd19)
+SHA256_K = (
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2)
+_M32 = 0xFFFFFFFF
+
+
+def sha256_block(st, blk, off, w, K) -> None:
+    """One SHA-256 compression (FIPS 180-4 6.2.2) of the 64 bytes blk[off:off + 64] into the
+    8-word state st (modified in place); w: 64 words of scratch; K: SHA256_K. Plain Python
+    on lists and bytes here (the HMAC pad states, once per Signer); the same function is
+    compiled by orderkern.py over int64 and uint8 arrays for the order built in the kernel."""
+    for i in range(16):
+        j = off + 4 * i
+        w[i] = (int(blk[j]) << 24) | (int(blk[j + 1]) << 16) | (int(blk[j + 2]) << 8) | int(blk[j + 3])
+    for i in range(16, 64):
+        x, y = w[i - 15], w[i - 2]
+        s0 = (((x >> 7) | (x << 25)) ^ ((x >> 18) | (x << 14)) ^ (x >> 3)) & _M32
+        s1 = (((y >> 17) | (y << 15)) ^ ((y >> 19) | (y << 13)) ^ (y >> 10)) & _M32
+        w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & _M32
+    a, b, c, d, e, f, g, h = st[0], st[1], st[2], st[3], st[4], st[5], st[6], st[7]
+    for i in range(64):
+        s1 = (((e >> 6) | (e << 26)) ^ ((e >> 11) | (e << 21)) ^ ((e >> 25) | (e << 7))) & _M32
+        ch = (e & f) ^ ((~e) & g)
+        t1 = (h + s1 + ch + K[i] + w[i]) & _M32
+        s0 = (((a >> 2) | (a << 30)) ^ ((a >> 13) | (a << 19)) ^ ((a >> 22) | (a << 10))) & _M32
+        maj = (a & b) ^ (a & c) ^ (b & c)
+        t2 = (s0 + maj) & _M32
+        h, g, f, e, d, c, b, a = g, f, e, (d + t1) & _M32, c, b, a, (t1 + t2) & _M32
+    st[0] = (st[0] + a) & _M32
+    st[1] = (st[1] + b) & _M32
+    st[2] = (st[2] + c) & _M32
+    st[3] = (st[3] + d) & _M32
+    st[4] = (st[4] + e) & _M32
+    st[5] = (st[5] + f) & _M32
+    st[6] = (st[6] + g) & _M32
+    st[7] = (st[7] + h) & _M32
+
+
+def _midstate(block: bytes) -> tuple:
+    st = list(SHA256_IV)
+    sha256_block(st, block, 0, [0] * 64, SHA256_K)
+    return tuple(st)
+
 
 def _b64(digest: bytes) -> str:
     """Standard base64 with padding, no newline (the KC-API-SIGN / PASSPHRASE format)."""
@@ -66,8 +118,8 @@ class Signer:
     trailing "?" without a query); the caller decides encoding, see kucoin.py.
     """
 
-    __slots__ = ("api_key", "key_version", "_inner", "_outer", "_passphrase_sig", "_static_headers",
-                 "_static_block")
+    __slots__ = ("api_key", "key_version", "_inner", "_outer", "_mid", "_passphrase_sig",
+                 "_static_headers", "_static_block")
 
     def __init__(self, api_key: str, api_secret: str, api_passphrase: str,
                  key_version: int = 3) -> None:
@@ -93,6 +145,8 @@ class Signer:
         key = key.ljust(_BLOCK, b"\0")
         self._inner = hashlib.sha256(key.translate(_IPAD))
         self._outer = hashlib.sha256(key.translate(_OPAD))
+        # the same two states as SHA-256 words, for the kernel that signs leg 0 (orderkern.py)
+        self._mid = _midstate(key.translate(_IPAD)) + _midstate(key.translate(_OPAD))
         del key
         # docs/kucoin.md 1.1/1.3: v2/v3 send base64(HMAC-SHA256(secret, passphrase)).
         self._passphrase_sig = self.sign(api_passphrase.encode("utf-8"))
@@ -118,6 +172,13 @@ class Signer:
     def __reduce__(self):
         # Pickling would need the secret, which the object deliberately does not keep.
         raise TypeError("Signer cannot be pickled")
+
+    def kernel_parts(self) -> tuple[tuple, bytes]:
+        """(16 words, static header lines) for orderkern.py, which signs leg 0 inside the
+        chunk kernel: the inner and outer HMAC pad states as SHA-256 words (8 + 8) and the
+        header lines post_headers puts after the timestamp. Sensitive: both sign for the
+        key; the kernel's copy lives in one array and is never printed."""
+        return self._mid, self._static_block
 
     @property
     def passphrase_header(self) -> str:

@@ -1,0 +1,390 @@
+"""Leg 0's order request, sized, signed and framed inside the chunk kernel.
+
+Owner: the hot thread. hotctx.process_chunk (and hot_reeval) call `build_leg0` right after
+pipeline staged a signal, before the kernel returns to Python; HotLoop._dispatch_signal then
+has executor.fire_leg0 write the slot's ready request (`ok_req[slot]`) to the order
+connection. What the kernel does here is what executor.fire_leg did in Python for leg 0
+(cascade.size_leg, the body format, Signer.post_headers, OrderConn.post_request), with the
+same bytes: measured on the EPYC host, that Python cost 34-44 us p50 between the decision
+and the signature, cold once per order (docs/design.md 9).
+
+What it builds: a market order (leg0_order = market) of the staged signal's start volume,
+`{"clientOid":"ta<corr>s<slot>l0",...,"funds"|"size":"<text>"}`, signed with
+HMAC-SHA256(secret, timestamp + "POST" + path + body) (docs/kucoin.md 1.1-1.2) from the
+keyed pad states the Signer holds (Signer.kernel_parts), the timestamp being the wall clock
+plus the clock offset measured against the venue (`ok_ctl[C_OFFSET]`, written by
+kucoin.KucoinClient whenever it syncs, docs/kucoin.md 1.4).
+
+What it does not decide: the kernel builds only the orders cascade.size_leg would place.
+Anything else (an amount that is not finite, a size outside the symbol's limits, minFunds
+needing a bid, more than 2**52 increments, an IOC leg 0, a body that would not fit)
+leaves the slot's request empty (`len` 0), and fire_leg0 sizes the leg in Python as before,
+which writes the reason of a refusal into the report. So a kernel-built order is one the
+Python path would have sent byte for byte (tests/test_orderkern.py checks the sizing,
+the signature and the whole request against cascade, hmac and OrderConn.post_request), and
+no order is refused for rounding that Python would not refuse.
+
+Arrays (run.allocate; filled by `fill` once the signer and the order path are known):
+ok_plan[tri] leg 0's rules, ok_body[tri] its body pieces, ok_tmpl the request's constant
+pieces, ok_ctl the key words, offsets and switches, ok_req[slot] / ok_info[slot] the built
+request and what fire_leg0 needs of it, ok_scr and ok_w the kernel's scratch.
+Secrets: ok_ctl holds the HMAC pad states and ok_tmpl the signed passphrase header; nothing
+here logs, and neither array is printed anywhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+import cascade
+import rings
+import signer
+
+PLAN_DTYPE = np.dtype([
+    ("ok", "i8"),          # 1: the kernel may build this triangle's leg 0
+    ("side", "i8"),        # cascade.LEG_BUY (by funds) / LEG_SELL (by size)
+    ("dp", "i8"),          # decimals of the field's unit (cascade.Increment)
+    ("inc_units", "i8"),   # the increment in units
+    ("per_inc", "f8"),     # increments per 1.0
+    ("scale", "f8"),       # 10**dp (exact as a float for dp <= 22)
+    ("fee", "f8"),         # taker fee (a buy's funds leave room for it, cascade.size_leg)
+    ("min_u", "i8"),       # quoteMinSize (buy) / baseMinSize (sell), units, rounded up
+    ("max_u", "i8"),       # quoteMaxSize / baseMaxSize, units, rounded down
+    ("min_funds_u", "i8"),  # minFunds in quote units (0: none)
+    ("min_funds_f", "f8"),
+    ("pre_len", "i8"),     # body pieces in ok_body[tri]: pre + clientOid + mid + text + post
+    ("mid_len", "i8"),
+    ("post_len", "i8"),
+])
+INFO_DTYPE = np.dtype([
+    ("corr", "u8"),        # the signal the request belongs to
+    ("len", "i8"),         # request bytes in ok_req[slot]; 0: not built (fire_leg0 sizes in Python)
+    ("text_off", "i8"),    # the amount's text within the request
+    ("text_len", "i8"),
+    ("units", "i8"),       # the amount in units of 10**-dp (cascade.Increment)
+    ("signed_ns", "i8"),   # monotonic ns when the request was complete
+])
+BODY_CAP = 256
+TMPL_CAP = 1024
+REQ_CAP = 1536
+SCR_CAP = 1024 + 128   # prehash (ts + POST + path + body) and two SHA-256 blocks
+# ok_ctl cells
+C_KEY = 0              # 16 words: inner pad state, outer pad state (Signer.kernel_parts)
+C_ENABLED = 16
+C_OFFSET = 17          # clock offset against the venue, ms
+C_HEAD = 18            # (offset, length) pairs into ok_tmpl: "POST <path> HTTP/1.1..KC-API-SIGN: "
+C_TSHDR = 20           # "\r\nKC-API-TIMESTAMP: "
+C_TAIL = 22            # "\r\n" + static headers + "Content-Length: "
+C_END = 24             # "\r\n\r\n"
+C_METHOD_PATH = 26     # "POST" + path (the prehash's middle)
+CTL_LEN = 32
+# the largest amount the kernel formats (cascade.floor_to_increment's exact branch is Python's)
+_EXACT_LIMIT = 2.0 ** 52
+_UNITS_MAX = 1 << 53
+_LIMIT_CAP = 1 << 62
+
+_K = np.array(signer.SHA256_K, np.int64)
+_B64 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", np.uint8).copy()
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8).copy()
+_CLIENT_OID_PREFIX = '{"clientOid":"'
+
+sha256_block = njit(cache=True)(signer.sha256_block)
+
+
+def alloc(n_slots: int, n_tri: int) -> dict:
+    """The arrays, zeroed: the kernel builds nothing until `fill` enables it."""
+    return {
+        "ok_plan": np.zeros(max(1, n_tri), PLAN_DTYPE),
+        "ok_body": np.zeros((max(1, n_tri), BODY_CAP), np.uint8),
+        "ok_tmpl": np.zeros(TMPL_CAP, np.uint8),
+        "ok_ctl": np.zeros(CTL_LEN, np.int64),
+        "ok_req": np.zeros((max(1, n_slots), REQ_CAP), np.uint8),
+        "ok_info": np.zeros(max(1, n_slots), INFO_DTYPE),
+        "ok_scr": np.zeros(SCR_CAP, np.uint8),
+        "ok_w": np.zeros(72, np.int64),
+    }
+
+
+def _split_body(fmt: str) -> tuple[bytes, bytes, bytes] | None:
+    """executor.leg_plans' body format '{"clientOid":"%s",...,"funds":"%s"}' as (pre, mid,
+    post) around its two %s, or None if it has another shape."""
+    parts = fmt.split("%s")
+    if len(parts) != 3 or parts[0] != _CLIENT_OID_PREFIX:
+        return None
+    return tuple(p.encode() for p in parts)
+
+
+def fill(arrays: dict, plans: list, sgn, path: bytes, host: bytes, enabled: bool) -> int:
+    """Write the plan, body pieces, request pieces and key into the arrays (in place: the
+    kernel's table holds their addresses). plans: executor.leg_plans(universe); sgn: the
+    Signer; path: the order endpoint; host: the Host header. Returns how many triangles the
+    kernel may build (the others, and every one when not `enabled`, go through Python)."""
+    plan, body, tmpl, ctl = arrays["ok_plan"], arrays["ok_body"], arrays["ok_tmpl"], arrays["ok_ctl"]
+    mid, static = sgn.kernel_parts()
+    pieces = ((C_HEAD, b"POST %s HTTP/1.1\r\nHost: %s\r\nKC-API-SIGN: " % (path, host)),
+              (C_TSHDR, b"\r\nKC-API-TIMESTAMP: "),
+              (C_TAIL, b"\r\n" + static + b"Content-Length: "),
+              (C_END, b"\r\n\r\n"),
+              (C_METHOD_PATH, b"POST" + path))
+    pos = 0
+    for cell, b in pieces:
+        tmpl[pos:pos + len(b)] = np.frombuffer(b, np.uint8)
+        ctl[cell], ctl[cell + 1] = pos, len(b)
+        pos += len(b)
+    fixed = sum(len(b) for _, b in pieces) + 44 + 20 + 20
+    ctl[C_KEY:C_KEY + 16] = mid
+    n_ok = 0
+    for t, legs in enumerate(plans):
+        _sym, side, rules, fmt = legs[0]
+        row = plan[t]
+        row["ok"] = 0
+        split = _split_body(fmt)
+        if split is None:
+            continue
+        pre, mid_b, post = split
+        # clientOid <= 25 bytes (rings.client_oid), text <= 40: the rest must fit
+        blen = len(pre) + len(mid_b) + len(post) + 25 + 40
+        if blen > BODY_CAP or fixed + blen > REQ_CAP or len(pieces[4][1]) + 20 + blen > SCR_CAP - 128:
+            continue
+        inc = rules.quote_inc if side == cascade.LEG_BUY else rules.base_inc
+        if inc.dp > 22:
+            continue
+        cap = lambda u: min(int(u), _LIMIT_CAP)   # noqa: E731
+        row["side"], row["dp"], row["inc_units"] = side, inc.dp, inc.inc_units
+        row["per_inc"], row["scale"], row["fee"] = inc.per_inc, float(inc.scale), rules.taker_fee
+        if side == cascade.LEG_BUY:
+            row["min_u"], row["max_u"] = cap(rules.quote_min_u), cap(rules.quote_max_u)
+        else:
+            row["min_u"], row["max_u"] = cap(rules.base_min_u), cap(rules.base_max_u)
+        row["min_funds_u"], row["min_funds_f"] = cap(rules.min_funds_u), rules.min_funds_f
+        body[t, :len(pre)] = np.frombuffer(pre, np.uint8)
+        body[t, len(pre):len(pre) + len(mid_b)] = np.frombuffer(mid_b, np.uint8)
+        body[t, len(pre) + len(mid_b):len(pre) + len(mid_b) + len(post)] = np.frombuffer(post, np.uint8)
+        row["pre_len"], row["mid_len"], row["post_len"] = len(pre), len(mid_b), len(post)
+        row["ok"] = 1
+        n_ok += 1
+    ctl[C_ENABLED] = 1 if enabled else 0
+    return n_ok if enabled else 0
+
+
+# -- the kernels ----------------------------------------------------------------------------
+
+@njit(cache=True)
+def floor_units(x, per_inc, inc_units):
+    """cascade.floor_to_increment for x * per_inc < 2**52 (the same float operations, so the
+    same result); -1 where Python's exact branch would run (the caller leaves it to Python)."""
+    q = x * per_inc
+    if not q > 0.0:
+        return 0
+    if q >= _EXACT_LIMIT:
+        return -1
+    n = int(q)
+    gap = (n + 1) - q
+    if gap <= cascade.UNIT_TOL and gap <= q * cascade.REL_TOL:
+        n += 1
+    return n * inc_units
+
+
+@njit(cache=True)
+def size_units(p, amount, best_bid):
+    """cascade.size_leg's amount in units for leg plan row p, or -1 when size_leg would
+    refuse the leg or the kernel leaves it to Python (see the module docstring)."""
+    if not amount < np.inf:
+        return -1
+    x = amount / (1.0 + p["fee"]) if p["side"] == cascade.LEG_BUY else amount
+    units = floor_units(x, p["per_inc"], p["inc_units"])
+    if units < 0 or units >= _UNITS_MAX or units < p["min_u"] or units > p["max_u"]:
+        return -1
+    if p["side"] == cascade.LEG_BUY:
+        if units < p["min_funds_u"]:
+            return -1
+    elif p["min_funds_u"] != 0:
+        if not best_bid > 0.0:
+            return -1
+        if units / p["scale"] * best_bid < p["min_funds_f"]:
+            return -1
+    return units
+
+
+@njit(cache=True)
+def put_dec(v, out, pos):
+    """Decimal digits of v >= 0 at out[pos:]; returns the position after them."""
+    n = 1
+    t = v
+    while t >= 10:
+        t //= 10
+        n += 1
+    for i in range(n - 1, -1, -1):
+        out[pos + i] = 48 + v % 10
+        v //= 10
+    return pos + n
+
+
+@njit(cache=True)
+def put_hex(v, out, pos):
+    """Lower-case hex digits of the uint64 v, no leading zeros ("%x")."""
+    n = 1
+    t = v >> np.uint64(4)
+    while t != 0:
+        t >>= np.uint64(4)
+        n += 1
+    for i in range(n - 1, -1, -1):
+        out[pos + i] = _HEX[v & np.uint64(15)]
+        v >>= np.uint64(4)
+    return pos + n
+
+
+@njit(cache=True)
+def put_units(units, dp, out, pos):
+    """cascade.units_to_str(units, dp) at out[pos:] (units >= 0): "0.693", "12", "0.00000001"."""
+    if dp == 0:
+        return put_dec(units, out, pos)
+    scale = 1
+    for _ in range(dp):
+        scale *= 10
+    pos = put_dec(units // scale, out, pos)
+    frac = units % scale
+    if frac == 0:
+        return pos
+    nd = dp
+    while frac % 10 == 0:
+        frac //= 10
+        nd -= 1
+    out[pos] = 46   # "."
+    for i in range(nd, 0, -1):
+        out[pos + i] = 48 + frac % 10
+        frac //= 10
+    return pos + nd + 1
+
+
+@njit(cache=True)
+def put(src, off, n, out, pos):
+    for i in range(n):
+        out[pos + i] = src[off + i]
+    return pos + n
+
+
+@njit(cache=True)
+def hmac_sha256(ctl, msg, n, blk, w, out, out_off):
+    """HMAC-SHA256 of msg[:n] with the keyed pad states in ctl[C_KEY:C_KEY + 16] (RFC 2104:
+    the inner state has absorbed key ^ ipad, the outer key ^ opad); the 32-byte digest
+    at out[out_off:]. blk: 128 bytes of scratch, w: 72 words (64 schedule + 8 state)."""
+    st = w[64:72]
+    sched = w[0:64]
+    for i in range(8):
+        st[i] = ctl[C_KEY + i]
+    full = n // 64
+    for b in range(full):
+        sha256_block(st, msg, 64 * b, sched, _K)
+    r = n - 64 * full
+    for i in range(128):
+        blk[i] = 0
+    for i in range(r):
+        blk[i] = msg[64 * full + i]
+    blk[r] = 0x80
+    nb = 64 if r < 56 else 128
+    bits = (64 + n) * 8
+    for i in range(8):
+        blk[nb - 1 - i] = (bits >> (8 * i)) & 0xFF
+    sha256_block(st, blk, 0, sched, _K)
+    if nb == 128:
+        sha256_block(st, blk, 64, sched, _K)
+    # outer: H(key ^ opad || inner digest): one block of 32 digest bytes, 0x80, 768 bits
+    for i in range(8):
+        for j in range(4):
+            blk[4 * i + j] = (st[i] >> (24 - 8 * j)) & 0xFF
+    for i in range(32, 64):
+        blk[i] = 0
+    blk[32] = 0x80
+    blk[62] = 0x03
+    for i in range(8):
+        st[i] = ctl[C_KEY + 8 + i]
+    sha256_block(st, blk, 0, sched, _K)
+    for i in range(8):
+        for j in range(4):
+            out[out_off + 4 * i + j] = (st[i] >> (24 - 8 * j)) & 0xFF
+
+
+@njit(cache=True)
+def put_b64_32(src, off, out, pos):
+    """Standard base64 (with its one "=") of the 32 bytes src[off:off + 32]: 44 bytes."""
+    for g in range(10):
+        a, b, c = src[off + 3 * g], src[off + 3 * g + 1], src[off + 3 * g + 2]
+        v = (int(a) << 16) | (int(b) << 8) | int(c)
+        out[pos] = _B64[(v >> 18) & 63]
+        out[pos + 1] = _B64[(v >> 12) & 63]
+        out[pos + 2] = _B64[(v >> 6) & 63]
+        out[pos + 3] = _B64[v & 63]
+        pos += 4
+    v = (int(src[off + 30]) << 16) | (int(src[off + 31]) << 8)
+    out[pos] = _B64[(v >> 18) & 63]
+    out[pos + 1] = _B64[(v >> 12) & 63]
+    out[pos + 2] = _B64[(v >> 6) & 63]
+    out[pos + 3] = 61   # "="
+    return pos + 4
+
+
+@njit(cache=True)
+def build_request(slot, corr, tri, amount, best_bid, ts_ms, plan, body, tmpl, ctl, req, info, scr, w):
+    """The whole request of leg 0 of signal `corr` (triangle `tri`, `amount` of the start
+    currency) into req[slot] and info[slot], timestamp ts_ms. Returns its length, or 0 when
+    the kernel leaves the leg to Python (info[slot]["len"] is 0 then)."""
+    inf = info[slot]
+    inf["len"] = 0
+    p = plan[tri]
+    if p["ok"] == 0:
+        return 0
+    units = size_units(p, amount, best_bid)
+    if units < 0:
+        return 0
+    # the prehash in scr: ts + "POST" + path + body; the body's span is copied to the request
+    pos = put_dec(ts_ms, scr, 0)
+    pos = put(tmpl, ctl[C_METHOD_PATH], ctl[C_METHOD_PATH + 1], scr, pos)
+    b0 = pos
+    pos = put(body[tri], 0, p["pre_len"], scr, pos)
+    scr[pos] = 116      # "t"
+    scr[pos + 1] = 97   # "a"
+    pos = put_hex(corr, scr, pos + 2)
+    scr[pos] = 115      # "s"
+    pos = put_dec(slot, scr, pos + 1)
+    scr[pos] = 108      # "l"
+    scr[pos + 1] = 48   # "0"
+    pos = put(body[tri], p["pre_len"], p["mid_len"], scr, pos + 2)
+    t0 = pos
+    pos = put_units(units, p["dp"], scr, pos)
+    t1 = pos
+    pos = put(body[tri], p["pre_len"] + p["mid_len"], p["post_len"], scr, pos)
+    n = pos
+    blk = scr[SCR_CAP - 128:]
+    out = req[slot]
+    hmac_sha256(ctl, scr, n, blk, w, blk, 0)     # the digest over the first block's bytes
+    q = put(tmpl, ctl[C_HEAD], ctl[C_HEAD + 1], out, 0)
+    # (the digest is read before put_b64_32 writes: different arrays)
+    q = put_b64_32(blk, 0, out, q)
+    q = put(tmpl, ctl[C_TSHDR], ctl[C_TSHDR + 1], out, q)
+    q = put(scr, 0, b0 - ctl[C_METHOD_PATH + 1], out, q)           # the timestamp's digits
+    q = put(tmpl, ctl[C_TAIL], ctl[C_TAIL + 1], out, q)
+    q = put_dec(n - b0, out, q)
+    q = put(tmpl, ctl[C_END], ctl[C_END + 1], out, q)
+    body_at = q
+    q = put(scr, b0, n - b0, out, q)
+    inf["corr"] = corr
+    inf["text_off"] = body_at + (t0 - b0)
+    inf["text_len"] = t1 - t0
+    inf["units"] = units
+    inf["signed_ns"] = rings.monotonic_ns()
+    inf["len"] = q
+    return q
+
+
+@njit(cache=True)
+def build_leg0(slot, stage, plan, body, tmpl, ctl, req, info, scr, w):
+    """build_request for the signal just staged (stage[0]) when the kernel is enabled
+    (ok_ctl[C_ENABLED]); the timestamp is now (wall clock) plus the venue's clock offset."""
+    if ctl[C_ENABLED] == 0:
+        info[slot]["len"] = 0
+        return 0
+    s = stage[0]
+    ts_ms = rings.realtime_ns() // 1_000_000 + ctl[C_OFFSET]
+    return build_request(slot, s["corr"], s["tri"], s["start_vol"], s["bid0"], ts_ms, plan, body,
+                         tmpl, ctl, req, info, scr, w)
