@@ -33,6 +33,7 @@ FIRE_FROM = ("executor", "hot")
 TLS_IO = ("held", "ssl")
 UNWIND = ("off", "market")
 LEG0_ORDER = ("market", "ioc")
+LEG0_BUILD = ("kernel", "python")
 KILL_ACTIONS = ("pause", "stop")      # docs/design.md 12: stay up paused, or end the session (exit 3)
 KILL_INFLIGHT = ("finish", "cancel")  # a trip lets in-flight triangles finish, or stops them between legs
 # the limits that may not be 0 (off) without i_accept_losses (docs/design.md 12)
@@ -166,6 +167,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "keep": (lambda s: tuple(c.upper() for c in _csv(s)), ""),
         # docs/design.md 6.7, docs/kucoin.md 5.10: leg 0 as a market order or a limit IOC
         "leg0_order": (_choice(LEG0_ORDER), "market"),
+        # docs/design.md 9: leg 0's request sized, signed and framed inside the chunk kernel
+        # (orderkern.py) or by the executor's Python (the earlier path, for A/B runs)
+        "leg0_build": (_choice(LEG0_BUILD), "kernel"),
         # docs/kucoin.md 1.4: a signed timestamp more than 5 s off is refused; re-measured
         # by the maintenance thread this often (0 = only at start-up)
         "clock_resync_s": (_num(float, 0, 86_400), "60"),

@@ -41,6 +41,7 @@ import books
 import cascade
 import holdings
 import kucoin
+import orderkern
 import paperbook
 import report
 import rings
@@ -107,6 +108,8 @@ SIG_FIRE = rings.record_struct(rings.SIGNAL_DTYPE, ("corr", "tri", "start_vol", 
 ROW_CORR_TRI = rings.record_struct(EXEC_DTYPE, ("corr", "tri"))
 ROW_PHASES = rings.record_struct(EXEC_DTYPE, ("phase",))
 SLOT_CANCEL = rings.record_struct(slotmod.INFLIGHT_DTYPE, ("cancel",))
+OK_INFO = rings.record_struct(orderkern.INFO_DTYPE, ("corr", "len", "text_off", "text_len", "units",
+                                                     "signed_ns", "px_units", "px_off", "px_len"))
 
 
 class _Watch:
@@ -210,6 +213,9 @@ class Executor:
         self.plan = self.plans[0] if self.plans else None
         self.ioc = getattr(cfg, "leg0_order", "market") == "ioc"
         self.ioc_fmts = ioc_formats(sh.universe) if self.ioc else None
+        # leg 0's request as the chunk kernel built it (orderkern.py; leg0_build = kernel)
+        self.ok_req = sh.ok_req[slot]
+        self.ok_info_mv = rings.record_bytes(sh.ok_info[slot:slot + 1])
         self.intent = intent
         self.unwinder = unwinder
         self.tri = 0
@@ -281,19 +287,47 @@ class Executor:
                          f"{c.last_connect_us / 1000:.1f} ms")
 
     # -- firing -----------------------------------------------------------------------------
-    def fire_leg0(self) -> None:
+    def fire_leg0(self) -> bool:
         """Hot thread, fire_from = hot: fire leg 0 of the staged signal (sh.sig_stage) on
-        this thread."""
+        this thread, with the request the chunk kernel built for it when there is one
+        (orderkern.py; returns True then), else sized and signed here."""
         corr, tri, start_vol, bid0, a0, b1, a1, b2, a2, lim0, base0 = SIG_FIRE.unpack_from(self.sig_mv, 0)
         self.corr = corr                 # the clientOid's; the row is reset once the bytes are out
         self.plan = self.plans[tri]
         self.refs = (a0, bid0, a1, b1, a2, b2)
-        if self.ioc:
+        info = OK_INFO.unpack_from(self.ok_info_mv, 0)
+        built = info[1] != 0 and info[0] == corr
+        if built:
+            self._fire_built(tri, start_vol, info)
+        elif self.ioc:
             self.fire_leg(0, start_vol, bid0, new_tri=tri, lim=lim0, lim_base=base0)
         else:
             self.fire_leg(0, start_vol, bid0, new_tri=tri)
         # read by execute() only after the signal is pushed, which is after this
         self.f["fired0_by_hot"][0] = 1
+        return built
+
+    def _fire_built(self, tri: int, amount: float, info: tuple) -> bool:
+        """Leg 0 of the staged signal with the request the chunk kernel built for it
+        (orderkern.build_leg0: fire_leg's sizing, body, signature and framing, the same
+        bytes). Writes it, then the same bookkeeping as fire_leg."""
+        _corr, n, t_off, t_len, units, signed_ns, pu, p_off, p_len = info
+        req = self.ok_req[:n].tobytes()
+        try:
+            sent_ns = self.conns[0].send(req)
+        except OrderWireError as e:
+            return self._leg_failed(0, amount, signed_ns, f"L0 not sent: {e}", tri)
+        rules = self.plan[0][2]
+        text = req[t_off:t_off + t_len].decode()
+        if pu:          # a limit IOC (leg0_order = ioc): a size of base at a price
+            return self._sent(0, amount, signed_ns, sent_ns, cascade.FIELD_SIZE, text,
+                              units / rules.base_inc.scale, tri, pu / rules.price_inc.scale,
+                              req[p_off:p_off + p_len].decode())
+        if self.plan[0][1] == cascade.LEG_BUY:
+            return self._sent(0, amount, signed_ns, sent_ns, cascade.FIELD_FUNDS, text,
+                              units / rules.quote_inc.scale, tri)
+        return self._sent(0, amount, signed_ns, sent_ns, cascade.FIELD_SIZE, text,
+                          units / rules.base_inc.scale, tri)
 
     def warm(self, tri: int) -> int:
         """Run fire_leg's work for leg 0 of triangle `tri` on scratch values without sending
@@ -359,6 +393,7 @@ class Executor:
             if type(sized) is str:
                 return self._leg_failed(k, amount, 0, f"L{k} not placed: {sized}", new_tri)
             field, text, value = sized
+            lim_text = ""
             # docs/kucoin.md 0 and 8.6: compact JSON, signed over exactly the bytes sent.
             body = (body_fmt % (coid, text)).encode()
         conn = self.conns[k]
@@ -369,10 +404,16 @@ class Executor:
             sent_ns = conn.send(req)
         except OrderWireError as e:
             return self._leg_failed(k, amount, signed_ns, f"L{k} not sent: {e}", new_tri)
+        return self._sent(k, amount, signed_ns, sent_ns, field, text, value, new_tri, lim, lim_text)
+
+    def _sent(self, k: int, amount: float, signed_ns: int, sent_ns: int, field: str, text: str,
+              value: float, new_tri: int, lim: float = 0.0, lim_text: str = "") -> bool:
+        """Leg k's request is on the wire: its fields in the slot row, and its intent record."""
         # bookkeeping after the bytes are out (each numpy item write costs ~1 us cold); the
         # phase last: a thread waiting for it (_await_hot_fire) then reads complete fields
         if new_tri >= 0:
             self._reset(self.corr, new_tri)
+        coid = self.coid_fmt[k] % self.corr
         f = self.f
         f["sent_ns"][k] = sent_ns
         f["in_amt"][k] = amount

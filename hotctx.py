@@ -39,6 +39,7 @@ from numba.extending import intrinsic, overload
 import books
 import l2wire
 import opportunity
+import orderkern
 import pipeline
 import privwire
 import rings
@@ -56,7 +57,9 @@ ARRAYS = ("changes", "hdr", "state", "px", "sz", "pend", "pctl", "symtab", "tris
           "fill_rings", "hot_acc", "hot_acc_corr",
           # the opportunity journal (opportunity.py)
           "opp_state", "opp_params", "opp_cand", "opp_cap", "opp_ring", "opp_ring_ctrl", "opp_ctl",
-          "tri_bound")
+          "tri_bound",
+          # leg 0's request built in the kernel (orderkern.py)
+          "ok_plan", "ok_body", "ok_tmpl", "ok_ctl", "ok_req", "ok_info", "ok_scr", "ok_w")
 # (kernels read these module constants; numba freezes them at compile time)
 I_CHANGES = 0
 I_HDR = 1
@@ -98,6 +101,14 @@ I_OPP_RING = 36
 I_OPP_RING_CTRL = 37
 I_OPP_CTL = 38
 I_TRI_BOUND = 39
+I_OK_PLAN = 40
+I_OK_BODY = 41
+I_OK_TMPL = 42
+I_OK_CTL = 43
+I_OK_REQ = 44
+I_OK_INFO = 45
+I_OK_SCR = 46
+I_OK_W = 47
 A = {name: i for i, name in enumerate(ARRAYS)}
 assert all(globals()[f"I_{n.upper()}"] == i for n, i in A.items())
 T_REFILL_MIN = 4 * len(ARRAYS)
@@ -168,7 +179,8 @@ class Table:
             symtable.slots, symtable.names, symtable.lens, sh.fill_stage,
             privwire.raw_view(sh.fill_stage), fill_ring_table(sh.fill_rings), sh.hot_acc,
             sh.hot_acc_corr, sh.opp_state, sh.opp_params, sh.opp_cand, sh.opp_cap,
-            sh.opp_ring[0], sh.opp_ring[1], sh.opp_ctl, sh.tri_bound)))
+            sh.opp_ring[0], sh.opp_ring[1], sh.opp_ctl, sh.tri_bound,
+            sh.ok_plan, sh.ok_body, sh.ok_tmpl, sh.ok_ctl, sh.ok_req, sh.ok_info, sh.ok_scr, sh.ok_w)))
         self.arrays = arrays
         self.tab = np.zeros(TABLE_LEN, np.int64)
         for name, a in arrays.items():
@@ -205,6 +217,10 @@ _LAYOUT = {
     "opp_cand": (triangles.CANDIDATE_DTYPE, 1), "opp_cap": (np.dtype(np.float64), 1),
     "opp_ring": (opportunity.OPP_DTYPE, 1), "opp_ring_ctrl": (np.dtype(np.int64), 1),
     "opp_ctl": (np.dtype(np.int64), 1), "tri_bound": (np.dtype(np.float64), 1),
+    "ok_plan": (orderkern.PLAN_DTYPE, 1), "ok_body": (np.dtype(np.uint8), 2),
+    "ok_tmpl": (np.dtype(np.uint8), 1), "ok_ctl": (np.dtype(np.int64), 1),
+    "ok_req": (np.dtype(np.uint8), 2), "ok_info": (orderkern.INFO_DTYPE, 1),
+    "ok_scr": (np.dtype(np.uint8), 1), "ok_w": (np.dtype(np.int64), 1),
 }
 # fill_rings rows: one per slot, the slot's fill ring (rings.alloc_ring) by address
 FR_BUF, FR_CAP, FR_CTRL, FR_CTRL_LEN = 0, 1, 2, 3
@@ -296,6 +312,19 @@ def unpack_opp(tab):
             _a1(tab, I_OPP_CTL, np.int64))
 
 
+@njit(cache=True)
+def unpack_order(tab):
+    """orderkern.build_leg0's arrays, after (slot, stage)."""
+    bd = 4 * I_OK_BODY
+    rq = 4 * I_OK_REQ
+    return (_a1(tab, I_OK_PLAN, orderkern.PLAN_DTYPE),
+            carray(_void_ptr(tab[bd]), (tab[bd + 1], tab[bd + 2]), np.uint8),
+            _a1(tab, I_OK_TMPL, np.uint8), _a1(tab, I_OK_CTL, np.int64),
+            carray(_void_ptr(tab[rq]), (tab[rq + 1], tab[rq + 2]), np.uint8),
+            _a1(tab, I_OK_INFO, orderkern.INFO_DTYPE), _a1(tab, I_OK_SCR, np.uint8),
+            _a1(tab, I_OK_W, np.int64))
+
+
 @njit(nogil=True, cache=True)
 def route_fill(slot, fill, fill_rings, hot_acc, hot_acc_corr, counters, slot_table):
     """The FILL record fill[0] (of slot `slot`) into that slot's fill ring, and the hot
@@ -338,13 +367,14 @@ def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, fill,
                   px, sz, pend, pctl, refill_min, symtab, tris, sym_tri_start, sym_tri_list,
                   balances, max_start, params, cands, evc, slot_table, pstate, counters, stage,
                   control, tri_last_ns, reeval, backoff_ns, tri_bound, ostate, oparams, ocand, ocap,
-                  obuf, octrl, octl):
+                  obuf, octrl, octl, ok_plan, ok_body, ok_tmpl, ok_ctl, ok_req, ok_info, ok_scr, ok_w):
     """Walk the frames of buf[res[R_POS]:blen] (see the module docstring). Returns the slot of
     a staged signal (res[R_POS] is the frame after it: call again), OTHERS_FULL, STREAM_ERROR,
     or NO_SIGNAL when every complete frame is handled (res[R_POS] is where a partial frame
     starts). The caller zeroes R_POS, R_NOTHER, R_NSNAP and sets R_BAD_START to -1 per chunk.
     After each level2 frame's decision, opportunity.track follows its symbol's triangles;
-    after a frame that staged a signal, only at the next call (leg 0 goes out first)."""
+    after a frame that staged a signal, only at the next call (leg 0 goes out first).
+    A staged signal's leg-0 request is built before the return (orderkern.build_leg0)."""
     pos = res[R_POS]
     if res[R_OPP_SYM] >= 0:
         opportunity.track(res[R_OPP_SYM], recv_ns, True, state, px, sz, symtab, tris,
@@ -413,6 +443,8 @@ def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, fill,
             res[R_BAD_START] = s
             res[R_BAD_END] = e
         if slot >= 0:
+            orderkern.build_leg0(slot, stage, ok_plan, ok_body, ok_tmpl, ok_ctl, ok_req, ok_info,
+                                 ok_scr, ok_w)
             res[R_POS] = pos
             res[R_OPP_SYM] = sym
             return slot
@@ -428,7 +460,7 @@ def hot_chunk(tab, buf, blen, recv_ns, res):
     """process_chunk over the arrays of `tab` (Table.tab)."""
     sym_slots, sym_names, sym_lens = unpack_symbols(tab)
     return process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens,
-                         *unpack_private(tab), *unpack(tab), *unpack_opp(tab))
+                         *unpack_private(tab), *unpack(tab), *unpack_opp(tab), *unpack_order(tab))
 
 
 @njit(cache=True)
@@ -442,8 +474,12 @@ def hot_route_fill(tab, slot):
 
 @njit(cache=True)
 def hot_reeval(tab, now_ns):
-    """pipeline.on_reeval over the arrays of `tab`."""
-    return pipeline.on_reeval(now_ns, *unpack(tab))
+    """pipeline.on_reeval over the arrays of `tab`; a staged signal's leg-0 request is built
+    before the return (orderkern.build_leg0)."""
+    slot = pipeline.on_reeval(now_ns, *unpack(tab))
+    if slot >= 0:
+        orderkern.build_leg0(slot, _a1(tab, I_STAGE, rings.SIGNAL_DTYPE), *unpack_order(tab))
+    return slot
 
 
 # -- keep-warm of the chunk kernel -------------------------------------------------------------

@@ -339,7 +339,10 @@ class KucoinClient:
             connect=connect_timeout_s if connect_timeout_s is not None else timeout_s,
             read=timeout_s)
         # docs/kucoin.md 1.4 / 8.5: server time minus local time, added to every signed
-        # KC-API-TIMESTAMP. Written by sync_clock(), read by every thread (int: atomic).
+        # KC-API-TIMESTAMP. Written by sync_clock(), read by every thread (int: atomic);
+        # also into offset_cell (a 1-element int64 array) when set: the kernel that signs
+        # leg 0 reads it there (orderkern.py)
+        self.offset_cell = None
         self.clock_offset_ms = 0
         self.clock_rtt_ms = None
         self._local = threading.local()
@@ -402,6 +405,16 @@ class KucoinClient:
             self._local.state = None
             with self._states_lock:
                 self._states.remove(st)
+
+    @property
+    def clock_offset_ms(self) -> int:
+        return self._clock_offset_ms
+
+    @clock_offset_ms.setter
+    def clock_offset_ms(self, value: int) -> None:
+        self._clock_offset_ms = value
+        if self.offset_cell is not None:
+            self.offset_cell[0] = value
 
     def now_ms(self) -> int:
         """Local wall clock in ms corrected by the server clock offset."""

@@ -8,8 +8,9 @@ connection. What the kernel does here is what executor.fire_leg did in Python fo
 same bytes: measured on the EPYC host, that Python cost 34-44 us p50 between the decision
 and the signature, cold once per order (docs/design.md 9).
 
-What it builds: a market order (leg0_order = market) of the staged signal's start volume,
-`{"clientOid":"ta<corr>s<slot>l0",...,"funds"|"size":"<text>"}`, signed with
+What it builds: a market order of the staged signal's start volume,
+`{"clientOid":"ta<corr>s<slot>l0",...,"funds"|"size":"<text>"}`, or with leg0_order = ioc
+the limit IOC at the signal's price (cascade.size_limit; executor.ioc_formats), signed with
 HMAC-SHA256(secret, timestamp + "POST" + path + body) (docs/kucoin.md 1.1-1.2) from the
 keyed pad states the Signer holds (Signer.kernel_parts), the timestamp being the wall clock
 plus the clock offset measured against the venue (`ok_ctl[C_OFFSET]`, written by
@@ -17,7 +18,7 @@ kucoin.KucoinClient whenever it syncs, docs/kucoin.md 1.4).
 
 What it does not decide: the kernel builds only the orders cascade.size_leg would place.
 Anything else (an amount that is not finite, a size outside the symbol's limits, minFunds
-needing a bid, more than 2**52 increments, an IOC leg 0, a body that would not fit)
+needing a bid, more than 2**52 increments, a body that would not fit)
 leaves the slot's request empty (`len` 0), and fire_leg0 sizes the leg in Python as before,
 which writes the reason of a refusal into the report. So a kernel-built order is one the
 Python path would have sent byte for byte (tests/test_orderkern.py checks the sizing,
@@ -55,6 +56,14 @@ PLAN_DTYPE = np.dtype([
     ("pre_len", "i8"),     # body pieces in ok_body[tri]: pre + clientOid + mid + text + post
     ("mid_len", "i8"),
     ("post_len", "i8"),
+    # leg 0 as a limit IOC (leg0_order = ioc): cascade.size_limit's base size and price
+    ("ioc_ok", "i8"),
+    ("b_dp", "i8"), ("b_inc_units", "i8"), ("b_per_inc", "f8"), ("b_scale", "f8"),
+    ("b_min_u", "i8"), ("b_max_u", "i8"),
+    ("p_dp", "i8"), ("p_inc_units", "i8"), ("p_per_inc", "f8"), ("p_scale", "f8"),
+    # its body after the market one in ok_body[tri]: pre + clientOid + mid + price + mid2 + size + post
+    ("ioc_at", "i8"), ("ioc_pre_len", "i8"), ("ioc_mid_len", "i8"), ("ioc_mid2_len", "i8"),
+    ("ioc_post_len", "i8"),
 ])
 INFO_DTYPE = np.dtype([
     ("corr", "u8"),        # the signal the request belongs to
@@ -63,6 +72,9 @@ INFO_DTYPE = np.dtype([
     ("text_len", "i8"),
     ("units", "i8"),       # the amount in units of 10**-dp (cascade.Increment)
     ("signed_ns", "i8"),   # monotonic ns when the request was complete
+    ("px_units", "i8"),    # a limit IOC's price in units of its increment's scale (0: market)
+    ("px_off", "i8"),      # ... and its text within the request
+    ("px_len", "i8"),
 ])
 BODY_CAP = 256
 TMPL_CAP = 1024
@@ -77,6 +89,7 @@ C_TSHDR = 20           # "\r\nKC-API-TIMESTAMP: "
 C_TAIL = 22            # "\r\n" + static headers + "Content-Length: "
 C_END = 24             # "\r\n\r\n"
 C_METHOD_PATH = 26     # "POST" + path (the prehash's middle)
+C_IOC = 28             # 1: leg0_order = ioc (a signal with a limit price is sent as a limit IOC)
 CTL_LEN = 32
 # the largest amount the kernel formats (cascade.floor_to_increment's exact branch is Python's)
 _EXACT_LIMIT = 2.0 ** 52
@@ -105,20 +118,23 @@ def alloc(n_slots: int, n_tri: int) -> dict:
     }
 
 
-def _split_body(fmt: str) -> tuple[bytes, bytes, bytes] | None:
-    """executor.leg_plans' body format '{"clientOid":"%s",...,"funds":"%s"}' as (pre, mid,
-    post) around its two %s, or None if it has another shape."""
+def _split_body(fmt: str, fields: int) -> tuple | None:
+    """A body format '{"clientOid":"%s",...}' as the pieces around its `fields` + 1 %s
+    (executor.leg_plans: clientOid and amount; executor.ioc_formats: clientOid, price and
+    size), or None if it has another shape."""
     parts = fmt.split("%s")
-    if len(parts) != 3 or parts[0] != _CLIENT_OID_PREFIX:
+    if len(parts) != fields + 2 or parts[0] != _CLIENT_OID_PREFIX:
         return None
     return tuple(p.encode() for p in parts)
 
 
-def fill(arrays: dict, plans: list, sgn, path: bytes, host: bytes, enabled: bool) -> int:
+def fill(arrays: dict, plans: list, sgn, path: bytes, host: bytes, enabled: bool,
+         ioc_fmts: list | None = None) -> int:
     """Write the plan, body pieces, request pieces and key into the arrays (in place: the
-    kernel's table holds their addresses). plans: executor.leg_plans(universe); sgn: the
-    Signer; path: the order endpoint; host: the Host header. Returns how many triangles the
-    kernel may build (the others, and every one when not `enabled`, go through Python)."""
+    kernel's table holds their addresses). plans: executor.leg_plans(universe); ioc_fmts:
+    executor.ioc_formats(universe) when leg0_order = ioc, else None; sgn: the Signer; path:
+    the order endpoint; host: the Host header. Returns how many triangles the kernel may
+    build (the others, and every one when not `enabled`, go through Python)."""
     plan, body, tmpl, ctl = arrays["ok_plan"], arrays["ok_body"], arrays["ok_tmpl"], arrays["ok_ctl"]
     mid, static = sgn.kernel_parts()
     pieces = ((C_HEAD, b"POST %s HTTP/1.1\r\nHost: %s\r\nKC-API-SIGN: " % (path, host)),
@@ -133,23 +149,25 @@ def fill(arrays: dict, plans: list, sgn, path: bytes, host: bytes, enabled: bool
         pos += len(b)
     fixed = sum(len(b) for _, b in pieces) + 44 + 20 + 20
     ctl[C_KEY:C_KEY + 16] = mid
+    ctl[C_IOC] = 1 if ioc_fmts is not None else 0
+    cap = lambda u: min(int(u), _LIMIT_CAP)   # noqa: E731
+    # a body fits when its pieces, a clientOid (<= 25 bytes, rings.client_oid) and two
+    # amounts (<= 40 bytes each) fit the body row, the request and the prehash
+    room = lambda n: n + 25 + 80 <= min(BODY_CAP, REQ_CAP - fixed, SCR_CAP - 128 - len(pieces[4][1]) - 20)  # noqa: E731
     n_ok = 0
     for t, legs in enumerate(plans):
         _sym, side, rules, fmt = legs[0]
         row = plan[t]
-        row["ok"] = 0
-        split = _split_body(fmt)
+        row["ok"] = row["ioc_ok"] = 0
+        split = _split_body(fmt, 1)
         if split is None:
             continue
         pre, mid_b, post = split
-        # clientOid <= 25 bytes (rings.client_oid), text <= 40: the rest must fit
-        blen = len(pre) + len(mid_b) + len(post) + 25 + 40
-        if blen > BODY_CAP or fixed + blen > REQ_CAP or len(pieces[4][1]) + 20 + blen > SCR_CAP - 128:
+        if not room(len(pre) + len(mid_b) + len(post)):
             continue
         inc = rules.quote_inc if side == cascade.LEG_BUY else rules.base_inc
         if inc.dp > 22:
             continue
-        cap = lambda u: min(int(u), _LIMIT_CAP)   # noqa: E731
         row["side"], row["dp"], row["inc_units"] = side, inc.dp, inc.inc_units
         row["per_inc"], row["scale"], row["fee"] = inc.per_inc, float(inc.scale), rules.taker_fee
         if side == cascade.LEG_BUY:
@@ -163,6 +181,22 @@ def fill(arrays: dict, plans: list, sgn, path: bytes, host: bytes, enabled: bool
         row["pre_len"], row["mid_len"], row["post_len"] = len(pre), len(mid_b), len(post)
         row["ok"] = 1
         n_ok += 1
+        ioc = _split_body(ioc_fmts[t], 2) if ioc_fmts is not None else None
+        at = len(pre) + len(mid_b) + len(post)
+        if ioc is None or not room(sum(len(x) for x in ioc)) or at + sum(len(x) for x in ioc) > BODY_CAP:
+            continue
+        bi, pi = rules.base_inc, rules.price_inc
+        if bi.dp > 22 or pi.dp > 22:
+            continue
+        row["b_dp"], row["b_inc_units"], row["b_per_inc"], row["b_scale"] = bi.dp, bi.inc_units, bi.per_inc, float(bi.scale)
+        row["b_min_u"], row["b_max_u"] = cap(rules.base_min_u), cap(rules.base_max_u)
+        row["p_dp"], row["p_inc_units"], row["p_per_inc"], row["p_scale"] = pi.dp, pi.inc_units, pi.per_inc, float(pi.scale)
+        row["ioc_at"] = at
+        for name, piece in zip(("ioc_pre_len", "ioc_mid_len", "ioc_mid2_len", "ioc_post_len"), ioc):
+            body[t, at:at + len(piece)] = np.frombuffer(piece, np.uint8)
+            row[name] = len(piece)
+            at += len(piece)
+        row["ioc_ok"] = 1
     ctl[C_ENABLED] = 1 if enabled else 0
     return n_ok if enabled else 0
 
@@ -204,6 +238,32 @@ def size_units(p, amount, best_bid):
         if units / p["scale"] * best_bid < p["min_funds_f"]:
             return -1
     return units
+
+
+@njit(cache=True)
+def size_limit_units(p, base_amount, price):
+    """cascade.size_limit (ROUND_NEAREST, the leg-0 IOC's) in units: (size units, price
+    units), or (-1, 0) when size_limit would refuse it or the kernel leaves it to Python."""
+    if not base_amount < np.inf or not price > 0.0 or not price < np.inf:
+        return -1, 0
+    x = price * p["p_per_inc"]
+    if not x < _EXACT_LIMIT:
+        return -1, 0
+    r = np.floor(x)             # Python's round(): half to even, exact below 2**52
+    d = x - r
+    n = int(r)
+    if d > 0.5 or (d == 0.5 and n % 2 == 1):
+        n += 1
+    pu = n * p["p_inc_units"]
+    if pu <= 0 or pu >= _UNITS_MAX:
+        return -1, 0
+    px = pu / p["p_scale"]
+    units = floor_units(base_amount, p["b_per_inc"], p["b_inc_units"])
+    if units < 0 or units >= _UNITS_MAX or units < p["b_min_u"] or units > p["b_max_u"]:
+        return -1, 0
+    if p["min_funds_u"] != 0 and units / p["b_scale"] * px < p["min_funds_f"]:
+        return -1, 0
+    return units, pu
 
 
 @njit(cache=True)
@@ -325,23 +385,36 @@ def put_b64_32(src, off, out, pos):
 
 
 @njit(cache=True)
-def build_request(slot, corr, tri, amount, best_bid, ts_ms, plan, body, tmpl, ctl, req, info, scr, w):
-    """The whole request of leg 0 of signal `corr` (triangle `tri`, `amount` of the start
-    currency) into req[slot] and info[slot], timestamp ts_ms. Returns its length, or 0 when
-    the kernel leaves the leg to Python (info[slot]["len"] is 0 then)."""
+def build_request(slot, corr, tri, amount, best_bid, lim, lim_base, ts_ms, plan, body, tmpl, ctl,
+                  req, info, scr, w):
+    """The whole request of leg 0 of signal `corr` (triangle `tri`) into req[slot] and
+    info[slot], timestamp ts_ms: a market order of `amount` of the start currency, or with
+    leg0_order = ioc and lim > 0 a limit IOC of lim_base base at lim (executor.fire_leg's
+    choice). Returns its length, or 0 when the kernel leaves the leg to Python
+    (info[slot]["len"] is 0 then)."""
     inf = info[slot]
     inf["len"] = 0
     p = plan[tri]
     if p["ok"] == 0:
         return 0
-    units = size_units(p, amount, best_bid)
+    ioc = ctl[C_IOC] != 0 and lim > 0.0
+    pu = 0
+    if ioc:
+        if p["ioc_ok"] == 0:
+            return 0
+        units, pu = size_limit_units(p, lim_base, lim)
+    else:
+        units = size_units(p, amount, best_bid)
     if units < 0:
         return 0
     # the prehash in scr: ts + "POST" + path + body; the body's span is copied to the request
     pos = put_dec(ts_ms, scr, 0)
     pos = put(tmpl, ctl[C_METHOD_PATH], ctl[C_METHOD_PATH + 1], scr, pos)
     b0 = pos
-    pos = put(body[tri], 0, p["pre_len"], scr, pos)
+    at = p["ioc_at"] if ioc else 0
+    pre = p["ioc_pre_len"] if ioc else p["pre_len"]
+    mid = p["ioc_mid_len"] if ioc else p["mid_len"]
+    pos = put(body[tri], at, pre, scr, pos)
     scr[pos] = 116      # "t"
     scr[pos + 1] = 97   # "a"
     pos = put_hex(corr, scr, pos + 2)
@@ -349,11 +422,19 @@ def build_request(slot, corr, tri, amount, best_bid, ts_ms, plan, body, tmpl, ct
     pos = put_dec(slot, scr, pos + 1)
     scr[pos] = 108      # "l"
     scr[pos + 1] = 48   # "0"
-    pos = put(body[tri], p["pre_len"], p["mid_len"], scr, pos + 2)
+    pos = put(body[tri], at + pre, mid, scr, pos + 2)
+    at += pre + mid
+    x0 = x1 = 0
+    if ioc:             # the price, then the size (executor.ioc_formats)
+        x0 = pos
+        pos = put_units(pu, p["p_dp"], scr, pos)
+        x1 = pos
+        pos = put(body[tri], at, p["ioc_mid2_len"], scr, pos)
+        at += p["ioc_mid2_len"]
     t0 = pos
-    pos = put_units(units, p["dp"], scr, pos)
+    pos = put_units(units, p["b_dp"] if ioc else p["dp"], scr, pos)
     t1 = pos
-    pos = put(body[tri], p["pre_len"] + p["mid_len"], p["post_len"], scr, pos)
+    pos = put(body[tri], at, p["ioc_post_len"] if ioc else p["post_len"], scr, pos)
     n = pos
     blk = scr[SCR_CAP - 128:]
     out = req[slot]
@@ -372,6 +453,9 @@ def build_request(slot, corr, tri, amount, best_bid, ts_ms, plan, body, tmpl, ct
     inf["text_off"] = body_at + (t0 - b0)
     inf["text_len"] = t1 - t0
     inf["units"] = units
+    inf["px_units"] = pu
+    inf["px_off"] = body_at + (x0 - b0) if ioc else 0
+    inf["px_len"] = x1 - x0
     inf["signed_ns"] = rings.monotonic_ns()
     inf["len"] = q
     return q
@@ -386,5 +470,5 @@ def build_leg0(slot, stage, plan, body, tmpl, ctl, req, info, scr, w):
         return 0
     s = stage[0]
     ts_ms = rings.realtime_ns() // 1_000_000 + ctl[C_OFFSET]
-    return build_request(slot, s["corr"], s["tri"], s["start_vol"], s["bid0"], ts_ms, plan, body,
-                         tmpl, ctl, req, info, scr, w)
+    return build_request(slot, s["corr"], s["tri"], s["start_vol"], s["bid0"], s["lim0"], s["base0"],
+                         ts_ms, plan, body, tmpl, ctl, req, info, scr, w)

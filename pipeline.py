@@ -53,6 +53,8 @@ HOT_COUNTERS = (
     # links that came up (the first connects and every reconnect): links up = link_ups -
     # reconnects (metrics.py, alerts.py)
     "link_ups",
+    # legs 0 sent with the request the chunk kernel built (orderkern.py; of fired_leg0)
+    "leg0_kernel",
 )
 C = {name: i for i, name in enumerate(HOT_COUNTERS)}
 C_APPLIED, C_STALE, C_GAPS = C["applied"], C["stale"], C["gaps"]

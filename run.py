@@ -420,6 +420,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     import l2wire
     import maint
     import opportunity
+    import orderkern
     import paperbook
     import pipeline
     import rings
@@ -481,6 +482,10 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.opp_ring = (ring_buf, ring_ctrl)          # hot -> "opp" thread (opportunity.Journal)
     # paper legs' levels, exec k -> hot (paperbook.py); paper_applied: hot thread
     sh.paper_rings, sh.paper_applied, sh.paper_scratch = paperbook.alloc(cfg.slots)
+    # leg 0's request built in the kernel (orderkern.py): empty and off until Engine.start
+    # fills them (the signer and the order path are not known here)
+    for name, a in orderkern.alloc(cfg.slots, uni.ntri).items():
+        setattr(sh, name, a)
     sh.symtable = topics.SymbolTable(uni.symbols)
     sh.hot_table = hotctx.Table(sh, sh.symtable)   # the same arrays by address, for hot_chunk
     return sh
@@ -771,6 +776,7 @@ class Engine:
                           for k in range(cfg.slots)]
         for ex in self.executors:
             ex.connect()
+        self._leg0_kernel(sh, cfg, signer, client)
         self.hot = hot.HotLoop(sh, self.maint, self.executors, cfg, self.log)
         self.threads = [threading.Thread(target=self.maint.run, name="maint", daemon=True),
                         threading.Thread(target=self.hot.run, name="hot", daemon=True)]
@@ -802,6 +808,24 @@ class Engine:
                    f"{'; TLS keep-warm on' if sh.tls_warm is not None else ''})")
         self.log(f"run: started in {time.perf_counter() - t_start:.2f}s: {cfg.mode} mode on {cfg.venue}, "
                  f"{cfg.slots} slots, fire_from={cfg.fire_from}{tls}")
+
+    def _leg0_kernel(self, sh, cfg, signer, client) -> None:
+        """leg0_build = kernel (with fire_from = hot, where leg 0 leaves from the hot thread):
+        give orderkern's arrays the universe's leg plans, the signer's pad states, the order
+        path and Host header, and have the client keep the clock offset in the kernel's cell
+        (docs/design.md 9). Otherwise the arrays stay off and leg 0 is sized in Python."""
+        import executor
+        import orderkern
+
+        ex = self.executors[0]
+        on = cfg.leg0_build == "kernel" and cfg.fire_from == "hot"
+        n = orderkern.fill(vars(sh), executor.leg_plans(sh.universe), signer, ex.path_b,
+                           ex.conns[0].host_header, on, ex.ioc_fmts)
+        client.offset_cell = sh.ok_ctl[orderkern.C_OFFSET:orderkern.C_OFFSET + 1]
+        client.clock_offset_ms = client.clock_offset_ms
+        if on:
+            self.log(f"run: leg 0 sized, signed and framed in the chunk kernel for {n} of "
+                     f"{sh.universe.ntri} triangles (the others in Python)")
 
     def _reconcile(self, cfg, client, uni, enabled, fees, totals, run_id, signer) -> list:
         """The start-up reconciliation (docs/design.md 6.7, recovery.py): before trading, what

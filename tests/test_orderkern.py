@@ -115,12 +115,15 @@ def test_sizing_matches_size_leg(symbols):
     assert built > 10000 and deferred > 1000
 
 
-def _plan_row(rules, side):
+def _plan_row(rules, side, ioc=False):
     plan = np.zeros(1, orderkern.PLAN_DTYPE)
     fmt = '{"clientOid":"%s","side":"x","symbol":"y","type":"market","f":"%s"}'
+    fmt_ioc = '{"clientOid":"%s","side":"x","symbol":"y","type":"limit","price":"%s","size":"%s"}'
     arrays = orderkern.alloc(1, 1)
     arrays["ok_plan"] = plan
-    orderkern.fill(arrays, [((0, side, rules, fmt),) * 3], Signer("k", SECRET, "p", 3), b"/p", b"h", True)
+    orderkern.fill(arrays, [((0, side, rules, fmt),) * 3], Signer("k", SECRET, "p", 3), b"/p", b"h", True,
+                   [fmt_ioc] if ioc else None)
+    assert plan[0]["ok"] == 1 and plan[0]["ioc_ok"] == int(ioc)
     return plan[0]
 
 
@@ -159,7 +162,7 @@ def test_request_is_post_requests_bytes(symbols, path):
             corr = rng.randrange(2 ** 64)
             amount = 10.0 ** rng.uniform(-2, 6)
             ts = 1_760_000_000_000 + rng.randrange(10 ** 9)
-            n = orderkern.build_request(slot, np.uint64(corr), t, amount, 1e9, ts, a["ok_plan"], a["ok_body"],
+            n = orderkern.build_request(slot, np.uint64(corr), t, amount, 1e9, 0.0, 0.0, ts, a["ok_plan"], a["ok_body"],
                                         a["ok_tmpl"], a["ok_ctl"], a["ok_req"], a["ok_info"], a["ok_scr"],
                                         a["ok_w"])
             sized = cascade.size_leg(r, side, amount, 1e9)
@@ -178,6 +181,72 @@ def test_request_is_post_requests_bytes(symbols, path):
     assert checked > 60
 
 
+def test_ioc_sizing_matches_size_limit(symbols):
+    """leg0_order = ioc: where the kernel sizes the limit IOC, size and price texts are
+    cascade.size_limit's (ROUND_NEAREST: Python's round, half to even, included)."""
+    rng = random.Random(5)
+    built = deferred = 0
+    for d in symbols:
+        rules = cascade.SymbolRules.from_kucoin(d, 0.001)
+        p = _plan_row(rules, 0, ioc=True)
+        pi, bi = rules.price_inc, rules.base_inc
+        for base in _amounts(rules, cascade.LEG_SELL, rng)[:30]:
+            k = rng.randrange(1, 10 ** rng.randrange(1, 9))
+            for price in (k / pi.per_inc, (k + 0.5) / pi.per_inc, (k + 1.5) / pi.per_inc,
+                          10.0 ** rng.uniform(-8, 6), 0.0, float("nan")):
+                units, pu = orderkern.size_limit_units(p, base, price)
+                ref = cascade.size_limit(rules, 0, base, price)
+                if units >= 0:
+                    built += 1
+                    assert type(ref) is tuple, (d["symbol"], base, price, ref)
+                    assert (cascade.units_to_str(units, bi.dp), cascade.units_to_str(pu, pi.dp)) == (ref[0], ref[2])
+                    assert pu / pi.scale == ref[3]
+                else:
+                    deferred += 1
+                    # beyond the kernel's range: 2**52 increments of size, 2**53 units of price
+                    assert (type(ref) is str or base * bi.per_inc >= 2.0 ** 52
+                            or price * pi.per_inc >= 2.0 ** 52 or ref[3] * pi.scale >= 2.0 ** 53), \
+                        (d["symbol"], base, price, ref)
+    assert built > 5000 and deferred > 1000
+
+
+def test_ioc_request_is_fire_legs_bytes(symbols):
+    rng = random.Random(6)
+    rules = [cascade.SymbolRules.from_kucoin(d, 0.001) for d in rng.sample(symbols, 40)]
+    uni = _Uni(rules)
+    plans, fmts = executor.leg_plans(uni), executor.ioc_formats(uni)
+    sgn = Signer("6650a1b2c3d4e5f6a7b8c9d0", SECRET, "my passphrase", 3)
+    conn = OrderConn("http://127.0.0.1:18080")
+    a = orderkern.alloc(1, len(plans))
+    assert orderkern.fill(a, plans, sgn, b"/api/v1/hf/orders", conn.host_header, True, fmts) == len(plans)
+    checked = 0
+    for t, legs in enumerate(plans):
+        r = legs[0][2]
+        for lim in (0.0, rng.uniform(0.5, 2.0) * 10 ** rng.randrange(-4, 4)):
+            corr, ts, base = rng.randrange(2 ** 64), 1_760_000_000_123, 10.0 ** rng.uniform(-1, 5)
+            n = orderkern.build_request(0, np.uint64(corr), t, 500.0, 1e9, lim, base, ts, a["ok_plan"],
+                                        a["ok_body"], a["ok_tmpl"], a["ok_ctl"], a["ok_req"], a["ok_info"],
+                                        a["ok_scr"], a["ok_w"])
+            coid = rings.client_oid(corr, 0, 0)
+            if lim > 0.0:       # executor.fire_leg: an IOC when the signal has a price
+                sized = cascade.size_limit(r, legs[0][1], base, lim)
+                body = None if type(sized) is str else (fmts[t] % (coid, sized[2], sized[0])).encode()
+            else:
+                sized = cascade.size_leg(r, legs[0][1], 500.0, 1e9)
+                body = None if type(sized) is str else (legs[0][3] % (coid, sized[1])).encode()
+            if body is None:
+                assert n == 0
+                continue
+            got = a["ok_req"][0, :n].tobytes()
+            assert got == conn.post_request(sgn, b"/api/v1/hf/orders", ts, body)
+            info = a["ok_info"][0]
+            if lim > 0.0:
+                assert got[info["px_off"]:info["px_off"] + info["px_len"]].decode() == sized[2]
+                assert got[info["text_off"]:info["text_off"] + info["text_len"]].decode() == sized[0]
+                checked += 1
+    assert checked > 20
+
+
 def test_disabled_or_unfit_builds_nothing(symbols):
     rules = [cascade.SymbolRules.from_kucoin(symbols[0], 0.001)]
     plans = executor.leg_plans(_Uni(rules))
@@ -191,7 +260,7 @@ def test_disabled_or_unfit_builds_nothing(symbols):
     assert orderkern.build_leg0(0, stage, *args) == 0 and a["ok_info"][0]["len"] == 0
     orderkern.fill(a, plans, sgn, b"/api/v1/hf/orders", b"h:1", True)
     assert orderkern.build_leg0(0, stage, *args) > 0
-    # a body format of another shape (an IOC body has three %s) is left to Python
+    # a body format of another shape is left to Python
     fmt3 = [((0, 0, rules[0], '{"clientOid":"%s","price":"%s","size":"%s"}'),) * 3]
     assert orderkern.fill(a, fmt3, sgn, b"/p", b"h", True) == 0
     assert orderkern.build_leg0(0, stage, *args) == 0

@@ -203,3 +203,32 @@ def test_pong_without_id_when_pings_answered_as_kucoin_does_then_links_stay_up()
         c = er.counters()
         er.stop()
     assert c["pong_missed"] == 0 and c["reconnects"] == 0, c
+
+
+@pytest.mark.parametrize("leg0_order", ["market", "ioc"])
+def test_leg0_built_in_kernel_when_trading_live_then_every_leg0_is_its_request_and_reconciles(leg0_order):
+    """orderkern.py (leg0_build = kernel, the default): every leg 0 leaves with the request
+    the chunk kernel sized, signed and framed; the venue takes each signature, clientOid and
+    amount; leg 0's amount (and IOC price) in the record is the venue's order; the books
+    reconcile."""
+    with engine(slots=2, leg0_order=leg0_order, sim={"mispricing_rate": 2.0}) as er:
+        wait_synced(er)
+        er.wait_for(lambda: len(triangles(er)) >= 6, 40.0)
+        res = finish(er)
+        c = er.counters()
+        recs = triangles(er)
+        log = "\n".join(er.log_lines)
+    assert "leg 0 sized, signed and framed in the chunk kernel" in log
+    assert len(recs) >= 6, [report.format_line(r) for r in recs]
+    assert c["fired_leg0"] >= 6 and c["leg0_kernel"] == c["fired_leg0"], c
+    by_coid = {o["clientOid"]: o for o in res["orders_list"]}
+    for r in recs:
+        assert "rejected" not in r.error and "not placed" not in r.error, report.format_line(r)
+        lg = r.legs[0]
+        o = by_coid[lg.client_oid]
+        assert Decimal(o[lg.order_field]) == Decimal(lg.order_text), (o, report.format_line(r))
+        if leg0_order == "ioc":
+            assert o["type"] == "limit" and o["timeInForce"] == "IOC"
+            assert Decimal(o["price"]) == Decimal(lg.limit_price), (o, report.format_line(r))
+        else:
+            assert o["type"] == "market"
