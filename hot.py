@@ -145,6 +145,7 @@ class HotLoop:
         self.read_ns = 0
         self._read_start = 0
         self.signal_read_ns = collections.deque(maxlen=100_000)   # reads that carried a frame's signal
+        self.signal_entry_ns = collections.deque(maxlen=100_000)  # ... receipt -> chunk kernel entry
         # record = true: feed.Recorder (set by run.py); every socket read, link, snapshot and
         # wake-up is appended to it after it was handled (docs/design.md 2: no disk here)
         self.recorder = None
@@ -202,11 +203,13 @@ class HotLoop:
         if self.reads:
             self.log(f"hot: {self.reads} socket reads, {self.read_ns / self.reads / 1000:.2f} us each on "
                      f"average (recv, or the SSL_read loop with its decryption)")
-        sr = sorted(self.signal_read_ns)
-        if sr:
-            q = lambda p: sr[min(len(sr) - 1, int(p * len(sr)))] / 1000   # noqa: E731
-            self.log(f"hot: reads that carried a signal: n={len(sr)} p50={q(0.5):.1f} p90={q(0.9):.1f} "
-                     f"p99={q(0.99):.1f} us (before the frame's receipt stamp)")
+        for what, d in (("reads that carried a signal", self.signal_read_ns),
+                        ("receipt -> chunk kernel entry, signalling calls", self.signal_entry_ns)):
+            sr = sorted(d)
+            if sr:
+                q = lambda p: sr[min(len(sr) - 1, int(p * len(sr)))] / 1000   # noqa: E731
+                self.log(f"hot: {what}: n={len(sr)} p50={q(0.5):.1f} p90={q(0.9):.1f} p99={q(0.99):.1f} us"
+                         + (" (before the frame's receipt stamp)" if d is self.signal_read_ns else ""))
 
     def _keep_warm(self) -> None:
         """Between frames, run the chunk kernel on scratch copies (hotctx.KernelWarm, when
@@ -350,8 +353,10 @@ class HotLoop:
                 slot = hotctx.hot_chunk(tab, rd.buf, rd.blen, recv_ns, res)
                 if slot >= 0:
                     self._dispatch_signal(slot)       # guarded inside: never raises
-                    # how long the read that carried this signal took (before its receipt stamp)
+                    # how long the read that carried this signal took (before its receipt stamp),
+                    # and its receipt -> the kernel call's entry (Python, Numba's dispatcher)
                     self.signal_read_ns.append(recv_ns - self._read_start)
+                    self.signal_entry_ns.append(int(res[hotctx.R_ENTRY_NS]) - recv_ns)
                 elif slot == hotctx.FILL_EVENT:
                     rv = self._res_mv
                     self._after_fill(rv[hotctx.R_FILL_SLOT], rv[hotctx.R_FILL_STATUS])

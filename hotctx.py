@@ -129,7 +129,9 @@ R_SNAPS = R_OTHERS + 3 * OTHERS_CAP
 SNAPS_CAP = 64
 R_OPP_SYM = R_SNAPS + SNAPS_CAP   # a frame that staged a signal: its symbol, whose
                                   # opportunities are tracked at the next call (after leg 0)
-RES_LEN = R_OPP_SYM + 1
+R_ENTRY_NS = R_OPP_SYM + 1        # monotonic ns when hot_chunk's compiled code began (the
+                                  # receipt -> entry stage: Python and the dispatcher's part)
+RES_LEN = R_ENTRY_NS + 1
 
 C_MSGS, C_BYTES = pipeline.C["msgs"], pipeline.C["bytes"]
 C_PRIVATE, C_RING_FULL = pipeline.C["private_msgs"], pipeline.C["ring_full"]
@@ -458,6 +460,7 @@ def process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens, fill,
 @njit(cache=True)
 def hot_chunk(tab, buf, blen, recv_ns, res):
     """process_chunk over the arrays of `tab` (Table.tab)."""
+    res[R_ENTRY_NS] = rings.monotonic_ns()
     sym_slots, sym_names, sym_lens = unpack_symbols(tab)
     return process_chunk(buf, blen, recv_ns, res, sym_slots, sym_names, sym_lens,
                          *unpack_private(tab), *unpack(tab), *unpack_opp(tab), *unpack_order(tab))

@@ -191,7 +191,7 @@ def main() -> int:
 
 
 FLOOR_PCTS = ("p50", "p90", "p99", "p99.9")
-STAGES = (("receipt -> parsed", "stage_parsed"), ("receipt -> evaluated", "stage_evaluated"),
+STAGES = (("receipt -> kernel entry", "stage_entry"), ("receipt -> parsed", "stage_parsed"), ("receipt -> evaluated", "stage_evaluated"),
           ("L0 signed -> sent", "L0_sign_to_sent"), ("signal -> sent", "signal_to_fire"),
           ("plant -> receipt", "plant_to_receipt"))
 
@@ -361,6 +361,11 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
                   proc.stdout)
     if m:
         res["signal_reads_us"] = {"n": int(m[1]), "p50": float(m[2]), "p90": float(m[3]), "p99": float(m[4])}
+    m = re.search(r"hot: receipt -> chunk kernel entry, signalling calls: n=(\d+) p50=([0-9.]+) "
+                  r"p90=([0-9.]+) p99=([0-9.]+)", proc.stdout)
+    if m:   # HotLoop's own stamps (hotctx.R_ENTRY_NS), logged at the end of the run
+        res["us"]["stage_entry"] = {"n": int(m[1]), "p50": float(m[2]), "p90": float(m[3]), "p99": float(m[4]),
+                                    "p99.9": float("nan"), "max": float("nan")}   # (not logged)
     m = re.search(r"(?m)^.*run: started in .*$", proc.stdout)
     res["started_line"] = m[0] if m else ""
     print(f"pnl: {res['pnl']}  net: {res['net']}")
