@@ -170,6 +170,9 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         # docs/design.md 9: leg 0's request sized, signed and framed inside the chunk kernel
         # (orderkern.py) or by the executor's Python (the earlier path, for A/B runs)
         "leg0_build": (_choice(LEG0_BUILD), "kernel"),
+        # docs/design.md 6.1: level2 frames of one socket read applied before the first of them
+        # is decided (1 = each frame decided before the next is parsed)
+        "read_ahead": (_num(int, 1, 16), "16"),
         # docs/kucoin.md 1.4: a signed timestamp more than 5 s off is refused; re-measured
         # by the maintenance thread this often (0 = only at start-up)
         "clock_resync_s": (_num(float, 0, 86_400), "60"),

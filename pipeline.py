@@ -35,6 +35,7 @@ import triangles
 NO_SIGNAL = -1
 BAD_FRAME = -3
 NEED_SNAPSHOT = -2   # on_snapshot only: ask again
+L2_EVALUATE = -20    # apply_l2 only: the book changed, decide_l2 next
 
 # Counters: one int64 cell each, written only by the hot thread, read by run.py's status line.
 HOT_COUNTERS = (
@@ -72,6 +73,8 @@ P_NEED_SNAP = 0      # 1 when the last call's book wants a snapshot
 P_CORR_NEXT = 1      # next correlation id
 P_VCLOCK = 2         # 1 = replay (replay.py): every stamp is the frame's recorded recv_ns,
                      # no wall clock, so a replay is deterministic (ages, retrigger, stamps)
+P_PARSED_NS = 3      # apply_l2's stamps of the frame it applied (decide_l2's parsed_ns, book_ns)
+P_BOOK_NS = 4
 PSTATE_LEN = 8
 
 
@@ -239,9 +242,26 @@ def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refi
               symtab, tris, sym_tri_start, sym_tri_list, balances, max_start, params, cands,
               evc, slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns,
               tri_bound=None):
-    """One /market/level2 frame for symbol `sym` (see the module docstring). control[0] != 0
-    (written by the main thread at shutdown) keeps books and evaluation going but hands out
-    no slot; control[1] is the retrigger interval in ns (main thread, set before start)."""
+    """One /market/level2 frame for symbol `sym` (see the module docstring): apply_l2, then
+    decide_l2 when the book changed. control[0] != 0 (written by the main thread at shutdown)
+    keeps books and evaluation going but hands out no slot; control[1] is the retrigger
+    interval in ns (main thread, set before start)."""
+    st = apply_l2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, pstate,
+                  counters)
+    if st != L2_EVALUATE:
+        return st
+    return decide_l2(sym, recv_ns, pstate[P_PARSED_NS], pstate[P_BOOK_NS], state, px, sz, symtab,
+                     tris, sym_tri_start, sym_tri_list, balances, max_start, params, cands, evc,
+                     slot_table, pstate, counters, stage, control, tri_last_ns, reeval, backoff_ns,
+                     tri_bound)
+
+
+@njit(nogil=True, cache=True)
+def apply_l2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refill_min, pstate,
+             counters):
+    """Parse a level2 frame of `sym` and apply it under the sequence rules: L2_EVALUATE when
+    the book changed (its stamps in pstate[P_PARSED_NS], [P_BOOK_NS]), else NO_SIGNAL or
+    BAD_FRAME; pstate[P_NEED_SNAP] says whether the book wants a snapshot."""
     pstate[P_NEED_SNAP] = 0
     vclock = pstate[P_VCLOCK] != 0
     nch = l2wire.parse_l2(frame, changes, hdr)
@@ -278,6 +298,18 @@ def on_level2(frame, sym, recv_ns, changes, hdr, state, px, sz, pend, pctl, refi
             counters[C_BUFFERED] += 1
         pstate[P_NEED_SNAP] = 1
         return NO_SIGNAL
+    pstate[P_PARSED_NS] = parsed_ns
+    pstate[P_BOOK_NS] = book_ns
+    return L2_EVALUATE
+
+
+@njit(nogil=True, cache=True)
+def decide_l2(sym, recv_ns, parsed_ns, book_ns, state, px, sz, symtab, tris, sym_tri_start,
+              sym_tri_list, balances, max_start, params, cands, evc, slot_table, pstate, counters,
+              stage, control, tri_last_ns, reeval, backoff_ns, tri_bound=None):
+    """Every triangle through `sym`, whose book just changed: the best candidate, a slot and a
+    staged signal (the slot), or NO_SIGNAL."""
+    vclock = pstate[P_VCLOCK] != 0
     n = evaluate_best(sym, book_ns, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list,
                       balances, max_start, params, cands, evc, slot_table, tri_last_ns,
                       control[1], counters, reeval, tri_bound)

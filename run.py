@@ -460,6 +460,7 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.sig_stage = np.zeros(1, rings.SIGNAL_DTYPE)
     sh.control = np.zeros(4, np.int64)   # main thread writes: [0] halt new signals, [1] retrigger ns
     sh.control[1] = int(cfg.retrigger_ms * 1_000_000)
+    sh.read_ahead = getattr(cfg, "read_ahead", 1)  # hotctx.T_READ_AHEAD (docs/design.md 6.1)
     sh.tri_last_ns = np.full(uni.ntri, -(1 << 62), np.int64)   # hot thread: last signal per triangle
     sh.reeval = np.zeros(n, np.int8)                               # hot thread: symbols to look at again
     sh.tri_bound = np.full(max(1, uni.ntri), -np.inf)             # hot thread: last top-of-book bound (bps)

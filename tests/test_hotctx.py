@@ -93,10 +93,13 @@ def test_chunk_when_many_frames_then_same_books_counters_signals_and_requests_as
     # compile first: books older than max_book_age_ms at evaluation are refused, and a
     # first-time compile between `recv` and the call takes seconds
     _run_chunk(make_shared(), ws(b"{}"), 0)
-    pipeline.on_level2(np.zeros(1, np.uint8), 0, 0, *make_shared().pipe_args)
+    # the frames below are read-only arrays (np.frombuffer of bytes): their own specialisation
+    pipeline.on_level2(np.frombuffer(b"{}", np.uint8), 0, 0, *make_shared().pipe_args)
+    load_fair(make_shared())                  # (its snapshot kernel too: a cold cache compiles it)
     recv = time.monotonic_ns()
     # the reference: one pipeline.on_level2 call per level2 frame
     a = make_shared()
+    a.hot_table.tab[hotctx.T_READ_AHEAD] = 1
     load_fair(a)
     a.control[1] = 0                                    # no retrigger interval here
     sig_a, snap_a, bad_a = [], [], []
@@ -116,8 +119,10 @@ def test_chunk_when_many_frames_then_same_books_counters_signals_and_requests_as
         if slot >= 0:
             sig_a.append((end, slot, int(a.sig_stage[0]["tri"]), int(a.sig_stage[0]["corr"])))
             slots.undo_acquire(a.slots, slot)
-    # one chunk, with a partial frame at its end (held for the next read)
+    # one chunk, with a partial frame at its end (held for the next read); each frame decided
+    # before the next is parsed (read_ahead = 1: the per-frame order)
     b = make_shared()
+    b.hot_table.tab[hotctx.T_READ_AHEAD] = 1
     load_fair(b)
     b.control[1] = 0
     chunk = b"".join(ws(d) for _, d in items)
@@ -315,3 +320,69 @@ def test_kernel_warm_when_no_book_synced_then_not_ready():
     sh = make_shared()
     kw = hotctx.KernelWarm(sh)
     assert not kw.refresh() and not kw.ready
+
+
+def _one_read(read_ahead, names_and_frames, recv):
+    """A fresh set of fair books, then one read holding the frames: (first hot_chunk return,
+    evaluations run before it, every signal of the read as (slot, triangle), the shared set)."""
+    sh = make_shared()
+    load_fair(sh)
+    sh.control[1] = 0
+    sh.hot_table.tab[hotctx.T_READ_AHEAD] = read_ahead
+    chunk = b"".join(ws(f) for f in names_and_frames)
+    buf = np.zeros(len(chunk) + 16, np.uint8)
+    buf[:len(chunk)] = np.frombuffer(chunk, np.uint8)
+    res = hotctx.alloc_result()
+    first = hotctx.hot_chunk(sh.hot_table.tab, buf, len(chunk), recv, res)
+    evals_first = int(sh.counters[C["evals"]])
+    sigs, slot = [], first
+    while slot >= 0:
+        sigs.append((slot, int(sh.sig_stage[0]["tri"])))
+        slots.undo_acquire(sh.slots, slot)
+        slot = hotctx.hot_chunk(sh.hot_table.tab, buf, len(chunk), recv, res)
+    assert slot == pipeline.NO_SIGNAL and res[hotctx.R_POS] == len(chunk)
+    return first, evals_first, sigs, sh
+
+
+def test_read_ahead_when_mispricing_completes_behind_other_frames_then_signalled_on_the_first_decision():
+    """docs/design.md 6.1: frames of other symbols ahead of the one that completes a mispricing
+    in the same read are applied, not searched, before it: the signal comes from the first
+    decision, on books holding the whole read; per-frame, two searches come first."""
+    _run_chunk(make_shared(), ws(b"{}"), 0)          # compile (and the snapshot kernel) first
+    load_fair(make_shared())
+    seq = Seq()
+    frames = []
+    for name in ("BTC-USDT", "ETH-USDT"):
+        s, e = seq(name)
+        frames.append(frame(name, s, e, bids=[[FAIR[name][0][1][0], "3", e]]).tobytes())
+    s, e = seq("ETH-BTC")
+    frames.append(frame("ETH-BTC", s, e, asks=[["0.049", "5", e]]).tobytes())
+    recv = time.monotonic_ns()
+    first1, evals1, sigs1, sh1 = _one_read(1, frames, recv)
+    first16, evals16, sigs16, sh16 = _one_read(16, frames, recv)
+    assert first1 >= 0 and first16 >= 0
+    assert evals1 == 3 and evals16 == 1
+    assert [t for _, t in sigs16][:1] == [t for _, t in sigs1][:1]
+    a, b = sh1.book_state.copy(), sh16.book_state.copy()
+    a["recv_ns"] = b["recv_ns"] = 0
+    assert np.array_equal(a, b)                                        # the books
+    assert np.array_equal(sh1.book_px, sh16.book_px, equal_nan=True)
+    assert np.array_equal(sh1.book_sz, sh16.book_sz, equal_nan=True)
+
+
+def test_read_ahead_when_mispricing_taken_within_the_same_read_then_not_signalled():
+    """A cheap ask and the frame that takes it in one read: per-frame the first is decided
+    alone and signals; with read-ahead the decision sees the ask already gone (the books as
+    the venue last showed them) and nothing is fired at it. The symbol is searched once."""
+    load_fair(make_shared())
+    seq = Seq()
+    s, e = seq("ETH-BTC")
+    s2, e2 = seq("ETH-BTC")
+    frames = [frame("ETH-BTC", s, e, asks=[["0.049", "5", e]]).tobytes(),
+              frame("ETH-BTC", s2, e2, asks=[["0.049", "0", e2]]).tobytes()]
+    recv = time.monotonic_ns()
+    first1, _, sigs1, _ = _one_read(1, frames, recv)
+    first16, evals16, sigs16, sh16 = _one_read(16, frames, recv)
+    assert first1 >= 0 and sigs1
+    assert first16 == pipeline.NO_SIGNAL and not sigs16
+    assert evals16 == 1 and sh16.counters[C["applied"]] == 2 and sh16.counters[C["l2_msgs"]] == 2
