@@ -158,6 +158,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "switch_interval_us": (_num(float, 10, 100_000), "5000"),
         "warm_interval_us": (_num(float, 0, 1_000_000), "1000"),
         "warm_kernel": (_bool, "true"),
+        "warm_books": (_bool, "true"),
         "busy_poll_us": (_num(float, 0, 3_600_000_000), "0"),
         "log_dir": (_str, "runs"),
         # docs/design.md 6.7: leftovers of a FAILED / ABORTED / PARTIAL triangle (and of earlier

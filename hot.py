@@ -138,6 +138,8 @@ class HotLoop:
         # the kernel's keep-warm (hotctx.KernelWarm): copies of the arrays, made now (start-up)
         self._kwarm = (hotctx.KernelWarm(sh) if self.warm_interval_ns and getattr(cfg, "warm_kernel", False)
                        else None)
+        if self._kwarm is not None:
+            self._kwarm.touch = getattr(cfg, "warm_books", True)
         self._kwarm_refresh_ns = 0
         # start-up milestone (profiles/bench_startup.py): logged once, at the first evaluation
         self._first_eval_pending = True

@@ -583,6 +583,32 @@ def hot_reeval(tab, now_ns):
 
 # -- keep-warm of the chunk kernel -------------------------------------------------------------
 
+TOUCH_LEVELS = 16     # levels per book side the keep-warm reads (two cache lines of prices)
+
+
+@njit(cache=True)
+def touch_real(px, sz, state, tris, sym_tri_start, sym_tri_list):
+    """Read (never write) one value per cache line of what a real frame's decision reads first:
+    each book's top TOUCH_LEVELS levels, the book states, the triangle table and the symbol ->
+    triangles index, so that they are in cache when a frame comes (KernelWarm runs the
+    kernel's code on copies; this is the real data). Returns a count, so nothing is skipped."""
+    n = 0
+    nlev = min(TOUCH_LEVELS, px.shape[2])
+    for s in range(px.shape[0]):
+        for side in range(2):
+            for lv in range(0, nlev, 8):
+                if px[s, side, lv] > 0.0 and sz[s, side, lv] > 0.0:   # (NaN: an empty level)
+                    n += 1
+    for s in range(state.shape[0]):
+        n += state[s]["seq"]
+    for t in range(tris.shape[0]):
+        n += tris[t]["sym0"]
+    for i in range(0, sym_tri_list.shape[0], 16):
+        n += sym_tri_list[i]
+    for i in range(0, sym_tri_start.shape[0], 16):
+        n += sym_tri_start[i]
+    return n
+
 def _plain(x: float) -> bytes:
     """x as a plain decimal (KuCoin never sends an exponent; l2wire refuses one)."""
     return format(Decimal(repr(x)), "f").encode()
@@ -623,6 +649,7 @@ class KernelWarm:
         self.ready = False
         self.EDGE = 1.10
         self.min_books_synced = min_books_synced
+        self.touch = True    # warm_books: touch_real on the real arrays at every pass
 
     def refresh(self) -> bool:
         """Copy the real books (hot thread, between frames: the only writer of them)."""
@@ -679,3 +706,7 @@ class KernelWarm:
         finally:
             reset_result(res)
             sc.book_px[s] = sh.book_px[s]       # unlifted again for the next passes
+            if self.touch:   # the real arrays, last: the nearest to the next frame
+                uni = sh.universe
+                touch_real(sh.book_px, sh.book_sz, sh.book_state, uni.tris, uni.sym_tri_start,
+                           uni.sym_tri_list)

@@ -170,10 +170,17 @@ def compile_group(name: str, sh) -> None:
                                 rings.ORIGIN_FRAME, sh.rate_backoff_ns)
     elif name == "on_level2":
         import numpy as np
-
-        import run
+        # the chunk kernel's two halves of a level2 frame (hotctx._apply_frame, _decide_window)
         frame = np.frombuffer(ws_frame, np.uint8).copy()
-        pipeline.on_level2(frame[0:len(frame)], 0, now, *run.pipe_args(sh))
+        pipeline.apply_l2(frame[0:len(frame)], 0, now, sh.changes, sh.l2hdr, sh.book_state, sh.book_px,
+                          sh.book_sz, sh.pend, sh.pctl, sh.hot_table.tab[hotctx.T_REFILL_MIN], sh.pstate,
+                          sh.counters)
+        res = hotctx.alloc_result()
+        pipeline.decide_l2(0, now, res[hotctx.R_WIN + 1], res[hotctx.R_WIN + 2], sh.book_state, sh.book_px,
+                           sh.book_sz, sh.universe.symtab, sh.universe.tris, sh.universe.sym_tri_start,
+                           sh.universe.sym_tri_list, sh.balances, sh.max_start, sh.params, sh.cands, sh.evc,
+                           sh.slots, sh.pstate, sh.counters, sh.sig_stage, sh.control, sh.tri_last_ns,
+                           sh.reeval, sh.rate_backoff_ns, sh.tri_bound)
     elif name == "frames":
         import numpy as np
 

@@ -548,6 +548,8 @@ def warm_up(sh) -> float:
     hotctx.hot_chunk(tab.tab, ws, len(ws), time.monotonic_ns(), hotctx.alloc_result())
     scratch.reeval[:] = 1
     hotctx.hot_reeval(tab.tab, time.monotonic_ns())
+    uni = sh.universe          # the keep-warm's read of the real arrays (reads only)
+    hotctx.touch_real(sh.book_px, sh.book_sz, sh.book_state, uni.tris, uni.sym_tri_start, uni.sym_tri_list)
     scratch.fill_stage[0]["kind"] = rings.FILL_MATCH
     hotctx.hot_route_fill(tab.tab, 0)
     rings.warm_ring_kernels((sh.sig_rings[0], sh.fill_rings[0], sh.snap_ring, sh.snap_req,
@@ -1172,6 +1174,26 @@ class Engine:
                 "counters": {k: int(v) for k, v in zip(pipeline.HOT_COUNTERS, sh.counters)},
                 "html_report": bool(cfg.html_report)}
 
+    def _release_fds(self) -> None:
+        """Once the engine's threads have stopped: close the order connections, the hot
+        thread's epoll and the eventfds. A process that runs engine after engine (the test
+        suite) ran out of file descriptors without it. If a thread is still running, nothing
+        is closed: it could still use them."""
+        sh = self.sh
+        if sh is None or any(t.is_alive() for t in self.threads if t.name != "opp"):
+            return
+        for ex in getattr(self, "executors", None) or ():
+            for c in ex.conns:
+                c.close()
+        hot = getattr(self, "hot", None)
+        if hot is not None:
+            hot.ep.close()
+        for fd in sh.slot_fds + [sh.hot_wake_fd, sh.maint_wake_fd]:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def shutdown(self) -> int:
         import slots
         if self.exit_code is not None:          # already shut down (a test harness calls it too)
@@ -1222,6 +1244,7 @@ class Engine:
             ("below_bps", triangles.EVC_BELOW_BPS), ("candidates", triangles.EVC_CANDIDATES),
             ("out_full", triangles.EVC_OUT_FULL), ("inexact", triangles.EVC_INEXACT))))
         self.lw.session_end(self.session_facts(valuer))     # summary.json, summary.html
+        self._release_fds()
         if self.sim_proc is not None and not self.keep_sim_running:
             self.sim_proc.terminate()
             try:

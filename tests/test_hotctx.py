@@ -386,3 +386,19 @@ def test_read_ahead_when_mispricing_taken_within_the_same_read_then_not_signalle
     assert first1 >= 0 and sigs1
     assert first16 == pipeline.NO_SIGNAL and not sigs16
     assert evals16 == 1 and sh16.counters[C["applied"]] == 2 and sh16.counters[C["l2_msgs"]] == 2
+
+
+def test_touch_real_when_run_then_reads_every_table_and_writes_nothing():
+    """KernelWarm's read of the real arrays (warm_books) must never write them: the hot
+    thread's books are read by other threads."""
+    sh = make_shared()
+    load_fair(sh)
+    uni = sh.universe
+    before = [a.copy() for a in (sh.book_px, sh.book_sz, sh.book_state, uni.tris, uni.sym_tri_start,
+                                 uni.sym_tri_list)]
+    v = hotctx.touch_real(sh.book_px, sh.book_sz, sh.book_state, uni.tris, uni.sym_tri_start,
+                          uni.sym_tri_list)
+    assert v > 0
+    after = (sh.book_px, sh.book_sz, sh.book_state, uni.tris, uni.sym_tri_start, uni.sym_tri_list)
+    for b, a in zip(before, after):
+        assert np.array_equal(b, a, equal_nan=True) if b.dtype.kind == "f" else np.array_equal(b, a)

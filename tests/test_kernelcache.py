@@ -31,7 +31,8 @@ def fresh(mod, name):
     d = getattr(mod, name)
     opts = {k: v for k, v in d.targetoptions.items() if k not in ("cache", "nopython")}
     setattr(mod, name, njit(d.py_func, cache=False, **opts))
-for mod, name in ((hotctx, "hot_chunk"), (hotctx, "process_chunk"), (pipeline, "on_level2"),
+for mod, name in ((hotctx, "hot_chunk"), (hotctx, "process_chunk"), (hotctx, "_apply_frame"),
+                  (hotctx, "_decide_window"), (pipeline, "apply_l2"), (pipeline, "decide_l2"),
                   (hotctx, "hot_reeval"), (pipeline, "on_reeval"), (hotctx, "hot_route_fill"),
                   (pipeline, "hot_snapshot"), (pipeline, "on_snapshot")):
     fresh(mod, name)
