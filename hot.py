@@ -1,10 +1,10 @@
 """The hot thread: WebSocket links, epoll, frame dispatch. Nothing here blocks.
 
 Owner: the hot thread (run.py starts `HotLoop.run`). Per socket read, one kernel call
-(hotctx.hot_chunk) cuts the WebSocket frames and runs each level2 frame through
-pipeline.on_level2 (parse the frame bytes, apply to the book under KuCoin's sequence
-rules, evaluate the triangles through that symbol, pick a free isolated slot and stage a
-signal); at a signal it returns, leg 0 is fired right here (fire_from = hot;
+(hotctx.hot_chunk) cuts the WebSocket frames, parses and applies the read's level2 frames
+to the books under KuCoin's sequence rules, then for each symbol they changed evaluates the
+triangles through it, picks a free isolated slot and stages a signal, with leg 0's request
+built (docs/design.md 6.1); at a signal it returns, leg 0 is fired right here (fire_from = hot;
 executor.fire_leg), the signal is pushed to the slot's ring (eventfd wake) and the call
 resumes with the next frame. The other frames come back as a list:
 - private orderChange of our orders (docs/kucoin.md 4.1) are read by privwire inside the

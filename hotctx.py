@@ -11,9 +11,10 @@ the kernels share is described once, at start-up, in an int64 table (`build_tabl
 address and shape per array); `unpack` rebuilds the arrays inside the kernel with
 numba.carray at no cost, so a call passes the table, the link's buffer, two ints and the
 result cells. Inside, `process_chunk` cuts the WebSocket frames (wsread.next_frame), finds
-each level2 frame's symbol (topics.level2_symbol) and runs it through pipeline.on_level2
-in order, returning at the first frame that stages a signal so leg 0 goes out before the
-rest of the chunk is looked at. On the private link, each orderChange of one of our orders
+each level2 frame's symbol (topics.level2_symbol), applies the level2 frames of the read
+(pipeline.apply_l2, up to read_ahead of them) and decides each changed symbol once, newest
+first (pipeline.decide_l2), returning at the first signal, with leg 0's request built
+(orderkern.build_leg0), so leg 0 goes out before the rest of the chunk is looked at. On the private link, each orderChange of one of our orders
 (docs/kucoin.md 4.1) is read by privwire and routed to its slot's fill ring here too
 (route_fill), returning to Python only at a leg's terminal event, which fires the next leg:
 that event no longer waits behind Python handling of the events before it in its chunk.
