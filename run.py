@@ -388,6 +388,9 @@ class Shared:
     """Every preallocated array and fd, allocated once here and passed to the threads."""
 
 
+_RELEASE_LOCK = threading.Lock()   # Engine._release_fds
+
+
 LINK_LIVE_S = 5.0     # a public link "gets frames" when one of its books got one this recently
 
 
@@ -1182,6 +1185,12 @@ class Engine:
         sh = self.sh
         if sh is None or any(t.is_alive() for t in self.threads if t.name != "opp"):
             return
+        with _RELEASE_LOCK:
+            # once: a second close of the same numbers could close another engine's
+            # descriptors that reuse them (shutdown can be reached from two threads)
+            if getattr(self, "_fds_released", False):
+                return
+            self._fds_released = True
         for ex in getattr(self, "executors", None) or ():
             for c in ex.conns:
                 c.close()
