@@ -34,6 +34,7 @@ TLS_IO = ("held", "ssl")
 UNWIND = ("off", "market")
 LEG0_ORDER = ("market", "ioc")
 LEG0_BUILD = ("kernel", "python")
+LEG0_SEND = ("kernel", "python")
 KILL_ACTIONS = ("pause", "stop")      # docs/design.md 12: stay up paused, or end the session (exit 3)
 KILL_INFLIGHT = ("finish", "cancel")  # a trip lets in-flight triangles finish, or stops them between legs
 # the limits that may not be 0 (off) without i_accept_losses (docs/design.md 12)
@@ -171,6 +172,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         # docs/design.md 9: leg 0's request sized, signed and framed inside the chunk kernel
         # (orderkern.py) or by the executor's Python (the earlier path, for A/B runs)
         "leg0_build": (_choice(LEG0_BUILD), "kernel"),
+        "leg0_send": (_choice(LEG0_SEND), "kernel"),
         # docs/design.md 6.1: level2 frames of one socket read applied before the first of them
         # is decided (1 = each frame decided before the next is parsed)
         "read_ahead": (_num(int, 1, 16), "16"),

@@ -109,7 +109,8 @@ ROW_CORR_TRI = rings.record_struct(EXEC_DTYPE, ("corr", "tri"))
 ROW_PHASES = rings.record_struct(EXEC_DTYPE, ("phase",))
 SLOT_CANCEL = rings.record_struct(slotmod.INFLIGHT_DTYPE, ("cancel",))
 OK_INFO = rings.record_struct(orderkern.INFO_DTYPE, ("corr", "len", "text_off", "text_len", "units",
-                                                     "signed_ns", "px_units", "px_off", "px_len"))
+                                                     "signed_ns", "px_units", "px_off", "px_len",
+                                                     "sent", "sent_fd", "sent_ns"))
 
 
 class _Watch:
@@ -287,10 +288,11 @@ class Executor:
                          f"{c.last_connect_us / 1000:.1f} ms")
 
     # -- firing -----------------------------------------------------------------------------
-    def fire_leg0(self) -> bool:
+    def fire_leg0(self) -> int:
         """Hot thread, fire_from = hot: fire leg 0 of the staged signal (sh.sig_stage) on
         this thread, with the request the chunk kernel built for it when there is one
-        (orderkern.py; returns True then), else sized and signed here."""
+        (orderkern.py; returns 1 then, 2 when the kernel also wrote it: leg0_send = kernel),
+        else sized and signed here (returns 0)."""
         corr, tri, start_vol, bid0, a0, b1, a1, b2, a2, lim0, base0 = SIG_FIRE.unpack_from(self.sig_mv, 0)
         self.corr = corr                 # the clientOid's; the row is reset once the bytes are out
         self.plan = self.plans[tri]
@@ -299,6 +301,8 @@ class Executor:
         built = info[1] != 0 and info[0] == corr
         if built:
             self._fire_built(tri, start_vol, info)
+            if info[9] > 0:
+                built = 2
         elif self.ioc:
             self.fire_leg(0, start_vol, bid0, new_tri=tri, lim=lim0, lim_base=base0)
         else:
@@ -310,11 +314,15 @@ class Executor:
     def _fire_built(self, tri: int, amount: float, info: tuple) -> bool:
         """Leg 0 of the staged signal with the request the chunk kernel built for it
         (orderkern.build_leg0: fire_leg's sizing, body, signature and framing, the same
-        bytes). Writes it, then the same bookkeeping as fire_leg."""
-        _corr, n, t_off, t_len, units, signed_ns, pu, p_off, p_len = info
+        bytes). Writes it, unless the kernel already did (leg0_send = kernel: then the rest
+        of it, if the socket took only part), then the same bookkeeping as fire_leg."""
+        _corr, n, t_off, t_len, units, signed_ns, pu, p_off, p_len, sent, sent_fd, sent_ns = info
         req = self.ok_req[:n].tobytes()
         try:
-            sent_ns = self.conns[0].send(req)
+            if sent > 0:
+                sent_ns = self.conns[0].kernel_sent(sent_fd, sent, req, sent_ns)
+            else:      # not written by the kernel (orderkern.send_built says why): as before
+                sent_ns = self.conns[0].send(req)
         except OrderWireError as e:
             return self._leg_failed(0, amount, signed_ns, f"L0 not sent: {e}", tri)
         rules = self.plan[0][2]

@@ -64,6 +64,7 @@ import wsread
 C = pipeline.C
 C_EVALS = C["evals"]
 C_LEG0_KERNEL = C["leg0_kernel"]
+C_LEG0_WIRE = C["leg0_wire"]
 L2_MARK = b'"subject":"trade.l2update"'
 L2_TOPIC = b'"/market/level2:'
 BALANCE_MARK = b'"subject":"account.balance"'
@@ -548,8 +549,11 @@ class HotLoop:
             # Fire leg 0 on this thread: no hand-off under the GIL before the first order
             # (docs/design.md 2 and 9). The executor reads the response.
             try:
-                if self.executors[slot].fire_leg0():
+                how = self.executors[slot].fire_leg0()
+                if how:
                     self.counters[C_LEG0_KERNEL] += 1
+                    if how == 2:
+                        self.counters[C_LEG0_WIRE] += 1
                 self.counters[C["fired_leg0"]] += 1
             except Exception as e:
                 self._hot_error("firing leg 0", e, slot, int(sh.sig_stage[0]["corr"]))

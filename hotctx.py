@@ -642,6 +642,10 @@ class KernelWarm:
         sc.params[0]["min_profit_bps"] = -1e9
         sc.params[0]["flags"] = sc.params[0]["flags"] | triangles.EVAL_IGNORE_AGE
         sc.control[:] = 0                      # never halted
+        # its staged signals may build leg 0's request (warming that code) but never write
+        # it: no descriptor, and the kernel's write off (orderkern.send_built)
+        sc.ok_info["fd"] = -1
+        sc.ok_ctl[orderkern.C_SEND] = 0
         self.sh, self.sc = sh, sc
         self.table = Table(sc, sh.symtable)
         self.res = alloc_result()

@@ -118,6 +118,9 @@ class Wire:
             return True
 
 
+_GONE = object()    # kernel_sent: the request's connection was replaced before it was noted
+
+
 class OrderConn:
     def __init__(self, base_url: str, timeout_s: float = 5.0, ssl_context=None, tls_held: bool = True,
                  ca_file: str = ""):
@@ -133,7 +136,9 @@ class OrderConn:
             else tlsio.client_context(ca_file)
         self.ca_file = ca_file
         self.tls_held = tls_held and self.tls and tlsio.available()
-        self.wire: Wire | None = None      # the connection the next request goes on
+        self.kernel_cell = None            # leg0_send = kernel: orderkern's fd cell (attach_kernel)
+        self._wire: Wire | None = None     # the connection the next request goes on (`wire`)
+        self.prev_wire: Wire | None = None  # the one before: a kernel write may have used it
         self._req_wire: Wire | None = None  # the one the last request went on (its response)
         self.session = None                # TLS session to resume on the next connection
         self.reconnects = 0                # connections replaced (inline or refresh)
@@ -141,6 +146,59 @@ class OrderConn:
         self.last_inline_us = 0.0
         self.last_connect_us = 0.0
         self.last_used = 0.0
+
+    @property
+    def wire(self) -> Wire | None:
+        return self._wire
+
+    @wire.setter
+    def wire(self, w: Wire | None) -> None:
+        """Every change of connection goes through here, so the kernel's descriptor cell
+        (orderkern.send_built) names the new one in the same GIL-held step, and never a
+        socket this object has closed: callers close the old socket only after."""
+        old = self._wire
+        if old is not None and old is not w:
+            self.prev_wire = old      # kept open until the next change (kernel_sent)
+        self._wire = w
+        if self.kernel_cell is not None:
+            self.kernel_cell[0] = self._kernel_fd(w)
+
+    def _kernel_fd(self, w: Wire | None) -> int:
+        # plain TCP only: a TLS write needs the ssl module's or tlsio's record layer
+        return w.fd if w is not None and not self.tls and w.held is None else -1
+
+    def attach_kernel(self, cell) -> None:
+        """leg0_send = kernel: keep the current connection's descriptor in cell[0] (a view
+        of orderkern's ok_info[slot]["fd"]), -1 when there is none the kernel may write."""
+        self.kernel_cell = cell
+        cell[0] = self._kernel_fd(self._wire)
+
+    def kernel_sent(self, fd: int, n: int, req: bytes, sent_ns: int) -> int:
+        """The kernel wrote n > 0 bytes of req on descriptor fd (orderkern.send_built): the
+        bookkeeping send() does, on the wire that descriptor belongs to (the current one,
+        or the previous if refresh() swapped them since), and the rest of req if the socket
+        took only part. Returns when the last byte was written (monotonic ns). Raises
+        OrderWireError when that wire is gone (nothing complete was sent: a partial HTTP
+        request is never executed)."""
+        w = self._wire if self._wire is not None and self._wire.fd == fd else self.prev_wire
+        if w is None or w.fd != fd:
+            if n >= len(req):
+                # the request is out but its connection can no longer be read: the order's
+                # state is unknown and read_response() says so (ResponseLost)
+                self._req_wire = _GONE
+                return sent_ns
+            raise OrderWireError("send failed: the connection was replaced during the write")
+        if n < len(req):
+            try:
+                w.sock.sendall(req[n:])
+            except OSError as e:
+                if self._wire is w:
+                    self.close()
+                raise OrderWireError(f"send failed: {e.__class__.__name__}") from None
+            sent_ns = time.monotonic_ns()
+        self._req_wire = w
+        self.last_used = time.monotonic()
+        return sent_ns
 
     @property
     def sock(self):
@@ -208,6 +266,7 @@ class OrderConn:
     def close(self) -> None:
         w = self.wire
         self.wire = None
+        self.prev_wire = None
         if w is not None:
             try:
                 w.sock.close()
@@ -314,8 +373,14 @@ class OrderConn:
         try:
             if w is None:
                 raise ConnectionResetError("no request sent")
+            if w is _GONE:
+                raise ConnectionResetError("the connection the request went on was replaced")
             out = self._read_response(w)
             self._keep_session(w)
+            if w.buf and self._wire is w and self.kernel_cell is not None:
+                # bytes after the response: stale() now, so the next send reconnects; the
+                # kernel must not write on it either
+                self.kernel_cell[0] = -1
             return out
         except (OSError, ValueError, IndexError) as e:
             if self.wire is w:

@@ -56,6 +56,8 @@ HOT_COUNTERS = (
     "link_ups",
     # legs 0 sent with the request the chunk kernel built (orderkern.py; of fired_leg0)
     "leg0_kernel",
+    # ... of which the kernel also wrote (orderkern.send_built; leg0_send = kernel)
+    "leg0_wire",
 )
 C = {name: i for i, name in enumerate(HOT_COUNTERS)}
 C_APPLIED, C_STALE, C_GAPS = C["applied"], C["stale"], C["gaps"]

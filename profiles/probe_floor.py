@@ -13,9 +13,12 @@ GIL-holding recv per read), polls epoll the same way (blocking, or busy polling 
 busy_poll_us after each event), runs pinned to the engine's CPUs with its switch interval,
 and keeps a kept-alive order connection (orderwire.OrderConn, the engine's) with a signed
 request built in advance. On the first read of a public link after 1/rate seconds it writes
-that request: no parse, no book, no evaluation. It records read receipt (stamped right after
-the read, as hot.HotLoop._drain does) -> request bytes written (OrderConn.send's stamp, as
-the engine's leg 0), then, off the measured path, reads the answer, cuts the frames it read
+that request: no parse, no book, no evaluation. It writes it as the engine writes leg 0:
+over plain TCP with the kernel's write (orderkern.wire_write: the idle peek and one
+non-blocking send, leg0_send = kernel), over TLS (or with leg0_send = python) through
+OrderConn.send. It records read receipt (stamped right after the read, as
+hot.HotLoop._drain does) -> request bytes written (stamped right after the write, as the
+engine's leg 0), then, off the measured path, reads the answer, cuts the frames it read
 and builds the next request. Requests go to the order-test endpoint (validated, never
 matched: the same bytes and the same wake of the venue's thread as a real order, and no
 balance changes). With warm_interval_us it rebuilds its request while idle, as the engine
@@ -43,8 +46,11 @@ import kernelcache  # noqa: E402
 kernelcache.use_source_keyed_cache()   # before numba (kernelcache.py)
 sys.path.insert(0, str(HERE))
 
+import numpy as np  # noqa: E402
+
 import kucoin  # noqa: E402
 import maint  # noqa: E402
+import orderkern  # noqa: E402
 import run  # noqa: E402
 import universe  # noqa: E402
 import wsread  # noqa: E402
@@ -89,6 +95,11 @@ class Floor:
         self.body_fmt = ('{"clientOid":"fl%%d","side":"buy","symbol":"%s","type":"market","funds":"%s"}'
                          % (sym0, rules.quote_inc.to_str(rules.quote_min_u or 10 * rules.quote_inc.inc_units)))
         self.conn = OrderConn(self.rest_url, timeout_s=5.0, ca_file=ca)
+        self.cell = np.full(1, -1, np.int64)       # the engine's fd cell (OrderConn.attach_kernel)
+        if cfg.leg0_send == "kernel":
+            self.conn.attach_kernel(self.cell)
+        self.peek = np.zeros(1, np.uint8)
+        orderkern.wire_write(-1, self.peek, 1, self.peek)   # compiled (or loaded) now, not at a fire
         self.conn.connect()
         self.n_req = 0
         self.req = self._build()
@@ -100,8 +111,21 @@ class Floor:
         self.n_req += 1
         body = (self.body_fmt % self.n_req).encode()
         self.req_ts = time.monotonic()
-        return self.conn.post_request(self.signer, PATH_TEST,
-                                      time.time_ns() // 1_000_000 + self.client.clock_offset_ms, body)
+        req = self.conn.post_request(self.signer, PATH_TEST,
+                                     time.time_ns() // 1_000_000 + self.client.clock_offset_ms, body)
+        self.req_arr = np.frombuffer(req, np.uint8).copy()   # (the engine's ok_req row)
+        return req
+
+    def send(self) -> int:
+        """The request out as the engine's leg 0 goes (module docstring); when the bytes
+        were all written (monotonic ns)."""
+        fd = int(self.cell[0])
+        if fd >= 0:
+            n = orderkern.wire_write(fd, self.req_arr, len(self.req), self.peek)
+            sent_ns = time.monotonic_ns()
+            if n > 0:
+                return self.conn.kernel_sent(fd, n, self.req, sent_ns)
+        return self.conn.send(self.req)
 
     def run(self) -> dict:
         cfg = self.cfg
@@ -138,7 +162,7 @@ class Floor:
                         break
                     reads += 1
                     if recv_ns - last_fire >= self.interval_ns:
-                        sent_ns = self.conn.send(self.req)        # the measured path ends here
+                        sent_ns = self.send()                     # the measured path ends here
                         last_fire = recv_ns
                         floor_us.append((sent_ns - recv_ns) / 1e3)
                         try:
@@ -193,7 +217,8 @@ def main(argv=None) -> int:
     finally:
         fl.close()
     res.update({"machine": machine(), "ini": Path(a.ini).name, "cpus": list(cfg.cpus),
-                "busy_poll_us": cfg.busy_poll_us, "warm_interval_us": cfg.warm_interval_us})
+                "busy_poll_us": cfg.busy_poll_us, "warm_interval_us": cfg.warm_interval_us,
+                "leg0_send": cfg.leg0_send})
     s = res["floor_us"]
     print(f"probe_floor: {res['fires']} orders over {res['reads']} reads; floor (us) "
           + " ".join(f"{k}={s[k]:.1f}" for k in ("p50", "p90", "p99", "p99.9", "max") if k in s))

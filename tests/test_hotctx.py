@@ -17,6 +17,7 @@ import pytest
 
 import books
 import hotctx
+import orderkern
 import triangles
 import pipeline
 import slots
@@ -402,3 +403,30 @@ def test_touch_real_when_run_then_reads_every_table_and_writes_nothing():
     after = (sh.book_px, sh.book_sz, sh.book_state, uni.tris, uni.sym_tri_start, uni.sym_tri_list)
     for b, a in zip(before, after):
         assert np.array_equal(b, a, equal_nan=True) if b.dtype.kind == "f" else np.array_equal(b, a)
+
+
+def test_kernel_warm_when_kernel_writes_leg0_then_its_copies_never_write():
+    """leg0_send = kernel: the real arrays name a live descriptor and switch the write on;
+    KernelWarm stages signals on copies of them, which must never reach that socket."""
+    import socket
+    sh = make_shared()
+    load_fair(sh)
+    a, b = socket.socketpair()
+    try:
+        import executor
+        from signer import Signer
+        assert orderkern.fill(vars(sh), executor.leg_plans(sh.universe), Signer("k", "s", "p", 3),
+                              b"/api/v1/hf/orders", b"h:1", True) == sh.universe.ntri
+        sh.ok_info["fd"] = a.fileno()
+        sh.ok_ctl[orderkern.C_SEND] = 1
+        kw = hotctx.KernelWarm(sh)
+        assert (kw.sc.ok_info["fd"] == -1).all() and kw.sc.ok_ctl[orderkern.C_SEND] == 0
+        assert kw.refresh()
+        assert all(kw.run_once() >= 0 for _ in range(6))
+        assert (kw.sc.ok_info["len"] > 0).any()    # the copies did build requests
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            b.recv(1)
+    finally:
+        a.close()
+        b.close()

@@ -95,3 +95,118 @@ def test_send_when_nothing_listens_then_orderwireerror_not_sent():
     c = OrderConn(f"http://127.0.0.1:{port}", timeout_s=0.5)
     with pytest.raises(OrderWireError):
         c.send(b"POST / HTTP/1.1\r\n\r\n")
+
+
+# -- leg0_send = kernel: the kernel writes on the descriptor OrderConn keeps in its cell ------
+
+def _kernel_write(c, req: bytes):
+    """What orderkern.send_built does with a built request: peek_send on the cell's fd."""
+    import numpy as np
+
+    import orderkern
+    fd = int(c.kernel_cell[0])
+    buf = np.frombuffer(req, np.uint8).copy()
+    return fd, orderkern.wire_write(fd, buf, len(req), np.zeros(1, np.uint8))
+
+
+def test_kernel_cell_when_connection_changes_then_it_names_the_current_plain_descriptor():
+    import numpy as np
+    srv = Server([ok(b"a")])
+    c = OrderConn(f"http://127.0.0.1:{srv.port}")
+    cell = np.full(1, 7, np.int64)
+    c.attach_kernel(cell)
+    assert cell[0] == -1                   # no connection yet: never a stale number
+    c.connect()
+    first = c.wire
+    assert cell[0] == first.fd
+    assert c.refresh(max_idle_s=1e-9).startswith("idle")
+    assert c.wire is not first and cell[0] == c.wire.fd
+    assert c.prev_wire is first            # kept open: a kernel write may have used it
+    c.close()
+    assert cell[0] == -1 and c.prev_wire is None
+    tls = OrderConn("https://127.0.0.1:1")
+    cell[0] = 5
+    tls.attach_kernel(cell)
+    assert cell[0] == -1                   # TLS: Python writes (the record layer)
+
+
+def test_kernel_write_when_connection_idle_then_request_out_and_response_read():
+    srv = Server([ok(b"k"), ok(b"p")])
+    c = OrderConn(f"http://127.0.0.1:{srv.port}")
+    import numpy as np
+    c.attach_kernel(np.full(1, -1, np.int64))
+    c.connect()
+    req = c.request_bytes("POST", "/x", b"", b"{}")
+    fd, n = _kernel_write(c, req)
+    assert n == len(req)
+    c.kernel_sent(fd, n, req, 1)
+    assert c.read_response()[2] == b"k"
+    c.send(req)                            # the Python path on the same connection after it
+    assert c.read_response()[2] == b"p" and srv.accepts == 1
+
+
+def test_kernel_write_when_refresh_swapped_connection_then_response_read_from_the_one_written():
+    import numpy as np
+    srv = Server([ok(b"old")])
+    c = OrderConn(f"http://127.0.0.1:{srv.port}")
+    c.attach_kernel(np.full(1, -1, np.int64))
+    c.connect()
+    req = c.request_bytes("POST", "/x", b"", b"{}")
+    fd, n = _kernel_write(c, req)
+    assert n == len(req)
+    # the executor's refresh swaps the connection before fire_leg0 notes the write
+    assert c.refresh(max_idle_s=1e-9)
+    assert c.wire.fd != fd
+    c.kernel_sent(fd, n, req, 1)
+    assert c.read_response()[2] == b"old"
+
+
+def test_kernel_write_when_connection_unknown_then_response_lost_not_misread():
+    import numpy as np
+    srv = Server([ok(b"x")])
+    c = OrderConn(f"http://127.0.0.1:{srv.port}")
+    c.attach_kernel(np.full(1, -1, np.int64))
+    c.connect()
+    req = c.request_bytes("POST", "/x", b"", b"{}")
+    # a descriptor that is neither the current nor the previous connection's: the order's
+    # state is unknown (the executor asks REST), never read off another connection
+    assert c.kernel_sent(c.wire.fd + 1000, len(req), req, 5) == 5
+    with pytest.raises(ResponseLost):
+        c.read_response()
+    with pytest.raises(OrderWireError):    # part of a request on a lost connection: not sent
+        c.kernel_sent(c.wire.fd + 1000, 3, req, 5)
+
+
+def test_kernel_write_when_venue_closed_idle_connection_then_nothing_written_and_send_reconnects():
+    import time
+
+    import orderkern
+    srv = Server([ok(b"1")])               # answers once, then closes the idle connection
+    c = OrderConn(f"http://127.0.0.1:{srv.port}")
+    import numpy as np
+    c.attach_kernel(np.full(1, -1, np.int64))
+    c.connect()
+    req = c.request_bytes("POST", "/x", b"", b"{}")
+    c.send(req)
+    assert c.read_response()[2] == b"1"
+    time.sleep(0.2)                        # the venue's FIN arrives
+    _fd, n = _kernel_write(c, req)
+    assert n == orderkern.SENT_STALE       # nothing written on a closed connection
+    c.send(req)                            # fire_leg0's fallback: reconnect, then write
+    assert c.inline_reconnects == 1 and c.kernel_cell[0] == c.wire.fd
+
+
+def test_kernel_write_when_socket_takes_part_then_rest_written_by_kernel_sent():
+    import numpy as np
+    srv = Server([ok(b"whole")])
+    c = OrderConn(f"http://127.0.0.1:{srv.port}")
+    c.attach_kernel(np.full(1, -1, np.int64))
+    c.connect()
+    req = c.request_bytes("POST", "/x", b"", b'{"a":"' + b"x" * 200 + b'"}')
+    import orderkern
+    fd = int(c.kernel_cell[0])
+    head = np.frombuffer(req[:50], np.uint8).copy()
+    assert orderkern.wire_write(fd, head, 50, np.zeros(1, np.uint8)) == 50
+    c.kernel_sent(fd, 50, req, 1)          # as if the socket took 50 bytes of the request
+    assert c.read_response()[2] == b"whole"
+    assert srv.requests[0] == req

@@ -205,22 +205,28 @@ def test_pong_without_id_when_pings_answered_as_kucoin_does_then_links_stay_up()
     assert c["pong_missed"] == 0 and c["reconnects"] == 0, c
 
 
-@pytest.mark.parametrize("leg0_order", ["market", "ioc"])
-def test_leg0_built_in_kernel_when_trading_live_then_every_leg0_is_its_request_and_reconciles(leg0_order):
+@pytest.mark.parametrize("leg0_order,leg0_send", [("market", "kernel"), ("ioc", "kernel"),
+                                                  ("market", "python")])
+def test_leg0_built_in_kernel_when_trading_live_then_every_leg0_is_its_request_and_reconciles(
+        leg0_order, leg0_send):
     """orderkern.py (leg0_build = kernel, the default): every leg 0 leaves with the request
-    the chunk kernel sized, signed and framed; the venue takes each signature, clientOid and
+    the chunk kernel sized, signed and framed, and written by the kernel too (leg0_send =
+    kernel, the default) or by Python; the venue takes each signature, clientOid and
     amount; leg 0's amount (and IOC price) in the record is the venue's order; the books
     reconcile."""
-    with engine(slots=2, leg0_order=leg0_order, sim={"mispricing_rate": 2.0}) as er:
+    with engine(slots=2, leg0_order=leg0_order, leg0_send=leg0_send,
+                sim={"mispricing_rate": 2.0}) as er:
         wait_synced(er)
         er.wait_for(lambda: len(triangles(er)) >= 6, 40.0)
         res = finish(er)
         c = er.counters()
         recs = triangles(er)
         log = "\n".join(er.log_lines)
-    assert "leg 0 sized, signed and framed in the chunk kernel" in log
+    wrote = "and written " if leg0_send == "kernel" else ""
+    assert f"leg 0 sized, signed, framed {wrote}in the chunk kernel" in log
     assert len(recs) >= 6, [report.format_line(r) for r in recs]
     assert c["fired_leg0"] >= 6 and c["leg0_kernel"] == c["fired_leg0"], c
+    assert c["leg0_wire"] == (c["fired_leg0"] if leg0_send == "kernel" else 0), c
     by_coid = {o["clientOid"]: o for o in res["orders_list"]}
     for r in recs:
         assert "rejected" not in r.error and "not placed" not in r.error, report.format_line(r)
