@@ -47,6 +47,7 @@ from numba.extending import intrinsic, overload
 import cascade
 import rings
 import signer
+import tlsio
 
 PLAN_DTYPE = np.dtype([
     ("ok", "i8"),          # 1: the kernel may build this triangle's leg 0
@@ -87,6 +88,7 @@ INFO_DTYPE = np.dtype([
     # the rest: bytes it wrote (> 0), 0 (not tried, or the socket took nothing), SENT_STALE
     # (the connection was not idle: nothing written), or -errno of a failed send
     ("fd", "i8"),
+    ("ssl", "i8"),         # ... and its OpenSSL SSL* when it is TLS with held I/O (tlsio.Held), else 0
     ("sent", "i8"),
     ("sent_fd", "i8"),     # the descriptor written (fire_leg0 finds its wire by it)
     ("sent_ns", "i8"),     # monotonic ns right after the write
@@ -106,7 +108,9 @@ C_END = 24             # "\r\n\r\n"
 C_METHOD_PATH = 26     # "POST" + path (the prehash's middle)
 C_IOC = 28             # 1: leg0_order = ioc (a signal with a limit price is sent as a limit IOC)
 C_SEND = 29            # 1: leg0_send = kernel (send_built writes the request itself)
-CTL_LEN = 32
+C_TLS = 30             # 4 cells: libssl's SSL_write, SSL_pending, SSL_get_error, ERR_clear_error
+                       # (addresses, `tls_fns`; 0 when held TLS I/O is unavailable)
+CTL_LEN = 40
 # the largest amount the kernel formats (cascade.floor_to_increment's exact branch is Python's)
 _EXACT_LIMIT = 2.0 ** 52
 _UNITS_MAX = 1 << 53
@@ -492,7 +496,7 @@ def build_leg0(slot, stage, plan, body, tmpl, ctl, req, info, scr, w):
     n = build_request(slot, s["corr"], s["tri"], s["start_vol"], s["bid0"], s["lim0"], s["base0"],
                       ts_ms, plan, body, tmpl, ctl, req, info, scr, w)
     if n > 0 and ctl[C_SEND] != 0:
-        send_built(slot, n, req, info, scr)
+        send_built(slot, n, req, info, scr, ctl[C_TLS:C_TLS + 4])
     return n
 
 
@@ -505,7 +509,10 @@ def build_leg0(slot, stage, plan, body, tmpl, ctl, req, info, scr, w):
 # use: OrderConn changes `fd` in the same GIL-held step as its wire (orderwire.py), and closes
 # a socket only after. fire_leg0 then only does the bookkeeping; when the kernel wrote nothing
 # (no descriptor, a connection that is not idle, a full socket, an error), OrderConn.send
-# writes the request as before, reconnecting first if it must.
+# writes the request as before, reconnecting first if it must. Over TLS with held I/O
+# (tls_io = held, tlsio.py) the write is SSL_write on the connection's SSL*, called through
+# libssl's addresses in ok_ctl, as tlsio.Held.write calls it (with the GIL held too); with
+# tls_io = ssl the cell holds -1 and Python writes.
 
 SENT_STALE = -(1 << 20)      # the connection was not idle (closed, reset, or unread bytes)
 _PEEK_FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT
@@ -556,18 +563,99 @@ def _c_errno(typingctx):
     return types.int64(), codegen
 
 
+_SSL_WANT = (tlsio.SSL_ERROR_WANT_READ, tlsio.SSL_ERROR_WANT_WRITE)
+_W_READ, _W_WRITE = _SSL_WANT
+
+
+def _fn_codegen(ret, argtys):
+    """A call through a C function's address (args[0]) with the given LLVM argument types;
+    arrays are passed as their data pointer. The address is a runtime value (ok_ctl), never
+    a constant: the cached machine code must not hold one process's addresses."""
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(ret, argtys)
+        fp = builder.inttoptr(args[0], fnty.as_pointer())
+        vals = []
+        for ty, v, t in zip(argtys, args[1:], sig.args[1:]):
+            if isinstance(t, types.Array):
+                v = builder.bitcast(context.make_array(t)(context, builder, value=v).data, ty)
+            elif isinstance(ty, ir.PointerType):
+                v = builder.inttoptr(v, ty)
+            elif ty.width < 64:
+                v = builder.trunc(v, ty)
+            vals.append(v)
+        r = builder.call(fp, vals)
+        return builder.sext(r, ir.IntType(64)) if ret != ir.VoidType() else context.get_dummy_value()
+    return codegen
+
+
+_I8P, _I32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+
+
+@intrinsic
+def _ssl_write(typingctx, fn, ssl, arr, n):
+    if _io_typer(arr) is None:
+        return None
+    return types.int64(types.int64, types.int64, arr, types.int64), _fn_codegen(_I32, (_I8P, _I8P, _I32))
+
+
+@intrinsic
+def _ssl_pending(typingctx, fn, ssl):
+    return types.int64(types.int64, types.int64), _fn_codegen(_I32, (_I8P,))
+
+
+@intrinsic
+def _ssl_get_error(typingctx, fn, ssl, ret):
+    return types.int64(types.int64, types.int64, types.int64), _fn_codegen(_I32, (_I8P, _I32))
+
+
+@intrinsic
+def _call_void(typingctx, fn):
+    return types.none(types.int64), _fn_codegen(ir.VoidType(), ())
+
+
+def tls_fns() -> np.ndarray:
+    """The addresses send_built calls a TLS write through (ok_ctl[C_TLS:C_TLS + 4]): the
+    libssl the ssl module uses (tlsio), or zeros when held TLS I/O is unavailable (then no
+    connection names an SSL*, and Python writes)."""
+    out = np.zeros(4, np.int64)
+    if tlsio.available():
+        for i, name in enumerate(("SSL_write", "SSL_pending", "SSL_get_error")):
+            out[i] = ctypes.cast(tlsio._LIB[name], ctypes.c_void_p).value
+        out[3] = ctypes.cast(tlsio._LIB["ERR_clear_error"], ctypes.c_void_p).value
+    return out
+
+
+def cell() -> np.ndarray:
+    """A descriptor cell outside the engine's arrays (an ok_info row: fd -1, no SSL*), for
+    OrderConn.attach_kernel in tests and profiles/probe_floor.py."""
+    c = np.zeros(1, INFO_DTYPE)
+    c["fd"] = -1
+    return c
+
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def peek_send(fd, buf, n, peek):
-    """Write buf[:n] (a C-contiguous uint8 array) to socket fd if the connection is open and
-    idle: a non-blocking peek of one byte into `peek` must find nothing (OrderConn's Wire.stale),
-    then one non-blocking send. Returns the bytes written (0: the socket took none), SENT_STALE
-    (nothing written), or -errno of a failed send. Jitted callers get the libc calls inlined
-    (the overload below); this body runs under NUMBA_DISABLE_JIT and in tests."""
+def peek_send(fd, ssl, buf, n, peek, fns):
+    """Write buf[:n] (a C-contiguous uint8 array) to the connection on socket fd if it is
+    open and idle (OrderConn's Wire.stale): no decrypted bytes held (TLS: SSL_pending), and a
+    non-blocking peek of one byte into `peek` finding nothing. Then one non-blocking send,
+    or with ssl != 0 one SSL_write through fns (tls_fns; all or nothing, tlsio.Held.write).
+    Returns the bytes written (0: the socket took none; retry with the same bytes), SENT_STALE
+    (nothing written), or a negative error (-errno, or -(1000 + SSL error)). Jitted callers get
+    the calls inlined (the overload below); this body runs under NUMBA_DISABLE_JIT and in tests."""
+    if ssl != 0 and tlsio._LIB["SSL_pending"](ssl) > 0:
+        return SENT_STALE
     r = _libc.recv(int(fd), ctypes.c_void_p(peek.ctypes.data), 1, _PEEK_FLAGS)
     if r >= 0 or ctypes.get_errno() not in (_errno.EAGAIN, _errno.EWOULDBLOCK):
         return SENT_STALE
+    if ssl != 0:
+        r = tlsio._LIB["SSL_write"](ssl, ctypes.c_char_p(buf.ctypes.data), int(n))
+        if r > 0:
+            return r
+        e = tlsio._LIB["SSL_get_error"](ssl, r)
+        tlsio._LIB["ERR_clear_error"]()
+        return 0 if e in _SSL_WANT else -(1000 + e)
     r = _libc.send(int(fd), ctypes.c_void_p(buf.ctypes.data), ctypes.c_size_t(int(n)), _SEND_FLAGS)
     if r >= 0:
         return r
@@ -576,14 +664,25 @@ def peek_send(fd, buf, n, peek):
 
 
 @overload(peek_send)
-def _peek_send_ol(fd, buf, n, peek):
-    def impl(fd, buf, n, peek):
+def _peek_send_ol(fd, ssl, buf, n, peek, fns):
+    def impl(fd, ssl, buf, n, peek, fns):
+        if ssl != 0 and _ssl_pending(fns[1], ssl) > 0:
+            return SENT_STALE
         r = _c_recv(fd, peek, 1, _PEEK_FLAGS)
         if r >= 0:
             return SENT_STALE
         e = _c_errno()
         if e != _E_AGAIN and e != _E_WOULDBLOCK:
             return SENT_STALE
+        if ssl != 0:
+            r = _ssl_write(fns[0], ssl, buf, n)
+            if r > 0:
+                return r
+            e = _ssl_get_error(fns[2], ssl, r)
+            _call_void(fns[3])          # leave no error queue behind for the ssl module
+            if e == _W_READ or e == _W_WRITE:
+                return 0
+            return -(1000 + e)
         r = _c_send(fd, buf, n, _SEND_FLAGS)
         if r >= 0:
             return r
@@ -595,14 +694,15 @@ def _peek_send_ol(fd, buf, n, peek):
 
 
 @njit(cache=True)
-def send_built(slot, n, req, info, scr):
-    """Write the n bytes just built in req[slot] to the slot's connection (info[slot]["fd"]),
-    recording in info[slot] what was written, on which descriptor, and when (peek_send)."""
+def send_built(slot, n, req, info, scr, fns):
+    """Write the n bytes just built in req[slot] to the slot's connection (info[slot]["fd"],
+    and ["ssl"] over TLS), recording in info[slot] what was written, on which descriptor,
+    and when (peek_send)."""
     inf = info[slot]
     fd = inf["fd"]
     if fd < 0:
         return 0
-    r = peek_send(fd, req[slot], n, scr)
+    r = peek_send(fd, inf["ssl"], req[slot], n, scr, fns)
     inf["sent_ns"] = rings.monotonic_ns()
     inf["sent_fd"] = fd
     inf["sent"] = r
@@ -610,6 +710,9 @@ def send_built(slot, n, req, info, scr):
 
 
 @njit(cache=True)
-def wire_write(fd, buf, n, peek):
-    """peek_send from Python (profiles/probe_floor.py writes its requests the engine's way)."""
-    return peek_send(fd, buf, n, peek)
+def wire_write(fd, ssl, buf, n, peek, fns, out):
+    """peek_send from Python, with out[0] = monotonic ns right after the write, as
+    send_built stamps it (profiles/probe_floor.py writes its requests the engine's way)."""
+    r = peek_send(fd, ssl, buf, n, peek, fns)
+    out[0] = rings.monotonic_ns()
+    return r

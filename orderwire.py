@@ -161,17 +161,23 @@ class OrderConn:
             self.prev_wire = old      # kept open until the next change (kernel_sent)
         self._wire = w
         if self.kernel_cell is not None:
-            self.kernel_cell[0] = self._kernel_fd(w)
+            self._set_cell(w)
 
-    def _kernel_fd(self, w: Wire | None) -> int:
-        # plain TCP only: a TLS write needs the ssl module's or tlsio's record layer
-        return w.fd if w is not None and not self.tls and w.held is None else -1
+    def _set_cell(self, w: Wire | None) -> None:
+        c = self.kernel_cell
+        c["fd"][0] = -1
+        # plain TCP, or TLS with held I/O (the kernel calls SSL_write on its SSL*, as
+        # tlsio.Held.write does); with the ssl module's I/O only Python may write
+        ok = w is not None and (not self.tls or w.held is not None)
+        c["ssl"][0] = w.held.ssl if ok and w.held is not None else 0
+        c["fd"][0] = w.fd if ok else -1
 
     def attach_kernel(self, cell) -> None:
-        """leg0_send = kernel: keep the current connection's descriptor in cell[0] (a view
-        of orderkern's ok_info[slot]["fd"]), -1 when there is none the kernel may write."""
+        """leg0_send = kernel: keep the current connection's descriptor (and SSL*) in cell,
+        a one-row view of orderkern's ok_info (ok_info[slot:slot + 1], or orderkern.cell());
+        fd -1 when there is none the kernel may write on."""
         self.kernel_cell = cell
-        cell[0] = self._kernel_fd(self._wire)
+        self._set_cell(self._wire)
 
     def kernel_sent(self, fd: int, n: int, req: bytes, sent_ns: int) -> int:
         """The kernel wrote n > 0 bytes of req on descriptor fd (orderkern.send_built): the
@@ -380,7 +386,7 @@ class OrderConn:
             if w.buf and self._wire is w and self.kernel_cell is not None:
                 # bytes after the response: stale() now, so the next send reconnects; the
                 # kernel must not write on it either
-                self.kernel_cell[0] = -1
+                self.kernel_cell["fd"][0] = -1
             return out
         except (OSError, ValueError, IndexError) as e:
             if self.wire is w:

@@ -830,14 +830,14 @@ class Engine:
         client.offset_cell = sh.ok_ctl[orderkern.C_OFFSET:orderkern.C_OFFSET + 1]
         client.clock_offset_ms = client.clock_offset_ms
         if on and cfg.leg0_send == "kernel":
-            # each slot's leg-0 connection keeps its descriptor in the kernel's cell
-            # (OrderConn.wire's setter); -1 over TLS, where Python writes
+            # each slot's leg-0 connection keeps its descriptor (and SSL*) in the kernel's
+            # cell (OrderConn.wire's setter); -1 with tls_io = ssl, where Python writes
+            sh.ok_ctl[orderkern.C_TLS:orderkern.C_TLS + 4] = orderkern.tls_fns()
             for ex in self.executors:
-                ex.conns[0].attach_kernel(sh.ok_info["fd"][ex.slot:ex.slot + 1])
+                ex.conns[0].attach_kernel(sh.ok_info[ex.slot:ex.slot + 1])
             sh.ok_ctl[orderkern.C_SEND] = 1
         if on:
-            wrote = ("and written " if sh.ok_ctl[orderkern.C_SEND] and not self.executors[0].conns[0].tls
-                     else "")
+            wrote = ("and written " if sh.ok_info["fd"][0] >= 0 else "")
             self.log(f"run: leg 0 sized, signed, framed {wrote}in the chunk kernel for {n} of "
                      f"{sh.universe.ntri} triangles (the others in Python)")
 

@@ -14,9 +14,9 @@ busy_poll_us after each event), runs pinned to the engine's CPUs with its switch
 and keeps a kept-alive order connection (orderwire.OrderConn, the engine's) with a signed
 request built in advance. On the first read of a public link after 1/rate seconds it writes
 that request: no parse, no book, no evaluation. It writes it as the engine writes leg 0:
-over plain TCP with the kernel's write (orderkern.wire_write: the idle peek and one
-non-blocking send, leg0_send = kernel), over TLS (or with leg0_send = python) through
-OrderConn.send. It records read receipt (stamped right after the read, as
+with the kernel's write (orderkern.wire_write: the idle peek and one non-blocking send, or
+SSL_write over TLS with held I/O; leg0_send = kernel), else (leg0_send = python, tls_io =
+ssl) through OrderConn.send. It records read receipt (stamped right after the read, as
 hot.HotLoop._drain does) -> request bytes written (stamped right after the write, as the
 engine's leg 0), then, off the measured path, reads the answer, cuts the frames it read
 and builds the next request. Requests go to the order-test endpoint (validated, never
@@ -95,11 +95,14 @@ class Floor:
         self.body_fmt = ('{"clientOid":"fl%%d","side":"buy","symbol":"%s","type":"market","funds":"%s"}'
                          % (sym0, rules.quote_inc.to_str(rules.quote_min_u or 10 * rules.quote_inc.inc_units)))
         self.conn = OrderConn(self.rest_url, timeout_s=5.0, ca_file=ca)
-        self.cell = np.full(1, -1, np.int64)       # the engine's fd cell (OrderConn.attach_kernel)
+        self.cell = orderkern.cell()               # the engine's fd cell (OrderConn.attach_kernel)
+        self.fns = orderkern.tls_fns()
         if cfg.leg0_send == "kernel":
             self.conn.attach_kernel(self.cell)
         self.peek = np.zeros(1, np.uint8)
-        orderkern.wire_write(-1, self.peek, 1, self.peek)   # compiled (or loaded) now, not at a fire
+        self.stamp = np.zeros(1, np.int64)
+        # compiled (or loaded) now, not at a fire
+        orderkern.wire_write(-1, 0, self.peek, 1, self.peek, self.fns, self.stamp)
         self.conn.connect()
         self.n_req = 0
         self.req = self._build()
@@ -114,18 +117,10 @@ class Floor:
         req = self.conn.post_request(self.signer, PATH_TEST,
                                      time.time_ns() // 1_000_000 + self.client.clock_offset_ms, body)
         self.req_arr = np.frombuffer(req, np.uint8).copy()   # (the engine's ok_req row)
+        # the write's arguments as plain values, off the measured path (this loop is the
+        # connection's only user: it changes only in _build's caller, after a lost answer)
+        self.fd, self.ssl, self.n = int(self.cell["fd"][0]), int(self.cell["ssl"][0]), len(req)
         return req
-
-    def send(self) -> int:
-        """The request out as the engine's leg 0 goes (module docstring); when the bytes
-        were all written (monotonic ns)."""
-        fd = int(self.cell[0])
-        if fd >= 0:
-            n = orderkern.wire_write(fd, self.req_arr, len(self.req), self.peek)
-            sent_ns = time.monotonic_ns()
-            if n > 0:
-                return self.conn.kernel_sent(fd, n, self.req, sent_ns)
-        return self.conn.send(self.req)
 
     def run(self) -> dict:
         cfg = self.cfg
@@ -140,6 +135,8 @@ class Floor:
             ln.ws.frame_buffer.recv_buffer = []
             readers[ln.fd] = (ln, rd)
             ep.register(ln.fd, select.EPOLLIN)
+        wire_write, peek, fns, stamp = orderkern.wire_write, self.peek, self.fns, self.stamp
+        req_arr = self.req_arr
         spin_ns = int(cfg.busy_poll_us * 1000)
         warm_ns = int(cfg.warm_interval_us * 1000)
         floor_us, reads, last_fire, last_event, last_warm = [], 0, 0, 0, 0
@@ -162,7 +159,15 @@ class Floor:
                         break
                     reads += 1
                     if recv_ns - last_fire >= self.interval_ns:
-                        sent_ns = self.send()                     # the measured path ends here
+                        # the measured path: one jitted call, stamped inside after the write,
+                        # as the chunk kernel writes and stamps leg 0 (orderkern.send_built)
+                        wrote = wire_write(self.fd, self.ssl, req_arr, self.n, peek, fns, stamp) \
+                            if self.fd >= 0 else 0
+                        sent_ns = int(stamp[0])
+                        if wrote > 0:
+                            self.conn.kernel_sent(self.fd, wrote, self.req, sent_ns)
+                        else:       # not written (leg0_send = python, tls_io = ssl, stale)
+                            sent_ns = self.conn.send(self.req)
                         last_fire = recv_ns
                         floor_us.append((sent_ns - recv_ns) / 1e3)
                         try:
@@ -170,6 +175,7 @@ class Floor:
                         except ResponseLost:
                             self.conn.connect()
                         self.req = self._build()
+                        req_arr = self.req_arr
                     pos = 0
                     while True:
                         st, _b0, _s, e = wsread.next_frame(rd.buf, pos, rd.blen)
@@ -186,9 +192,11 @@ class Floor:
                     ln.next_ping_at = now + ln.ping_interval_s
             if now - self.req_ts > 1.0:          # a signature older than 5 s is refused
                 self.req = self._build()
+                req_arr = self.req_arr
             elif warm_ns and not events and time.monotonic_ns() - last_warm > warm_ns:
                 last_warm = time.monotonic_ns()
                 self.req = self._build()
+                req_arr = self.req_arr
         return {"floor_us": stats(floor_us), "reads": reads, "fires": len(floor_us)}
 
     def close(self) -> None:

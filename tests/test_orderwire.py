@@ -2,8 +2,10 @@
 import socket
 import threading
 
+import numpy as np
 import pytest
 
+import orderkern
 from orderwire import OrderConn, OrderWireError, ResponseLost
 
 
@@ -101,40 +103,34 @@ def test_send_when_nothing_listens_then_orderwireerror_not_sent():
 
 def _kernel_write(c, req: bytes):
     """What orderkern.send_built does with a built request: peek_send on the cell's fd."""
-    import numpy as np
 
-    import orderkern
-    fd = int(c.kernel_cell[0])
+    fd = int(c.kernel_cell["fd"][0])
     buf = np.frombuffer(req, np.uint8).copy()
-    return fd, orderkern.wire_write(fd, buf, len(req), np.zeros(1, np.uint8))
+    return fd, orderkern.wire_write(fd, int(c.kernel_cell["ssl"][0]), buf, len(req), np.zeros(1, np.uint8),
+                                    orderkern.tls_fns(), np.zeros(1, np.int64))
 
 
 def test_kernel_cell_when_connection_changes_then_it_names_the_current_plain_descriptor():
-    import numpy as np
     srv = Server([ok(b"a")])
     c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    cell = np.full(1, 7, np.int64)
+    cell = orderkern.cell()
+    cell["fd"] = 7
     c.attach_kernel(cell)
-    assert cell[0] == -1                   # no connection yet: never a stale number
+    assert cell["fd"][0] == -1             # no connection yet: never a stale number
     c.connect()
     first = c.wire
-    assert cell[0] == first.fd
+    assert cell["fd"][0] == first.fd and cell["ssl"][0] == 0
     assert c.refresh(max_idle_s=1e-9).startswith("idle")
-    assert c.wire is not first and cell[0] == c.wire.fd
+    assert c.wire is not first and cell["fd"][0] == c.wire.fd
     assert c.prev_wire is first            # kept open: a kernel write may have used it
     c.close()
-    assert cell[0] == -1 and c.prev_wire is None
-    tls = OrderConn("https://127.0.0.1:1")
-    cell[0] = 5
-    tls.attach_kernel(cell)
-    assert cell[0] == -1                   # TLS: Python writes (the record layer)
+    assert cell["fd"][0] == -1 and c.prev_wire is None
 
 
 def test_kernel_write_when_connection_idle_then_request_out_and_response_read():
     srv = Server([ok(b"k"), ok(b"p")])
     c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    import numpy as np
-    c.attach_kernel(np.full(1, -1, np.int64))
+    c.attach_kernel(orderkern.cell())
     c.connect()
     req = c.request_bytes("POST", "/x", b"", b"{}")
     fd, n = _kernel_write(c, req)
@@ -146,10 +142,9 @@ def test_kernel_write_when_connection_idle_then_request_out_and_response_read():
 
 
 def test_kernel_write_when_refresh_swapped_connection_then_response_read_from_the_one_written():
-    import numpy as np
     srv = Server([ok(b"old")])
     c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    c.attach_kernel(np.full(1, -1, np.int64))
+    c.attach_kernel(orderkern.cell())
     c.connect()
     req = c.request_bytes("POST", "/x", b"", b"{}")
     fd, n = _kernel_write(c, req)
@@ -162,10 +157,9 @@ def test_kernel_write_when_refresh_swapped_connection_then_response_read_from_th
 
 
 def test_kernel_write_when_connection_unknown_then_response_lost_not_misread():
-    import numpy as np
     srv = Server([ok(b"x")])
     c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    c.attach_kernel(np.full(1, -1, np.int64))
+    c.attach_kernel(orderkern.cell())
     c.connect()
     req = c.request_bytes("POST", "/x", b"", b"{}")
     # a descriptor that is neither the current nor the previous connection's: the order's
@@ -180,11 +174,9 @@ def test_kernel_write_when_connection_unknown_then_response_lost_not_misread():
 def test_kernel_write_when_venue_closed_idle_connection_then_nothing_written_and_send_reconnects():
     import time
 
-    import orderkern
     srv = Server([ok(b"1")])               # answers once, then closes the idle connection
     c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    import numpy as np
-    c.attach_kernel(np.full(1, -1, np.int64))
+    c.attach_kernel(orderkern.cell())
     c.connect()
     req = c.request_bytes("POST", "/x", b"", b"{}")
     c.send(req)
@@ -193,20 +185,18 @@ def test_kernel_write_when_venue_closed_idle_connection_then_nothing_written_and
     _fd, n = _kernel_write(c, req)
     assert n == orderkern.SENT_STALE       # nothing written on a closed connection
     c.send(req)                            # fire_leg0's fallback: reconnect, then write
-    assert c.inline_reconnects == 1 and c.kernel_cell[0] == c.wire.fd
+    assert c.inline_reconnects == 1 and c.kernel_cell["fd"][0] == c.wire.fd
 
 
 def test_kernel_write_when_socket_takes_part_then_rest_written_by_kernel_sent():
-    import numpy as np
     srv = Server([ok(b"whole")])
     c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    c.attach_kernel(np.full(1, -1, np.int64))
+    c.attach_kernel(orderkern.cell())
     c.connect()
     req = c.request_bytes("POST", "/x", b"", b'{"a":"' + b"x" * 200 + b'"}')
-    import orderkern
-    fd = int(c.kernel_cell[0])
+    fd = int(c.kernel_cell["fd"][0])
     head = np.frombuffer(req[:50], np.uint8).copy()
-    assert orderkern.wire_write(fd, head, 50, np.zeros(1, np.uint8)) == 50
+    assert orderkern.wire_write(fd, 0, head, 50, np.zeros(1, np.uint8), orderkern.tls_fns(), np.zeros(1, np.int64)) == 50
     c.kernel_sent(fd, 50, req, 1)          # as if the socket took 50 bytes of the request
     assert c.read_response()[2] == b"whole"
     assert srv.requests[0] == req

@@ -21,6 +21,7 @@ import pytest
 
 import report
 import slots as slotmod
+import tlsio
 from engine_harness import EngineRun
 from reconcile import balances_total, reconcile
 
@@ -205,17 +206,19 @@ def test_pong_without_id_when_pings_answered_as_kucoin_does_then_links_stay_up()
     assert c["pong_missed"] == 0 and c["reconnects"] == 0, c
 
 
-@pytest.mark.parametrize("leg0_order,leg0_send", [("market", "kernel"), ("ioc", "kernel"),
-                                                  ("market", "python")])
+@pytest.mark.parametrize("leg0_order,leg0_send,tls", [("market", "kernel", False), ("ioc", "kernel", False),
+                                                      ("market", "python", False), ("market", "kernel", True)])
 def test_leg0_built_in_kernel_when_trading_live_then_every_leg0_is_its_request_and_reconciles(
-        leg0_order, leg0_send):
+        leg0_order, leg0_send, tls):
     """orderkern.py (leg0_build = kernel, the default): every leg 0 leaves with the request
     the chunk kernel sized, signed and framed, and written by the kernel too (leg0_send =
     kernel, the default) or by Python; the venue takes each signature, clientOid and
     amount; leg 0's amount (and IOC price) in the record is the venue's order; the books
     reconcile."""
-    with engine(slots=2, leg0_order=leg0_order, leg0_send=leg0_send,
-                sim={"mispricing_rate": 2.0}) as er:
+    if tls and not tlsio.available():
+        pytest.skip(tlsio.WHY_NOT or "held TLS I/O unavailable")
+    sim = {"mispricing_rate": 2.0, **({"tls": "true"} if tls else {})}
+    with engine(slots=2, leg0_order=leg0_order, leg0_send=leg0_send, sim=sim) as er:
         wait_synced(er)
         er.wait_for(lambda: len(triangles(er)) >= 6, 40.0)
         res = finish(er)

@@ -159,6 +159,46 @@ def test_order_conn_when_venue_closes_it_then_refresh_replaces_it_off_the_order_
     c.close()
 
 
+def test_order_conn_when_kernel_writes_over_tls_then_ssl_write_on_its_ssl_and_venue_answers(tsim):
+    """leg0_send = kernel over TLS: the cell names the connection's descriptor and SSL*, the
+    kernel's SSL_write (orderkern.peek_send, jitted) makes records the venue accepts, the ssl
+    module reads the answer; a connection the venue closed is left to Python, which reconnects."""
+    import numpy as np
+
+    import orderkern
+    s = signer(tsim)
+    c = OrderConn(tsim.base_url, ca_file=tsim.ca_file)
+    cell = orderkern.cell()
+    c.attach_kernel(cell)
+    c.connect()
+    assert cell["fd"][0] == c.wire.fd and cell["ssl"][0] == c.wire.held.ssl != 0
+    fns = orderkern.tls_fns()
+    peek = np.zeros(1, np.uint8)
+    for i in range(3):
+        body = b'{"clientOid":"tlsk%d","side":"buy","symbol":"BTC-USDT","type":"market","funds":"10"}' % i
+        req = c.post_request(s, b"/api/v1/hf/orders/test", int(time.time() * 1000), body)
+        fd = int(cell["fd"][0])
+        n = orderkern.wire_write(fd, int(cell["ssl"][0]), np.frombuffer(req, np.uint8).copy(), len(req),
+                                 peek, fns, np.zeros(1, np.int64))
+        assert n == len(req)
+        c.kernel_sent(fd, n, req, 1)
+        status, _h, resp = c.read_response()
+        assert status == 200 and json.loads(resp)["code"] == "200000", resp
+    assert not c.wire.stale()
+    tsim.control(close_rest_conns=True)
+    deadline = time.monotonic() + 5
+    while not c.wire.stale() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    n = orderkern.wire_write(int(cell["fd"][0]), int(cell["ssl"][0]), np.frombuffer(req, np.uint8).copy(),
+                             len(req), peek, fns, np.zeros(1, np.int64))
+    assert n == orderkern.SENT_STALE
+    c.send(req)                      # fire_leg0's fallback: reconnects, then writes
+    assert c.read_response()[0] == 200 and c.inline_reconnects == 1
+    assert cell["fd"][0] == c.wire.fd and cell["ssl"][0] == c.wire.held.ssl
+    c.close()
+    assert cell["fd"][0] == -1
+
+
 # -- verification stays on -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
