@@ -552,6 +552,9 @@ def _decide_window(res, recv_ns, state, px, sz, symtab, tris, sym_tri_start, sym
 
 
 # -- GIL-holding entries (see pipeline.py: a nogil entry hands the GIL away mid-decision) -----
+# They must stay GIL-holding for another reason too: orderkern.send_built writes leg 0 on
+# the descriptor in ok_info[slot]["fd"], which OrderConn changes (and whose socket it
+# closes) only while holding the GIL (docs/design.md 6.1).
 
 @njit(cache=True)
 def hot_chunk(tab, buf, blen, recv_ns, res):

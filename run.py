@@ -515,6 +515,7 @@ def warm_up(sh) -> float:
 
     import books
     import hotctx
+    import orderkern
     import pipeline
     import rings
     import slots
@@ -536,6 +537,10 @@ def warm_up(sh) -> float:
     # fill rings of its own, or a warm-up record would reach a real executor
     scratch.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
     scratch.opp_ring = rings.alloc_ring(sh.opp_ring[0].dtype, len(sh.opp_ring[0]))   # ditto
+    # ... and no order connection: a signal staged here may build leg 0, never write it
+    # (orderkern.send_built; the real cells are filled after this, but not by contract)
+    scratch.ok_info["fd"] = -1
+    scratch.ok_ctl[orderkern.C_SEND] = 0
     tab = hotctx.Table(scratch, sh.symtable)
     ws = np.frombuffer(wsread.text_header(len(frame)) + frame.tobytes(), np.uint8).copy()
     hotctx.hot_chunk(tab.tab, ws, len(ws), time.monotonic_ns(), hotctx.alloc_result())
