@@ -367,7 +367,8 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
         res["us"]["stage_entry"] = {"n": int(m[1]), "p50": float(m[2]), "p90": float(m[3]), "p99": float(m[4]),
                                     "p99.9": float("nan"), "max": float("nan")}   # (not logged)
     m = re.search(r"(?m)^.*run: started in .*$", proc.stdout)
-    res["started_line"] = m[0] if m else ""
+    # a kept file names no machine path: a TLS run's ca_file (a temp file) by its basename
+    res["started_line"] = re.sub(r"(?:/[^\s/;,)]+)+/([^\s/;,)]+)", r"\1", m[0]) if m else ""
     print(f"pnl: {res['pnl']}  net: {res['net']}")
     if a.scrape_metrics:
         res["metrics_scrapes"] = {"interval_s": a.scrape_interval, "ms": stats([x * 1e3 for x in scrapes])}
