@@ -110,6 +110,15 @@ def _kernel_write(c, req: bytes):
                                     orderkern.tls_fns(), np.zeros(1, np.int64))
 
 
+def _kernel_conn(script):
+    """A scripted server and a connected OrderConn whose descriptor cell is attached."""
+    srv = Server(script)
+    c = OrderConn(f"http://127.0.0.1:{srv.port}")
+    c.attach_kernel(orderkern.cell())
+    c.connect()
+    return srv, c
+
+
 def test_kernel_cell_when_connection_changes_then_it_names_the_current_plain_descriptor():
     srv = Server([ok(b"a")])
     c = OrderConn(f"http://127.0.0.1:{srv.port}")
@@ -128,10 +137,7 @@ def test_kernel_cell_when_connection_changes_then_it_names_the_current_plain_des
 
 
 def test_kernel_write_when_connection_idle_then_request_out_and_response_read():
-    srv = Server([ok(b"k"), ok(b"p")])
-    c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    c.attach_kernel(orderkern.cell())
-    c.connect()
+    srv, c = _kernel_conn([ok(b"k"), ok(b"p")])
     req = c.request_bytes("POST", "/x", b"", b"{}")
     fd, n = _kernel_write(c, req)
     assert n == len(req)
@@ -142,10 +148,7 @@ def test_kernel_write_when_connection_idle_then_request_out_and_response_read():
 
 
 def test_kernel_write_when_refresh_swapped_connection_then_response_read_from_the_one_written():
-    srv = Server([ok(b"old")])
-    c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    c.attach_kernel(orderkern.cell())
-    c.connect()
+    srv, c = _kernel_conn([ok(b"old")])
     req = c.request_bytes("POST", "/x", b"", b"{}")
     fd, n = _kernel_write(c, req)
     assert n == len(req)
@@ -157,10 +160,7 @@ def test_kernel_write_when_refresh_swapped_connection_then_response_read_from_th
 
 
 def test_kernel_write_when_connection_unknown_then_response_lost_not_misread():
-    srv = Server([ok(b"x")])
-    c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    c.attach_kernel(orderkern.cell())
-    c.connect()
+    srv, c = _kernel_conn([ok(b"x")])
     req = c.request_bytes("POST", "/x", b"", b"{}")
     # a descriptor that is neither the current nor the previous connection's: the order's
     # state is unknown (the executor asks REST), never read off another connection
@@ -174,10 +174,7 @@ def test_kernel_write_when_connection_unknown_then_response_lost_not_misread():
 def test_kernel_write_when_venue_closed_idle_connection_then_nothing_written_and_send_reconnects():
     import time
 
-    srv = Server([ok(b"1")])               # answers once, then closes the idle connection
-    c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    c.attach_kernel(orderkern.cell())
-    c.connect()
+    srv, c = _kernel_conn([ok(b"1")])     # answers once, then closes the idle connection
     req = c.request_bytes("POST", "/x", b"", b"{}")
     c.send(req)
     assert c.read_response()[2] == b"1"
@@ -189,10 +186,7 @@ def test_kernel_write_when_venue_closed_idle_connection_then_nothing_written_and
 
 
 def test_kernel_write_when_socket_takes_part_then_rest_written_by_kernel_sent():
-    srv = Server([ok(b"whole")])
-    c = OrderConn(f"http://127.0.0.1:{srv.port}")
-    c.attach_kernel(orderkern.cell())
-    c.connect()
+    srv, c = _kernel_conn([ok(b"whole")])
     req = c.request_bytes("POST", "/x", b"", b'{"a":"' + b"x" * 200 + b'"}')
     fd = int(c.kernel_cell["fd"][0])
     head = np.frombuffer(req[:50], np.uint8).copy()
