@@ -430,3 +430,59 @@ def test_kernel_warm_when_kernel_writes_leg0_then_its_copies_never_write():
     finally:
         a.close()
         b.close()
+
+
+def _window(sh, names, now, late=()):
+    """A read-ahead window of `names` (oldest first); those in `late` stamped an hour later,
+    so that every book looks too old from them (the screen's age check: no bound)."""
+    res = hotctx.alloc_result()
+    for j, name in enumerate(names):
+        k = hotctx.R_WIN + 3 * j
+        res[k], res[k + 1] = sid(sh, name), now + j
+        res[k + 2] = now + j + (3_600 * 10**9 if name in late else 0)
+    res[hotctx.R_WIN_N] = len(names)
+    return res
+
+
+def _order(sh, res):
+    """The window's symbols in the order they will be decided (newest end first)."""
+    n = int(res[hotctx.R_WIN_N])
+    names = sh.universe.symbols
+    return [names[int(res[hotctx.R_WIN + 3 * j])] for j in range(n - 1, -1, -1)]
+
+
+def test_promising_first_when_window_has_promising_symbols_then_they_are_decided_first():
+    """hotctx._promising_first: symbols whose triangles pass the top-of-book screen go first,
+    the others keep their newest-first order after them; nothing moves when none passes,
+    and equal bounds keep the newest-first order."""
+    sh = make_shared()
+    load_fair(sh)
+    uni = sh.universe
+    now = time.monotonic_ns()
+    args = (sh.book_state, sh.book_px, sh.book_sz, uni.symtab, uni.tris, uni.sym_tri_start,
+            uni.sym_tri_list, sh.params)
+    names = ["ETH-BTC", "BTC-USDT", "ETH-USDT"]
+    res = _window(sh, names, now)
+    hotctx._promising_first(res, *args)              # fair books: no edge anywhere
+    assert _order(sh, res) == names[::-1]
+    # a cheap ETH-BTC ask: every symbol here is in both triangles, so all three pass with the
+    # same bound and keep the newest-first order
+    e = sid(sh, "ETH-BTC")
+    sh.book_px[e, 1, 0] = 0.049
+    sh.book_sz[e, 1, 0] = 5.0
+    res = _window(sh, names, now)
+    hotctx._promising_first(res, *args)
+    assert _order(sh, res) == names[::-1]
+    # the newest symbol's screen finds no bound (its books too old from its stamp): it goes
+    # after the promising ones
+    res = _window(sh, names, now, late=("ETH-USDT",))
+    hotctx._promising_first(res, *args)
+    assert _order(sh, res) == ["BTC-USDT", "ETH-BTC", "ETH-USDT"]
+    # each entry keeps its own stamps
+    for j in range(3):
+        k = hotctx.R_WIN + 3 * j
+        assert res[k + 1] == now + names.index(uni.symbols[int(res[k])])
+    # and nothing moves when no symbol passes
+    res = _window(sh, names, now, late=tuple(names))
+    hotctx._promising_first(res, *args)
+    assert _order(sh, res) == names[::-1]
