@@ -529,11 +529,7 @@ def _decide_window(res, recv_ns, state, px, sz, symtab, tris, sym_tri_start, sym
     newest first: the symbol of the read's last frame, the last change the venue sent, then
     backwards (pipeline.decide_l2), each followed by the opportunity journal; at a signal, leg
     0's request is built (orderkern.build_leg0) and the slot returned, the rest left for the
-    next call. Before the first decision of a window of several symbols, the ones whose
-    triangles pass the top-of-book screen are moved to be decided first, highest bound first
-    (_promising_first)."""
-    if res[R_WIN_I] == 0 and res[R_WIN_N] > 1:
-        _promising_first(res, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list, params)
+    next call."""
     while res[R_WIN_I] < res[R_WIN_N]:
         k = R_WIN + 3 * (res[R_WIN_N] - 1 - res[R_WIN_I])
         res[R_WIN_I] += 1
@@ -553,52 +549,6 @@ def _decide_window(res, recv_ns, state, px, sz, symtab, tris, sym_tri_start, sym
                           sym_tri_list, tri_last_ns, tri_bound, ostate, oparams, ocand, ocap, obuf,
                           octrl, octl)
     return pipeline.NO_SIGNAL
-
-
-@njit(nogil=True, cache=True)
-def _promising_first(res, state, px, sz, symtab, tris, sym_tri_start, sym_tri_list, params):
-    """Reorder the window (R_WIN, oldest to newest, decided from the newest end) so that the
-    symbols with a triangle that passes the top-of-book screen (triangles.screen_triangle, the
-    first step of evaluate_best, ~30-60 ns a triangle, no side effects) are decided first,
-    the highest bound first; the others keep their newest-first order after them. Measured on
-    the EPYC host (docs/design.md 9.2): the wait between the signalling frame's parse and its
-    symbol's decision, the other symbols of its window decided first, was 2 us p50 but 117 us
-    p99."""
-    n = res[R_WIN_N]
-    bnd = np.empty(n, np.float64)
-    anyp = False
-    for j in range(n):
-        k = R_WIN + 3 * j
-        sym = res[k]
-        b = -np.inf
-        if state[sym]["status"] == books.BOOK_SYNCED:
-            for idx in range(sym_tri_start[sym], sym_tri_start[sym + 1]):
-                code, bound = triangles.screen_triangle(sym_tri_list[idx], res[k + 2], state, px, sz,
-                                                        symtab, tris, params)
-                if code == triangles.EVC_CANDIDATES and bound > b:
-                    b = bound
-        bnd[j] = b
-        if b > -np.inf:
-            anyp = True
-    if not anyp:
-        return
-    # stable insertion sort by bound, ascending: the unpromising (-inf) keep their order at the
-    # oldest end, the promising end at the newest end, highest last (decided first)
-    for i in range(1, n):
-        bi = bnd[i]
-        ki = R_WIN + 3 * i
-        s0, s1, s2 = res[ki], res[ki + 1], res[ki + 2]
-        j = i - 1
-        while j >= 0 and bnd[j] > bi:
-            bnd[j + 1] = bnd[j]
-            kj = R_WIN + 3 * j
-            res[kj + 3] = res[kj]
-            res[kj + 4] = res[kj + 1]
-            res[kj + 5] = res[kj + 2]
-            j -= 1
-        bnd[j + 1] = bi
-        kj = R_WIN + 3 * (j + 1)
-        res[kj], res[kj + 1], res[kj + 2] = s0, s1, s2
 
 
 # -- GIL-holding entries (see pipeline.py: a nogil entry hands the GIL away mid-decision) -----
