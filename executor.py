@@ -108,9 +108,10 @@ SIG_FIRE = rings.record_struct(rings.SIGNAL_DTYPE, ("corr", "tri", "start_vol", 
 ROW_CORR_TRI = rings.record_struct(EXEC_DTYPE, ("corr", "tri"))
 ROW_PHASES = rings.record_struct(EXEC_DTYPE, ("phase",))
 SLOT_CANCEL = rings.record_struct(slotmod.INFLIGHT_DTYPE, ("cancel",))
-OK_INFO = rings.record_struct(orderkern.INFO_DTYPE, ("corr", "len", "text_off", "text_len", "units",
-                                                     "signed_ns", "px_units", "px_off", "px_len",
-                                                     "sent", "sent_fd", "sent_ns"))
+OK_INFO_FIELDS = ("corr", "len", "text_off", "text_len", "units", "signed_ns", "px_units", "px_off",
+                  "px_len", "sent", "sent_fd", "sent_ns")
+OK_INFO = rings.record_struct(orderkern.INFO_DTYPE, OK_INFO_FIELDS)
+OK_SENT = OK_INFO_FIELDS.index("sent")     # > 0: the kernel wrote the request (orderkern.send_built)
 
 
 class _Watch:
@@ -301,7 +302,7 @@ class Executor:
         built = info[1] != 0 and info[0] == corr
         if built:
             self._fire_built(tri, start_vol, info)
-            if info[9] > 0:
+            if info[OK_SENT] > 0:
                 built = 2
         elif self.ioc:
             self.fire_leg(0, start_vol, bid0, new_tri=tri, lim=lim0, lim_base=base0)
