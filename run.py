@@ -443,7 +443,8 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     sh.pend, sh.pctl = books.alloc_pending(seq_jump_max=cfg.max_seq_jump)
     sh.changes = l2wire.alloc_changes()
     sh.l2hdr = l2wire.alloc_l2hdr()
-    sh.params = triangles.alloc_params(cfg.min_profit_bps, cfg.max_book_age_ms, cfg.max_levels)
+    sh.params = triangles.alloc_params(cfg.min_profit_bps, cfg.max_book_age_ms, cfg.max_levels,
+                                       max_scan=cfg.max_scan, search_tol_bps=cfg.search_tol_bps)
     sh.cands = triangles.alloc_candidates(max(64, int(np.diff(uni.sym_tri_start).max(initial=0)) + 1))
     sh.evc = triangles.alloc_eval_counters()
     sh.balances = uni.ccy_array(balances_dec)
@@ -482,7 +483,8 @@ def allocate(cfg, uni, balances_dec: dict, run_id: int, rest_url: str) -> Shared
     (sh.opp_state, sh.opp_params, sh.opp_cand, sh.opp_cap, ring_buf, ring_ctrl,
      sh.opp_ctl) = opportunity.alloc(uni.ntri, len(uni.currencies),
                                      getattr(cfg, "opportunity_floor_bps", 0.0), cfg.max_book_age_ms,
-                                     cfg.max_levels, getattr(cfg, "opportunities", True))
+                                     cfg.max_levels, getattr(cfg, "opportunities", True),
+                                     max_scan=cfg.max_scan, search_tol_bps=cfg.search_tol_bps)
     sh.opp_ring = (ring_buf, ring_ctrl)          # hot -> "opp" thread (opportunity.Journal)
     # paper legs' levels, exec k -> hot (paperbook.py); paper_applied: hot thread
     sh.paper_rings, sh.paper_applied, sh.paper_scratch = paperbook.alloc(cfg.slots)

@@ -120,3 +120,12 @@ def test_describe_when_alert_url_has_a_path_then_path_hidden():
     assert "alert_url = https://hooks.example.com:8443/<hidden>" in text
     assert "s3cr3tpath" not in text and "services" not in text
     assert "alert_url = http://127.0.0.1:9" in config.parse_config("[engine]\nalert_url = http://127.0.0.1:9\n").describe()
+
+
+def test_parse_when_search_keys_out_of_range_then_one_line_each():
+    with pytest.raises(ConfigError) as ei:
+        parse_config("[engine]\nsearch_tol_bps = -1\nmax_scan = 0\n", "t.ini")
+    probs = ei.value.problems
+    assert any("search_tol_bps = '-1': must be >= 0" in p for p in probs)
+    assert any("max_scan = '0': must be >= 1" in p for p in probs)
+    assert len(probs) == 2

@@ -159,6 +159,17 @@ def sh():
     return s
 
 
+def test_allocate_when_search_keys_set_then_engine_and_opportunity_params_carry_them():
+    syms = [d for d in json.loads((ROOT / "data" / "symbols-2024-09.json").read_text())
+            if d["symbol"] in NAMES]
+    cfg = parse_config(INI.format(slots=1) + "search_tol_bps = 0.5\nmax_scan = 7\n",
+                       "test.ini", environ={})
+    uni = universe.Universe(syms, cfg.primary_quotes, {}, 0.001)
+    s = run.allocate(cfg, uni, {"USDT": "1000"}, 7, "http://127.0.0.1:1")
+    for prm in (s.params, s.opp_params):      # an opportunity is sized as the engine sizes
+        assert prm[0]["search_tol_bps"] == 0.5 and prm[0]["max_scan"] == 7
+
+
 # ---- pipeline.on_level2: book outcomes --------------------------------------------------
 
 def test_on_level2_when_fair_update_then_applied_evaluated_and_no_signal(sh):
