@@ -172,6 +172,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2,
                     help="rounds of (floor, engine), or with --tls of (plain, TLS[, ssl])")
     ap.add_argument("--no-floor", action="store_true", help="one engine run, no floor")
+    ap.add_argument("--floor-delays", default="0", metavar="US,US",
+                    help="the floor probe's --delays-us (its docstring); the table's floor is the first")
     ap.add_argument("--scrape-metrics", type=int, default=0, metavar="PORT",
                     help="metrics_port = PORT, scraped every --scrape-interval s during the run")
     ap.add_argument("--scrape-interval", type=float, default=1.0)
@@ -239,9 +241,10 @@ def floor_run(a, tag: str):
     out = tmp / "floor.json"
     print(f"bench_latency: {tag}: running the floor probe for {a.seconds:.0f}s", flush=True)
     proc = subprocess.run([sys.executable, str(ROOT / "profiles" / "probe_floor.py"), str(ini),
-                           "--seconds", str(a.seconds), "--rate", str(a.rate), "--out", str(out)],
+                           "--seconds", str(a.seconds), "--rate", str(a.rate), "--out", str(out),
+                           "--delays-us", a.floor_delays],
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    print(proc.stdout.strip()[-400:])
+    print(proc.stdout.strip()[-900:])
     if proc.returncode != 0 or not out.exists():
         print(f"bench_latency: the floor probe exited {proc.returncode}")
         return None

@@ -25,7 +25,13 @@ balance changes). With warm_interval_us it rebuilds its request while idle, as t
 keeps its order path warm.
 
 Prints and writes p50/p90/p99/p99.9/max of floor_us (read receipt -> bytes written), with
-the machine description (hostinfo.machine).
+the machine description (hostinfo.machine), and write_us: the write alone (stamped just
+before the jitted call -> after the write; the engine's "L0 signed -> sent").
+
+--delays-us 0,45 waits (spinning) that long between the read and the write, taking the
+delays in turn order by order, and reports both measures per delay (by_delay): what the same
+write costs when it leaves later after a frame, as the engine's does after parsing and
+evaluating (profiles/README.md, "The floor and the send"). The plain floor is delay 0.
 """
 from __future__ import annotations
 
@@ -73,9 +79,10 @@ def stats(vals: list[float]) -> dict:
 
 
 class Floor:
-    def __init__(self, cfg, seconds: float, rate: float):
+    def __init__(self, cfg, seconds: float, rate: float, delays_us=(0.0,)):
         self.cfg = cfg
         self.seconds = seconds
+        self.delays_ns = [int(d * 1000) for d in delays_us]
         self.interval_ns = int(1e9 / rate)
         self.log_lines: list[str] = []
         creds = {"key": "sim-" + pysecrets.token_hex(8), "secret": pysecrets.token_hex(16),
@@ -140,6 +147,8 @@ class Floor:
         spin_ns = int(cfg.busy_poll_us * 1000)
         warm_ns = int(cfg.warm_interval_us * 1000)
         floor_us, reads, last_fire, last_event, last_warm = [], 0, 0, 0, 0
+        delays = self.delays_ns
+        by_delay = {d: ([], []) for d in delays}       # delay ns -> (floor_us, write_us)
         t_end = time.monotonic() + self.seconds
         while time.monotonic() < t_end:
             now_ns = time.monotonic_ns()
@@ -159,8 +168,13 @@ class Floor:
                         break
                     reads += 1
                     if recv_ns - last_fire >= self.interval_ns:
+                        delay = delays[len(floor_us) % len(delays)]
+                        if delay:
+                            while time.monotonic_ns() - recv_ns < delay:
+                                pass
                         # the measured path: one jitted call, stamped inside after the write,
                         # as the chunk kernel writes and stamps leg 0 (orderkern.send_built)
+                        pre_ns = time.monotonic_ns()
                         wrote = wire_write(self.fd, self.ssl, req_arr, self.n, peek, fns, stamp) \
                             if self.fd >= 0 else 0
                         sent_ns = int(stamp[0])
@@ -170,6 +184,8 @@ class Floor:
                             sent_ns = self.conn.send(self.req)
                         last_fire = recv_ns
                         floor_us.append((sent_ns - recv_ns) / 1e3)
+                        by_delay[delay][0].append(floor_us[-1])
+                        by_delay[delay][1].append((sent_ns - pre_ns) / 1e3)
                         try:
                             self.conn.read_response()
                         except ResponseLost:
@@ -197,7 +213,12 @@ class Floor:
                 last_warm = time.monotonic_ns()
                 self.req = self._build()
                 req_arr = self.req_arr
-        return {"floor_us": stats(floor_us), "reads": reads, "fires": len(floor_us)}
+        res = {"floor_us": stats(by_delay[delays[0]][0]), "write_us": stats(by_delay[delays[0]][1]),
+               "reads": reads, "fires": len(floor_us)}
+        if len(delays) > 1:
+            res["by_delay"] = {f"{d / 1000:g}": {"floor_us": stats(f), "write_us": stats(w)}
+                               for d, (f, w) in by_delay.items()}
+        return res
 
     def close(self) -> None:
         for ln in self.links:
@@ -216,10 +237,18 @@ def main(argv=None) -> int:
     ap.add_argument("ini", help="the ini the engine runs with (bench_latency writes one)")
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--rate", type=float, default=20, help="orders written per second (at most)")
+    ap.add_argument("--delays-us", default="0",
+                    help="comma-separated waits between read and write, taken in turn (docstring)")
     ap.add_argument("--out", default="")
     a = ap.parse_args(argv)
     cfg = load_config(a.ini)
-    fl = Floor(cfg, a.seconds, a.rate)
+    try:
+        delays = [float(x) for x in a.delays_us.split(",")]
+        if not delays or min(delays) < 0:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--delays-us {a.delays_us!r}: expected comma-separated numbers >= 0")
+    fl = Floor(cfg, a.seconds, a.rate, delays)
     try:
         res = fl.run()
     finally:
@@ -227,9 +256,12 @@ def main(argv=None) -> int:
     res.update({"machine": machine(), "ini": Path(a.ini).name, "cpus": list(cfg.cpus),
                 "busy_poll_us": cfg.busy_poll_us, "warm_interval_us": cfg.warm_interval_us,
                 "leg0_send": cfg.leg0_send})
-    s = res["floor_us"]
-    print(f"probe_floor: {res['fires']} orders over {res['reads']} reads; floor (us) "
-          + " ".join(f"{k}={s[k]:.1f}" for k in ("p50", "p90", "p99", "p99.9", "max") if k in s))
+    print(f"probe_floor: {res['fires']} orders over {res['reads']} reads")
+    for d, r in (res.get("by_delay") or {f"{delays[0]:g}": res}).items():
+        for name in ("floor_us", "write_us"):
+            s = r[name]
+            print(f"  delay {d} us: {name[:-3]} (us) "
+                  + " ".join(f"{k}={s[k]:.1f}" for k in ("p50", "p90", "p99", "p99.9", "max") if k in s))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1))
     return 0
