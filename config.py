@@ -141,7 +141,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "max_book_age_ms": (_num(int, 1, 3_600_000), "5000"),
         "max_start": (_amounts, "USDT=100,USDC=100,BTC=0.002,ETH=0.05"),
         "max_levels": (_num(int, 1, 100), "20"),
-        "search_tol_bps": (_num(float, 0, 100), "0.01"),
+        "search_tol_bps": (_num(float, 0, 100), "0.1"),   # docs/design.md 5.2
         "max_scan": (_num(int, 1, 10_000), "32"),
         "book_depth": (_num(int, 25, 400), "64"),   # > books.REFILL_MIN (24)
         "max_seq_jump": (_num(int, 1, 10**15), "100000"),

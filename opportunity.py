@@ -73,7 +73,7 @@ HUGE = 1e30              # "no balance or max_start limit": the market's size, n
 
 
 def alloc(ntri: int, nccy: int, floor_bps: float, max_book_age_ms: float, max_levels: int,
-          enabled: bool = True, flags: int = 0, max_scan: int = 32, search_tol_bps: float = 0.01):
+          enabled: bool = True, flags: int = 0, max_scan: int = 32, search_tol_bps: float = 0.1):
     """(state, params, cand, cap, ring_buf, ring_ctrl, ctl) for run.allocate. The search
     settings are the engine's (docs/design.md 5.2), so an opportunity's size is the one the
     engine would have picked."""

@@ -54,7 +54,7 @@ Search for the best V (exactness and limits):
    whose bound is within search_tol_bps of the best found (of max(best, 0) without
    EMIT_ALL: a class that cannot profit cannot change the decision). Ties: smaller V.
 Exactness: the result is the optimum of the execution model over every lattice V, within
-params.search_tol_bps (default 0.01 bps of V), unless a direction reached params.max_scan
+params.search_tol_bps (default 0.1 bps of V), unless a direction reached params.max_scan
 classes (default 32); then the row's gap_bps bounds what an unsearched V could add and
 EVC_INEXACT counts it. That happens when the profit surface is flat at the increment scale
 (relaxed marginal rate near 1 over many classes, so the flooring noise of about one
@@ -139,7 +139,7 @@ CANDIDATE_DTYPE = np.dtype([
 
 
 def alloc_params(min_profit_bps=10.0, max_book_age_ms=2000.0, max_levels=20, flags=0,
-                 max_scan=32, search_tol_bps=0.01):
+                 max_scan=32, search_tol_bps=0.1):
     p = np.zeros(1, PARAMS_DTYPE)
     p[0]["min_profit_bps"] = min_profit_bps
     p[0]["max_book_age_ms"] = max_book_age_ms
