@@ -628,7 +628,7 @@ class KernelWarm:
     being cold after each idle period (docs/design.md 9).
 
     Owner: the hot thread only. It never writes a shared array: the copies are its own
-    (books, pending buffers, slots, stage, counters, fill rings), and the universe arrays and
+    (books, pending buffers, slots, stage, counters, fill and opportunity rings), and the universe arrays and
     symbol table it reads are read-only after start-up. Its books are a snapshot of the real
     ones (`refresh`, taken by the hot thread itself between frames), so the evaluation walks
     real depth, and each pass lifts one book by 10 % so that the triangles selling that symbol
@@ -642,6 +642,11 @@ class KernelWarm:
             if isinstance(value, np.ndarray):
                 setattr(sc, name, value.copy())
         sc.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
+        # ... and an opportunity ring of its own: the loop above copies arrays, not the
+        # (buffer, control) tuple, and the copies' opportunity.track would otherwise publish
+        # each lifted book's edge to the real journal (~27 phantom records a second, all at
+        # the 10 % lift). Nothing reads this one: once full, it counts drops in sc.opp_ctl.
+        sc.opp_ring = rings.alloc_ring(sh.opp_ring[0].dtype, len(sh.opp_ring[0]))
         sc.params[0]["min_profit_bps"] = -1e9
         sc.params[0]["flags"] = sc.params[0]["flags"] | triangles.EVAL_IGNORE_AGE
         sc.control[:] = 0                      # never halted

@@ -286,11 +286,18 @@ def test_route_fill_when_event_of_another_signal_then_totals_of_the_one_in_fligh
 
 def _all_shared(sh) -> dict:
     """Every shared array's contents, field by field (a structured copy's padding bytes are
-    not data)."""
+    not data), those held in lists and tuples too (rings: (buffer, control) pairs)."""
     out = {}
-    for name, v in vars(sh).items():
+
+    def add(name, v):
         if isinstance(v, np.ndarray):
             out[name] = [v[f].tobytes() for f in v.dtype.names] if v.dtype.names else v.tobytes()
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                add(f"{name}[{i}]", x)
+    for name, v in vars(sh).items():
+        add(name, v)
+    assert "opp_ring[1]" in out and "fill_rings[0][1]" in out
     return out
 
 
