@@ -628,8 +628,8 @@ class KernelWarm:
     being cold after each idle period (docs/design.md 9).
 
     Owner: the hot thread only. It never writes a shared array: the copies are its own
-    (books, pending buffers, slots, stage, counters, fill and opportunity rings), and the universe arrays and
-    symbol table it reads are read-only after start-up. Its books are a snapshot of the real
+    (books, pending buffers, slots, stage, counters, fill and opportunity rings), and the
+    universe arrays and symbol table it reads are read-only after start-up. Its books are a snapshot of the real
     ones (`refresh`, taken by the hot thread itself between frames), so the evaluation walks
     real depth, and each pass lifts one book by 10 % so that the triangles selling that symbol
     show an edge and run the whole way: search in depth, pick, slot, staged signal (all into
