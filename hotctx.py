@@ -618,6 +618,25 @@ def _plain(x: float) -> bytes:
     return format(Decimal(repr(x)), "f").encode()
 
 
+def private_copy(sh):
+    """A copy of run.Shared that the kernels can run on without reaching anything real (the
+    start-up warm-up in run.py, KernelWarm): every array copied; rings of its own, since the
+    rings are (buffer, control) tuples that an array-by-array copy would share (a fill record
+    would reach a real executor, an opportunity the real journal); and no order connection, so
+    a staged signal may build leg 0's request but never write it (orderkern.send_built). The
+    universe and the symbol table are shared: read-only after start-up."""
+    import copy
+    sc = copy.copy(sh)
+    for name, value in vars(sh).items():
+        if isinstance(value, np.ndarray):
+            setattr(sc, name, value.copy())
+    sc.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
+    sc.opp_ring = rings.alloc_ring(sh.opp_ring[0].dtype, len(sh.opp_ring[0]))
+    sc.ok_info["fd"] = -1
+    sc.ok_ctl[orderkern.C_SEND] = 0
+    return sc
+
+
 class KernelWarm:
     """Runs hot_chunk (frame cut, topic lookup, parse, book apply, every triangle through the
     symbol screened and searched in depth) on scratch copies of the shared arrays while the
@@ -628,32 +647,18 @@ class KernelWarm:
     being cold after each idle period (docs/design.md 9).
 
     Owner: the hot thread only. It never writes a shared array: the copies are its own
-    (books, pending buffers, slots, stage, counters, fill and opportunity rings), and the
-    universe arrays and symbol table it reads are read-only after start-up. Its books are a snapshot of the real
-    ones (`refresh`, taken by the hot thread itself between frames), so the evaluation walks
-    real depth, and each pass lifts one book by 10 % so that the triangles selling that symbol
+    (private_copy: books, pending buffers, slots, stage, counters, fill and opportunity rings,
+    no order connection), and the universe arrays and symbol table it reads are read-only
+    after start-up. Its books are a snapshot of the real ones (`refresh`, taken by the hot
+    thread itself between frames), so the evaluation walks real depth, and each pass lifts one book by 10 % so that the triangles selling that symbol
     show an edge and run the whole way: search in depth, pick, slot, staged signal (all into
     the copies); its params ignore book age."""
 
     def __init__(self, sh, min_books_synced: int = 1):
-        import copy
-        sc = copy.copy(sh)
-        for name, value in vars(sh).items():
-            if isinstance(value, np.ndarray):
-                setattr(sc, name, value.copy())
-        sc.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
-        # ... and an opportunity ring of its own: the loop above copies arrays, not the
-        # (buffer, control) tuple, and the copies' opportunity.track would otherwise publish
-        # each lifted book's edge to the real journal (~27 phantom records a second, all at
-        # the 10 % lift). Nothing reads this one: once full, it counts drops in sc.opp_ctl.
-        sc.opp_ring = rings.alloc_ring(sh.opp_ring[0].dtype, len(sh.opp_ring[0]))
+        sc = private_copy(sh)
         sc.params[0]["min_profit_bps"] = -1e9
         sc.params[0]["flags"] = sc.params[0]["flags"] | triangles.EVAL_IGNORE_AGE
         sc.control[:] = 0                      # never halted
-        # its staged signals may build leg 0's request (warming that code) but never write
-        # it: no descriptor, and the kernel's write off (orderkern.send_built)
-        sc.ok_info["fd"] = -1
-        sc.ok_ctl[orderkern.C_SEND] = 0
         self.sh, self.sc = sh, sc
         self.table = Table(sc, sh.symtable)
         self.res = alloc_result()

@@ -73,14 +73,13 @@ HUGE = 1e30              # "no balance or max_start limit": the market's size, n
 
 
 def alloc(ntri: int, nccy: int, floor_bps: float, max_book_age_ms: float, max_levels: int,
-          enabled: bool = True, flags: int = 0, max_scan: int = 32, search_tol_bps: float = 0.1):
-    """(state, params, cand, cap, ring_buf, ring_ctrl, ctl) for run.allocate. The search
-    settings are the engine's (docs/design.md 5.2), so an opportunity's size is the one the
-    engine would have picked."""
+          enabled: bool = True, flags: int = 0, **search):
+    """(state, params, cand, cap, ring_buf, ring_ctrl, ctl) for run.allocate. `search`
+    (max_scan, search_tol_bps; triangles.alloc_params's defaults otherwise) is the engine's
+    (docs/design.md 5.2), so an opportunity's size is the one the engine would have picked."""
     state = np.zeros(max(1, ntri), OPP_STATE_DTYPE)
     state["bound"] = np.nan
-    params = triangles.alloc_params(floor_bps, max_book_age_ms, max_levels, flags=flags,
-                                    max_scan=max_scan, search_tol_bps=search_tol_bps)
+    params = triangles.alloc_params(floor_bps, max_book_age_ms, max_levels, flags=flags, **search)
     cand = triangles.alloc_candidates(1)
     cap = np.full(max(1, nccy), HUGE)
     buf, ctrl = rings.alloc_ring(OPP_DTYPE, RING_CAP)

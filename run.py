@@ -513,21 +513,15 @@ def warm_up(sh) -> float:
     """Compile (or load from cache) every kernel with the exact production argument types,
     on scratch copies, before any link opens (docs/design.md 9: a compile on the hot thread
     stalls it for milliseconds). Returns seconds taken."""
-    import copy
-
     import books
     import hotctx
-    import orderkern
     import pipeline
     import rings
     import slots
     import wsread
 
     t0 = time.perf_counter()
-    scratch = copy.copy(sh)        # the same universe; copies of every array the kernels write
-    for name, value in vars(sh).items():
-        if isinstance(value, np.ndarray):
-            setattr(scratch, name, value.copy())
+    scratch = hotctx.private_copy(sh)   # the same universe; copies of what the kernels write
     args = pipe_args(scratch)
     sym = 0
     sym_name = sh.universe.symbols[sym]
@@ -535,14 +529,7 @@ def warm_up(sh) -> float:
         ('{"type":"message","topic":"/market/level2:%s","subject":"trade.l2update","data":'
          '{"changes":{"asks":[["1.5","2","12"]],"bids":[["1.4","1","11"]]},"sequenceEnd":12,'
          '"sequenceStart":11,"symbol":"%s","time":1}}' % (sym_name, sym_name)).encode(), np.uint8)
-    # the chunk entry, over a table of the copies (a WebSocket text frame holding `frame`);
-    # fill rings of its own, or a warm-up record would reach a real executor
-    scratch.fill_rings = [rings.alloc_ring(buf.dtype, len(buf)) for buf, _ in sh.fill_rings]
-    scratch.opp_ring = rings.alloc_ring(sh.opp_ring[0].dtype, len(sh.opp_ring[0]))   # ditto
-    # ... and no order connection: a signal staged here may build leg 0, never write it
-    # (orderkern.send_built; the real cells are filled after this, but not by contract)
-    scratch.ok_info["fd"] = -1
-    scratch.ok_ctl[orderkern.C_SEND] = 0
+    # the chunk entry, over a table of the copies (a WebSocket text frame holding `frame`)
     tab = hotctx.Table(scratch, sh.symtable)
     ws = np.frombuffer(wsread.text_header(len(frame)) + frame.tobytes(), np.uint8).copy()
     hotctx.hot_chunk(tab.tab, ws, len(ws), time.monotonic_ns(), hotctx.alloc_result())
