@@ -4,6 +4,7 @@ Run:  python profiles/bench_latency.py [--seconds 40] [--rate 20] [--update-rate
                                        [--rounds 2] [--fire-from hot|executor] [--tag NAME]
                                        [--extra k=v ...] [--halt-poll-ns N] [--no-floor]
                                        [--tls [--tls-io-ab]] [--scrape-metrics PORT]
+                                       [--patch-ab DIFF]
 By default it measures the host's floor and the engine in one invocation, interleaved
 (floor, engine, floor, engine for --rounds 2): probe_floor.py is a do-nothing client with
 the engine's own receive path, polling, pinning and order connection, on the same simulator
@@ -43,6 +44,11 @@ profiles/results/latency_<tag>_<variant>_<round>.json (tag default "tls"; varian
 held, ssl) and the side-by-side table goes to latency_<tag>_summary.json. Every run also
 reports the hot thread's mean socket read (recv, or the SSL_read loop with its decryption)
 from the engine's last lines.
+--patch-ab DIFF: a change measured before it is made. A is this tree, B a temporary copy of
+it with the unified diff DIFF applied; runs a, b, a, b (--rounds 2) on the same settings,
+writes latency_<tag>_{a,b}_<round>.json (tag default ab_<DIFF's name>) and prints tick-to-fire
+and the stages side by side (latency_<tag>_summary.json, with the diff's text). The diffs in
+profiles/patches/ are diagnostics kept that way (profiles/README.md).
 A benchmark, not a test: nothing here asserts a time.
 """
 from __future__ import annotations
@@ -52,6 +58,7 @@ import bisect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -177,11 +184,14 @@ def main() -> int:
     ap.add_argument("--scrape-metrics", type=int, default=0, metavar="PORT",
                     help="metrics_port = PORT, scraped every --scrape-interval s during the run")
     ap.add_argument("--scrape-interval", type=float, default=1.0)
+    ap.add_argument("--patch-ab", metavar="DIFF",
+                    help="same-run A/B of a change: this tree against a temporary copy with "
+                         "the unified diff DIFF applied, interleaved (a, b, a, b); no floor")
     ap.add_argument("--halt-poll-ns", type=int, default=None,
                     help="host tuning for this run (root; restored after): idle vCPUs poll this "
                          "long before halting (cpuidle-haltpoll guest_halt_poll_ns)")
     a = ap.parse_args()
-    go = run_tls if a.tls else run if a.no_floor else run_floor
+    go = run_patch_ab if a.patch_ab else run_tls if a.tls else run if a.no_floor else run_floor
     if a.halt_poll_ns is None:
         return go(a)
     before = HALT_POLL.read_text().strip()
@@ -271,26 +281,86 @@ def run_tls(a) -> int:
             res = run(a, tag=f"{tag}_{name}_{rnd}", engine_over=eng, sim_over=sim)
             if res is None:
                 return 1
-            rows.append({"variant": name, "round": rnd, "file": f"latency_{tag}_{name}_{rnd}.json",
-                         "triangles": res["triangles"], "reads": res.get("reads"),
-                         "signal_reads_us": res.get("signal_reads_us"),
-                         **{m: {k: res["us"][m][k] for k in ("n", "p50", "p90", "p99")}
-                            for m in HEADLINE if m in res["us"]}})
+            rows.append(_row(name, rnd, f"latency_{tag}_{name}_{rnd}.json", res, HEADLINE))
+    return side_by_side(a, tag, rows, ", ".join(v[0] for v in variants), HEADLINE)
+
+
+def side_by_side(a, tag: str, rows: list, variants: str, cols: tuple, extra: dict | None = None) -> int:
+    """Print the interleaved runs' p50 / p99 side by side; write latency_<tag>_summary.json."""
     print(f"\nbench_latency: {tag}: interleaved runs of {a.seconds:.0f}s each, same invocation "
-          f"(variants: {', '.join(v[0] for v in variants)}); p50 / p99 in us")
-    print(f"{'run':14s}" + "".join(f"{m:>24s}" for m in HEADLINE) + f"{'read us':>9s}{'sig read p50/p99':>18s}")
+          f"(variants: {variants}); p50 / p99 in us")
+    print(f"{'run':14s}" + "".join(f"{m:>24s}" for m in cols) + f"{'read us':>9s}{'sig read p50/p99':>18s}")
     for r in rows:
         cells = "".join(f"{r[m]['p50']:11.1f} /{r[m]['p99']:9.1f}  " if m in r else f"{'-':>24s}"
-                        for m in HEADLINE)
+                        for m in cols)
         rd = r.get("reads") or {}
         sr = r.get("signal_reads_us") or {}
         print(f"{r['variant'] + ' ' + str(r['round']):14s}{cells}{rd.get('mean_us', float('nan')):9.2f}"
               f"{sr.get('p50', float('nan')):9.1f} /{sr.get('p99', float('nan')):6.1f}")
     out = ROOT / "profiles" / "results" / f"latency_{tag}_summary.json"
     out.write_text(json.dumps({"tag": tag, "seconds": a.seconds, "rounds": a.rounds,
-                               "machine": machine(), "rows": rows}, indent=1))
+                               "machine": machine(), "extra": a.extra, **(extra or {}), "rows": rows},
+                              indent=1))
     print(f"bench_latency: wrote {out.relative_to(ROOT)}")
     return 0
+
+
+def _row(name: str, rnd: int, file: str, res: dict, cols: tuple) -> dict:
+    return {"variant": name, "round": rnd, "file": file, "triangles": res["triangles"],
+            "status": res["status"], "reads": res.get("reads"),
+            "signal_reads_us": res.get("signal_reads_us"),
+            **{m: {k: res["us"][m][k] for k in ("n", "p50", "p90", "p99")}
+               for m in cols if m in res["us"]}}
+
+
+AB_COLS = ("tick_to_fire", "stage_parsed", "stage_book", "stage_evaluated", "signal_to_fire",
+           "L0_sign_to_sent")
+# what a --patch-ab copy leaves out: history, caches, results, virtual environments, logs
+AB_IGNORE = (".git", ".numba_cache", "__pycache__", ".venv", "venv", ".ci", "results", "logs",
+             ".pytest_cache")
+
+
+def run_patch_ab(a) -> int:
+    """A/B of a change in one invocation: A is this tree as it is, B a temporary copy of it
+    with the unified diff --patch-ab applied (git apply, else patch -p1); runs A, B, A, B
+    (--rounds) on the same settings and prints them side by side. The copy compiles its own
+    kernels on its first run, before its measured window (run_seconds counts from the
+    start of trading), and is deleted at the end."""
+    diff = Path(a.patch_ab).resolve()
+    if not diff.is_file():
+        print(f"bench_latency: --patch-ab: no such file: {a.patch_ab}")
+        return 2
+    tag = a.tag or f"ab_{diff.stem}"
+    tmp = Path(tempfile.mkdtemp(prefix="bench_latency_ab_"))
+    copy = tmp / "tree"
+    try:
+        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*AB_IGNORE))
+        err = ""
+        for cmd in (["git", "apply", str(diff)],
+                    ["patch", "-p1", "--batch", "--forward", "-i", str(diff)]):
+            try:
+                p = subprocess.run(cmd, cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+            except FileNotFoundError:
+                err += f"{cmd[0]}: not installed\n"
+                continue
+            if p.returncode == 0:
+                break
+            err += p.stdout
+        else:
+            print(f"bench_latency: --patch-ab: {diff.name} does not apply to this tree:\n{err.strip()}")
+            return 2
+        rows = []
+        for rnd in range(1, a.rounds + 1):
+            for name, root in (("a", ROOT), ("b", copy)):
+                res = run(a, tag=f"{tag}_{name}_{rnd}", root=root)
+                if res is None:
+                    return 1
+                rows.append(_row(name, rnd, f"latency_{tag}_{name}_{rnd}.json", res, AB_COLS))
+        return side_by_side(a, tag, rows, f"a = this tree, b = with {diff.name}", AB_COLS,
+                            {"patch": diff.name, "patch_text": diff.read_text()})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_ini(a, tag: str, engine_over: dict | None = None, sim_over: dict | None = None):
@@ -328,9 +398,11 @@ def write_ini(a, tag: str, engine_over: dict | None = None, sim_over: dict | Non
     return tmp, ini, engine, sim
 
 
-def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None = None):
-    """One engine run. Returns its result dict (also written as JSON), or None (printed)
-    when the engine failed; main() turns that into the exit code."""
+def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None = None,
+        root: Path = ROOT):
+    """One engine run of the tree at `root` (--patch-ab: the patched copy). Returns its
+    result dict (also written as JSON, under this tree's results), or None (printed) when
+    the engine failed; main() turns that into the exit code."""
     single = not tag
     tag = tag or a.tag or f"{a.fire_from}_{a.order_path}"
     tmp, ini, engine, sim = write_ini(a, tag, engine_over, sim_over)
@@ -341,7 +413,7 @@ def run(a, tag: str = "", engine_over: dict | None = None, sim_over: dict | None
     if a.scrape_metrics:
         threading.Thread(target=scrape_loop, args=(a.scrape_metrics, a.scrape_interval, scrapes, stop),
                          daemon=True).start()
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), str(ini)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, str(root / "run.py"), str(ini)], cwd=root,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     stop.set()
     journals = list(tmp.glob("*/journal.jsonl"))
