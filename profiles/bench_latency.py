@@ -336,11 +336,14 @@ def run_patch_ab(a) -> int:
     try:
         shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*AB_IGNORE))
         err = ""
+        # git must not take the copy for part of a repository above it (it would apply the
+        # diff relative to that repository's top)
+        env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp.parent)}
         for cmd in (["git", "apply", str(diff)],
                     ["patch", "-p1", "--batch", "--forward", "-i", str(diff)]):
             try:
-                p = subprocess.run(cmd, cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True)
+                p = subprocess.run(cmd, cwd=copy, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
             except FileNotFoundError:
                 err += f"{cmd[0]}: not installed\n"
                 continue

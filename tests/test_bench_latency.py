@@ -8,7 +8,9 @@ Run: `python -m pytest -q tests/test_bench_latency.py`.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -81,3 +83,22 @@ def test_patch_ab_refuses_a_diff_that_does_not_apply(tree, tmp_path, monkeypatch
     assert (tree / "mod.py").read_text() == "X = 1\nY = 2\n"
     missing = tmp_path / "none.diff"
     assert bl.run_patch_ab(_args(missing)) == 2
+
+
+def test_patch_ab_applies_to_the_copy_inside_another_repository(tree, tmp_path, monkeypatch):
+    """A temp folder inside some git checkout: git apply must still patch the copy."""
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    subprocess.run(["git", "init", "-q", str(outer)], check=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(outer))
+    diff = tmp_path / "y3.diff"
+    diff.write_text(DIFF)
+    seen = []
+
+    def fake_run(a, tag="", engine_over=None, sim_over=None, root=None):
+        seen.append((root / "mod.py").read_text())
+        return {"triangles": 0, "status": {}, "us": {}}
+
+    monkeypatch.setattr(bl, "run", fake_run)
+    assert bl.run_patch_ab(_args(diff)) == 0
+    assert seen[1] == seen[3] == "X = 1\nY = 3\n" and seen[0] == "X = 1\nY = 2\n"
